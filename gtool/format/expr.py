@@ -1,0 +1,345 @@
+"""The node shorthand: `u: x @ W + b` -> operations, parsed with `ast`, never evaluated.
+
+The spec's grammar (cmp/expr/term/unary/power/atom/args/attr) is a subset of Python's
+expression grammar with the same precedence and associativity, so `ast.parse(mode='eval')`
+does the parsing and this module walks the tree, refusing every Python form the grammar
+does not have. Nested operations become anonymous nodes `__<owner>_<n>` and numbers become
+constants from the same counter, so every generated name is unique per owner and points
+back to it in errors and diagrams.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from gtool.errors import GraphError
+
+__all__ = ["MAX_DEPTH", "MAX_LENGTH", "ExprConst", "ExprNode", "parse_expression"]
+
+#: Longer or deeper expressions are refused before Python's parser can run out of stack.
+MAX_LENGTH = 10_000
+MAX_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class ExprNode:
+    """One operation of an expression; `name` is the owner for the root, else `__<owner>_<n>`."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    attrs: dict = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class ExprConst:
+    """A number written in an expression (a weak scalar), named `__<owner>_<n>`."""
+
+    name: str
+    value: int | float | bool
+
+
+_BINOPS: dict[type, str] = {
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "div",
+    ast.MatMult: "matmul",
+    ast.Pow: "pow",
+}
+_CMPOPS: dict[type, str] = {ast.Gt: "greater", ast.Lt: "less", ast.Eq: "equal"}
+_SYMBOLS: dict[type, str] = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult: "@", ast.Pow: "**",
+    ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|",
+    ast.BitXor: "^", ast.BitAnd: "&", ast.Gt: ">", ast.Lt: "<", ast.Eq: "==", ast.NotEq: "!=",
+    ast.GtE: ">=", ast.LtE: "<=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in",
+    ast.NotIn: "not in",
+}  # fmt: skip
+_OPERATORS_HINT = "the operators are + - * / @ ** and the comparisons > < =="
+_DIM_OPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_BOOL_NAMES = {"true": True, "false": False}
+_ATTR_NAMES = {"true": True, "false": False, "null": None}
+#: Python forms that are not in the grammar, with the words to refuse them.
+_REFUSED: dict[type, str] = {
+    ast.Attribute: "attribute access (a.b) is not supported",
+    ast.Subscript: "indexing and slicing (a[i]) are not supported",
+    ast.Lambda: "lambda is not supported",
+    ast.JoinedStr: "f-strings are not supported",
+    ast.BoolOp: "boolean operators (and, or) are not supported; use where(...)",
+    ast.IfExp: "conditional expressions (a if c else b) are not supported; use where(c, a, b)",
+    ast.Dict: "dicts are not supported",
+    ast.Set: "sets are not supported",
+    ast.Tuple: "tuples are not supported (a node's string is one expression)",
+    ast.NamedExpr: "assignment (:=) is not supported",
+    ast.Starred: "unpacking (*a) is not supported",
+    ast.ListComp: "comprehensions are not supported",
+    ast.SetComp: "comprehensions are not supported",
+    ast.DictComp: "comprehensions are not supported",
+    ast.GeneratorExp: "comprehensions are not supported",
+    ast.Await: "await is not supported",
+    ast.Yield: "yield is not supported",
+    ast.YieldFrom: "yield is not supported",
+    ast.Slice: "slices are not supported",
+}
+
+
+def parse_expression(text: str, owner: str) -> tuple[list[ExprNode], list[ExprConst]]:
+    """Parse a node's shorthand string into operations and constants.
+
+    Returns the nodes in dependency order, the owner's own node (named `owner`) last, and
+    the constants. The root is always an operation: a bare name `x` becomes `identity(x)`.
+    Anything outside the grammar is a `GraphError('bad-expression')` that quotes the text,
+    gives the 1-based column, and names the owner node.
+    """
+    return _Parser(text, owner).parse()
+
+
+class _Parser:
+    def __init__(self, text: str, owner: str) -> None:
+        self.text = text
+        self.owner = owner
+        self.count = 0
+        self.nodes: list[ExprNode] = []
+        self.consts: list[ExprConst] = []
+
+    # -- errors ------------------------------------------------------------------------
+
+    def error(self, detail: str, column: int | None = None, line: int | None = None):
+        text = self.text if isinstance(self.text, str) else repr(self.text)
+        quoted = text if len(text) <= 80 else text[:77] + "..."
+        where = ""
+        if column is not None:
+            where = f" (column {column})" if line in (None, 1) else f" (line {line}, column {column})"
+        return GraphError(
+            "bad-expression",
+            f"cannot parse expression {quoted!r}: {detail}{where}",
+            node=self.owner,
+        )
+
+    def at(self, node: ast.AST, detail: str) -> GraphError:
+        line = getattr(node, "lineno", None)
+        col = getattr(node, "col_offset", None)
+        if line is None or col is None:
+            return self.error(detail)
+        return self.error(detail, self._chars(line, col), line)
+
+    def _chars(self, line: int, byte_col: int) -> int:
+        """ast columns count UTF-8 bytes; messages count characters (1-based)."""
+        lines = self.text.split("\n")
+        if not 1 <= line <= len(lines):
+            return byte_col + 1
+        return len(lines[line - 1].encode()[:byte_col].decode("utf-8", "replace")) + 1
+
+    def between(self, a: ast.AST, b: ast.AST, symbol: str, fallback: ast.AST, detail: str):
+        """Point at `symbol` written between nodes `a` and `b` (the operator), if found."""
+        if a.end_lineno == b.lineno:
+            src = self.text.split("\n")[b.lineno - 1].encode()
+            i = src.find(symbol.encode(), a.end_col_offset, b.col_offset)
+            if i >= 0:
+                return self.error(detail, self._chars(b.lineno, i), b.lineno)
+        return self.at(fallback, detail)
+
+    # -- parsing -----------------------------------------------------------------------
+
+    def parse(self) -> tuple[list[ExprNode], list[ExprConst]]:
+        text = self.text
+        if not isinstance(text, str):
+            raise self.error(f"expected a string, found {type(text).__name__}")
+        if not text.strip():
+            raise self.error("the expression is empty")
+        if len(text) > MAX_LENGTH:
+            raise self.error(f"the expression is longer than {MAX_LENGTH} characters")
+        self._check_brackets()
+        try:
+            tree = ast.parse(text, mode="eval")
+        except SyntaxError as e:
+            raise self.error(e.msg or "invalid syntax", e.offset if e.offset else None, e.lineno) from None
+        except (RecursionError, MemoryError):
+            raise self.error(f"the expression is nested more than {MAX_DEPTH} levels deep") from None
+        except ValueError as e:  # e.g. null bytes, on some Python versions
+            raise self.error(str(e)) from None
+        self._check_depth(tree.body)
+        root = tree.body
+        name = self.value(root, root=True)
+        if name is not None:  # a bare name or number: the owner is identity of it
+            self.nodes.append(ExprNode(self.owner, "identity", (name,), {}))
+        return self.nodes, self.consts
+
+    def _check_brackets(self) -> None:
+        """Refuse deep bracket nesting before Python's parser meets it."""
+        depth = 0
+        for i, ch in enumerate(self.text):
+            if ch in "([{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise self.error(f"brackets are nested more than {MAX_DEPTH} levels deep", i + 1)
+            elif ch in ")]}":
+                depth -= 1
+
+    def _check_depth(self, root: ast.AST) -> None:
+        """Bound the tree depth so the recursive walk below cannot overflow."""
+        stack = [(root, 1)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise self.at(node, f"the expression is nested more than {MAX_DEPTH} levels deep")
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.expr, ast.keyword)):
+                    stack.append((child, depth + 1))
+
+    def fresh(self) -> str:
+        self.count += 1
+        return f"__{self.owner}_{self.count}"
+
+    def const(self, value: int | float | bool) -> str:
+        name = self.fresh()
+        self.consts.append(ExprConst(name, value))
+        return name
+
+    def emit(self, op: str, inputs: list[str], attrs: dict, root: bool) -> str | None:
+        name = self.owner if root else self.fresh()
+        self.nodes.append(ExprNode(name, op, tuple(inputs), attrs))
+        return None if root else name
+
+    def value(self, node: ast.AST, root: bool = False) -> str | None:
+        """Walk one tensor-valued expression; return the name holding its value.
+
+        For the root, an operation is named after the owner and None is returned; a leaf
+        (name or number) returns its name and the caller wraps it in identity.
+        """
+        if isinstance(node, ast.Name):
+            ident = node.id
+            if ident in _BOOL_NAMES:
+                return self.const(_BOOL_NAMES[ident])
+            if ident in ("null", "None"):
+                raise self.at(node, "null is only allowed as an attr value (k=null)")
+            if not _NAME.match(ident):
+                raise self.at(node, f"'{ident}' is not a valid name ([A-Za-z_][A-Za-z0-9_]*)")
+            return ident
+        if isinstance(node, ast.Constant):
+            v = node.value
+            if isinstance(v, bool) or (isinstance(v, (int, float)) and not isinstance(v, complex)):
+                return self.const(v)
+            if isinstance(v, str):
+                raise self.at(node, "strings are only allowed as attr values (k='text')")
+            if v is None:
+                raise self.at(node, "None is only allowed as an attr value (k=null)")
+            raise self.at(node, f"{type(v).__name__} literals are not supported")
+        if isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, ast.USub):
+                if isinstance(node.op, ast.Not):
+                    detail = "boolean operators (not) are not supported"
+                else:
+                    sym = "+" if isinstance(node.op, ast.UAdd) else "~"
+                    detail = f"unary '{sym}' is not supported; the only unary operator is -"
+                raise self.at(node, detail)
+            operand = node.operand
+            if isinstance(operand, ast.Constant) and _is_number(operand.value):
+                return self.const(-operand.value)  # -NUMBER is a literal
+            x = self.value(operand)
+            return self.emit("neg", [x], {}, root)
+        if isinstance(node, ast.BinOp):
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                sym = _SYMBOLS.get(type(node.op), type(node.op).__name__)
+                raise self.between(
+                    node.left, node.right, sym, node,
+                    f"operator '{sym}' is not supported; {_OPERATORS_HINT}",
+                )  # fmt: skip
+            a = self.value(node.left)
+            b = self.value(node.right)
+            return self.emit(op, [a, b], {}, root)
+        if isinstance(node, ast.Compare):
+            if len(node.ops) > 1:
+                sym = _SYMBOLS.get(type(node.ops[1]), "?")
+                raise self.between(
+                    node.comparators[0], node.comparators[1], sym, node,
+                    "chained comparisons (a < b < c) are not supported; "
+                    "compare two values at a time",
+                )  # fmt: skip
+            op = _CMPOPS.get(type(node.ops[0]))
+            if op is None:
+                sym = _SYMBOLS.get(type(node.ops[0]), "?")
+                raise self.between(
+                    node.left, node.comparators[0], sym, node,
+                    f"comparison '{sym}' is not supported; the comparisons are > < ==",
+                )  # fmt: skip
+            a = self.value(node.left)
+            b = self.value(node.comparators[0])
+            return self.emit(op, [a, b], {}, root)
+        if isinstance(node, ast.Call):
+            return self.call(node, root)
+        if isinstance(node, ast.List):
+            raise self.at(node, "lists are only allowed as attr values (k=[1, 2])")
+        detail = _REFUSED.get(type(node), f"{type(node).__name__} is not supported")
+        raise self.at(node, detail)
+
+    def call(self, node: ast.Call, root: bool) -> str | None:
+        func = node.func
+        if not isinstance(func, ast.Name):
+            if isinstance(func, ast.Attribute):
+                raise self.at(func, "attribute access (a.b) is not supported; call an op by name")
+            raise self.at(func, "only an op name can be called: NAME(args)")
+        if not _NAME.match(func.id):
+            raise self.at(func, f"'{func.id}' is not a valid op name")
+        inputs = []
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self.at(arg, "unpacking (*a) is not supported")
+            inputs.append(self.value(arg))
+        attrs: dict = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise self.at(kw, "unpacking (**a) is not supported")
+            if kw.arg in attrs:
+                raise self.at(kw, f"keyword '{kw.arg}' is given twice")
+            attrs[kw.arg] = self.attr(kw.value, kw.arg)
+        return self.emit(func.id, inputs, attrs, root)
+
+    def attr(self, node: ast.AST, key: str) -> object:
+        """An attr value as plain data; bare names and dim expressions become strings."""
+        if isinstance(node, ast.Constant):
+            v = node.value
+            if v is None or isinstance(v, (bool, str)) or _is_number(v):
+                return v
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            if isinstance(node.operand, ast.Constant) and _is_number(node.operand.value):
+                return -node.operand.value
+        elif isinstance(node, ast.Name):
+            if node.id in _ATTR_NAMES:
+                return _ATTR_NAMES[node.id]
+            if _NAME.match(node.id):
+                return node.id
+        elif isinstance(node, ast.List):
+            return [self.attr(e, key) for e in node.elts]
+        elif isinstance(node, ast.BinOp) and _is_dim_expr(node):
+            return ast.unparse(node)
+        raise self.at(
+            node,
+            f"attr '{key}' must be a number, true, false, null, a string, a list, a name "
+            "or a dim expression (n + 1, 2 * b)",
+        )
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_dim_expr(node: ast.AST) -> bool:
+    """`n + 5`, `2 * b`, `(n - 1) // 2`: names and ints with + - * //."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.BinOp):
+            if not isinstance(n.op, _DIM_OPS):
+                return False
+            stack += (n.left, n.right)
+        elif isinstance(n, ast.Name):
+            if not _NAME.match(n.id) or n.id in _ATTR_NAMES:
+                return False
+        elif not (isinstance(n, ast.Constant) and type(n.value) is int):
+            return False
+    return True

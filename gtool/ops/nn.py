@@ -1,0 +1,210 @@
+"""Indexing and neural-net ops: one_hot, take_along_axis, softmax, log_softmax, cross_entropy.
+
+Stable by construction: softmax and log_softmax shift by the max in the forward pass, and
+their VJPs are written with softmax itself; cross_entropy's VJP is softmax - one_hot. No
+rewrite pass is needed for these to be safe on logits of 1000.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dims import format_shape, parse_dim
+from ..ir import TensorType
+from .reduce import _logsumexp_fwd
+from .registry import Attr, KernelError, OpDef, ShapeError, register
+
+
+def _need_int(t: TensorType, what: str) -> None:
+    if not t.dtype.startswith("int"):
+        raise ShapeError("dtype-mismatch", f"{what} must be int32 or int64, got {t.dtype}")
+
+
+# one_hot --------------------------------------------------------------------------------
+
+
+def _one_hot_infer(ctx, types, attrs):
+    t = types[0]
+    _need_int(t, "one_hot targets")
+    return TensorType(t.shape + (parse_dim(attrs["depth"]),), attrs["dtype"])
+
+
+def _one_hot_forward(targets, depth, dtype="float64"):
+    return (np.asarray(targets)[..., None] == np.arange(depth)).astype(dtype)
+
+
+register(OpDef("one_hot", 1, _one_hot_infer, _one_hot_forward,
+               attrs={"depth": Attr("dim", None, "number of classes (an int or a dim)", required=True),
+                      "dtype": Attr("dtype", "float64", "the output dtype")},
+               group="indexing", doc="targets -> one-hot rows, class axis last (values outside [0, depth) give zero rows)"))
+
+
+# take_along_axis ---------------------------------------------------------------------------
+
+
+def _take_infer(ctx, types, attrs):
+    x, idx = types
+    _need_int(idx, "take_along_axis index")
+    if x.rank != idx.rank:
+        raise ShapeError("shape-mismatch",
+                         f"take_along_axis needs x and index of one rank: {format_shape(x.shape)} vs {format_shape(idx.shape)}")
+    ax = ctx.axis(attrs["axis"], x.rank)
+    rest = ctx.broadcast(tuple(d for k, d in enumerate(x.shape) if k != ax),
+                         tuple(d for k, d in enumerate(idx.shape) if k != ax))
+    out = list(rest)
+    out.insert(ax, idx.shape[ax])
+    return TensorType(tuple(out), x.dtype, x.weak)
+
+
+def _take_forward(x, index, axis):
+    n = np.shape(x)[axis]
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise KernelError("bad-input", f"take_along_axis index out of range for axis size {n}")
+    return np.take_along_axis(x, index, axis)
+
+
+def _moved_last(b, v, ax, rank):
+    if ax == rank - 1:
+        return v
+    perm = [k for k in range(rank) if k != ax] + [ax]
+    return b("transpose", v, perm=perm)
+
+
+def _take_vjp(b, node, g):
+    """Scatter-add g back along the axis, as one_hot(index) weighted by g, summed over picks."""
+    x, idx = node.inputs
+    rank = b.type(x).rank
+    ax = b.attrs(node)["axis"] % rank
+    depth = b.type(x).shape[ax]
+    oh = b("one_hot", _moved_last(b, idx, ax, rank), depth=depth.to_json(), dtype=b.type(x).dtype)
+    picked = b("sum", b("mul", oh, b("expand_dims", _moved_last(b, g, ax, rank), axis=-1)), axis=-2)
+    if ax != rank - 1:
+        perm = [k for k in range(rank) if k != ax] + [ax]
+        inv = [0] * rank
+        for k, a in enumerate(perm):
+            inv[a] = k
+        picked = b("transpose", picked, perm=inv)
+    return [b.sum_to(picked, x), None]
+
+
+register(OpDef("take_along_axis", 2, _take_infer, _take_forward,
+               attrs={"axis": Attr("int", None, "the axis to pick along", required=True)},
+               vjp=_take_vjp,
+               jvp=lambda b, node, ts: None if ts[0] is None else b("take_along_axis", ts[0], node.inputs[1], **node.attrs),
+               group="indexing", doc="pick values along an axis by integer index (NumPy's take_along_axis)"))
+
+
+# softmax / log_softmax ----------------------------------------------------------------------
+
+AXIS = {"axis": Attr("int", -1, "the class axis")}
+
+
+def _same_float_infer(ctx, types, attrs):
+    t = types[0]
+    ctx.axis(attrs["axis"], t.rank)
+    return TensorType(t.shape, t.dtype if t.dtype.startswith("float") else "float64", t.weak)
+
+
+def softmax_forward(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, np.zeros((), m.dtype))
+    e = np.exp(x - m)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _log_softmax_forward(x, axis=-1):
+    return x - _logsumexp_fwd(x, axis=axis, keepdims=True)
+
+
+def _softmax_vjp(b, node, g):
+    y, ax = node.name, b.attrs(node)["axis"]
+    return [b("mul", y, b("sub", g, b("sum", b("mul", g, y), axis=ax, keepdims=True)))]
+
+
+def _softmax_jvp(b, node, ts):
+    return None if ts[0] is None else _softmax_vjp(b, node, ts[0])[0]  # the Jacobian is symmetric
+
+
+def _log_softmax_vjp(b, node, g):
+    ax = b.attrs(node)["axis"]
+    p = b("exp", node.name)
+    return [b("sub", g, b("mul", p, b("sum", g, axis=ax, keepdims=True)))]
+
+
+def _log_softmax_jvp(b, node, ts):
+    if ts[0] is None:
+        return None
+    ax = b.attrs(node)["axis"]
+    return b("sub", ts[0], b("sum", b("mul", b("exp", node.name), ts[0]), axis=ax, keepdims=True))
+
+
+register(OpDef("softmax", 1, _same_float_infer, softmax_forward, attrs=dict(AXIS),
+               vjp=_softmax_vjp, jvp=_softmax_jvp, group="neural nets", doc="exp(x) / sum(exp(x)), max-shifted"))
+register(OpDef("log_softmax", 1, _same_float_infer, _log_softmax_forward, attrs=dict(AXIS),
+               vjp=_log_softmax_vjp, jvp=_log_softmax_jvp, group="neural nets", doc="x - logsumexp(x), stable"))
+
+
+# cross_entropy ---------------------------------------------------------------------------------
+
+
+def _ce_infer(ctx, types, attrs):
+    logits, targets = types
+    if logits.rank < 1:
+        raise ShapeError("shape-mismatch", "cross_entropy logits need a class axis (rank >= 1)")
+    if not logits.dtype.startswith("float"):
+        raise ShapeError("dtype-mismatch", f"cross_entropy logits must be float, got {logits.dtype}")
+    _need_int(targets, "cross_entropy targets")
+    ctx.same_shape(targets.shape, logits.shape[:-1], "cross_entropy targets must have logits.shape[:-1]")
+    shape = () if attrs["reduction"] != "none" else ctx.resolve_shape(targets.shape)
+    return TensorType(shape, logits.dtype)
+
+
+def _ce_forward(logits, targets, reduction="mean"):
+    n_cls = np.shape(logits)[-1]
+    t = np.asarray(targets)
+    if t.size and (t.min() < 0 or t.max() >= n_cls):
+        bad = t[(t < 0) | (t >= n_cls)].flat[0]
+        raise KernelError("bad-target", f"cross_entropy target {bad} is out of range [0, {n_cls})")
+    lse = _logsumexp_fwd(logits, axis=-1)
+    picked = np.take_along_axis(logits, t[..., None].astype(np.intp), -1)[..., 0]
+    loss = lse - picked
+    if reduction == "mean":
+        return np.mean(loss)
+    if reduction == "sum":
+        return np.sum(loss)
+    return loss
+
+
+def _ce_vjp(b, node, g):
+    logits, targets = node.inputs
+    lt = b.type(logits)
+    red = b.attrs(node)["reduction"]
+    delta = b("sub", b("softmax", logits, axis=-1),
+              b("one_hot", targets, depth=lt.shape[-1].to_json(), dtype=lt.dtype))
+    if red == "none":
+        scale = b("expand_dims", g, axis=-1)
+    elif red == "sum":
+        scale = g
+    else:
+        scale = b("div", g, b("size", targets))
+    return [b("mul", delta, scale), None]
+
+
+def _ce_jvp(b, node, ts):
+    if ts[0] is None:
+        return None
+    logits, targets = node.inputs
+    t = ts[0]
+    expected = b("sum", b("mul", b("softmax", logits, axis=-1), t), axis=-1)
+    picked = b("take_along_axis", t, b("expand_dims", targets, axis=-1), axis=-1)
+    per = b("sub", expected, b("squeeze", picked, axis=-1))
+    red = b.attrs(node)["reduction"]
+    return per if red == "none" else b(red, per)
+
+
+register(OpDef("cross_entropy", 2, _ce_infer, _ce_forward,
+               attrs={"reduction": Attr("choice:mean,sum,none", "mean", "mean, sum or none")},
+               vjp=_ce_vjp, jvp=_ce_jvp, group="neural nets",
+               doc="logsumexp(logits) - logits[target] over the last axis; integer targets"))
+

@@ -1,0 +1,177 @@
+"""Symbolic shape and dtype inference: one walk over the graph in topological order.
+
+Dims declared in `dims:` are rigid names; any other name is free and gets bound by
+unification (`x: [n]` added to `y: [3]` binds n = 3). Broadcasting follows NumPy; a free dim
+is assumed not to be a broadcasting 1. Every problem becomes a located Diagnostic.
+"""
+
+from __future__ import annotations
+
+from .dims import Dim, format_shape, parse_dim
+from .errors import Diagnostic
+from .ir import Graph, TensorType
+from .ops.registry import ShapeError, get_op
+
+
+class ShapeCtx:
+    """The unifier that shape rules talk to. Bindings map free names to dims."""
+
+    def __init__(self, rigid: set[str] | None = None) -> None:
+        self.rigid = set(rigid or ())
+        self.bindings: dict[str, Dim] = {}
+
+    def resolve(self, d: Dim) -> Dim:
+        return d.substitute(self.bindings) if self.bindings else d
+
+    def resolve_shape(self, shape) -> tuple[Dim, ...]:
+        return tuple(self.resolve(d) for d in shape)
+
+    def _bind(self, name: str, value: Dim) -> None:
+        self.bindings = {k: v.substitute({name: value}) for k, v in self.bindings.items()}
+        self.bindings[name] = value
+
+    def unify(self, a: Dim, b: Dim) -> bool:
+        """Make a == b, binding free names if needed. False if they cannot be equal."""
+        a, b = self.resolve(a), self.resolve(b)
+        if a == b:
+            return True
+        diff = a - b
+        if diff.is_const:
+            return False
+        for name in sorted(diff.symbols()):
+            if name in self.rigid:
+                continue
+            c = diff.linear_coeff(name)
+            if c in (1, -1):
+                rest = diff - Dim({(name,): c})
+                value = rest * (-c)
+                if value.is_const and value.value <= 0:
+                    return False
+                self._bind(name, value)
+                return True
+        return False
+
+    def broadcast(self, *shapes) -> tuple[Dim, ...]:
+        """NumPy broadcasting of symbolic shapes; raises ShapeError naming both shapes."""
+        rank = max(len(s) for s in shapes)
+        out: list[Dim] = []
+        for k in range(rank):
+            dim = None
+            for s in shapes:
+                j = k - (rank - len(s))
+                if j < 0:
+                    continue
+                d = self.resolve(s[j])
+                if dim is None or dim == 1:
+                    dim = d
+                elif d == 1 or self.unify(dim, d):
+                    dim = self.resolve(dim)
+                else:
+                    texts = " with ".join(format_shape(self.resolve_shape(x)) for x in shapes)
+                    raise ShapeError(
+                        "shape-mismatch",
+                        f"cannot broadcast {texts}: axis {k - rank} is {dim} in one and {d} in another",
+                    )
+            out.append(dim)
+        return tuple(out)
+
+    def same(self, a: Dim, b: Dim, code: str, message: str) -> Dim:
+        if not self.unify(a, b):
+            raise ShapeError(code, message)
+        return self.resolve(a)
+
+    def same_shape(self, a, b, what: str) -> tuple[Dim, ...]:
+        if len(a) != len(b) or not all(self.unify(x, y) for x, y in zip(a, b)):
+            raise ShapeError(
+                "shape-mismatch",
+                f"{what}: {format_shape(self.resolve_shape(a))} vs {format_shape(self.resolve_shape(b))}",
+            )
+        return self.resolve_shape(a)
+
+    @staticmethod
+    def axis(ax: int, rank: int, what: str = "axis") -> int:
+        """Normalise a possibly negative axis; ShapeError(bad-axis) when out of range."""
+        if not -rank <= ax < rank:
+            lo, hi = -rank, rank - 1
+            span = f"{lo}..{hi}" if rank else "none (the input is a scalar)"
+            raise ShapeError("bad-axis", f"{what} {ax} is out of range for rank {rank} (valid: {span})")
+        return ax % rank
+
+    def axes(self, ax, rank: int) -> tuple[int, ...]:
+        """Reduction axes: None means all; an int or list, normalised and sorted."""
+        if ax is None:
+            return tuple(range(rank))
+        items = [ax] if isinstance(ax, int) else list(ax)
+        out = sorted(self.axis(a, rank) for a in items)
+        if len(set(out)) != len(out):
+            raise ShapeError("bad-axis", f"axis {ax} names the same axis twice")
+        return tuple(out)
+
+    @staticmethod
+    def dim_attr(value) -> Dim:
+        return parse_dim(value)
+
+
+class Inference:
+    """The result of inferring a graph: a type per name, the unifier, and diagnostics."""
+
+    def __init__(self, types: dict[str, TensorType], ctx: ShapeCtx, diagnostics: list[Diagnostic]):
+        self.types = types
+        self.ctx = ctx
+        self.diagnostics = diagnostics
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
+    """Infer every value's type. `dim_values` (from `--dim`) fix dims to sizes first.
+
+    A node whose rule fails is reported once; nodes that depend on it are skipped silently,
+    so one mistake gives one error, not a cascade.
+    """
+    ctx = ShapeCtx(rigid=set(graph.dims))
+    fixed = {k: Dim.const(v) for k, v in (dim_values or {}).items()}
+    types: dict[str, TensorType] = {}
+    diags: list[Diagnostic] = []
+    for name, t in graph.tensors.items():
+        types[name] = TensorType(tuple(d.substitute(fixed) for d in t.shape), t.dtype, t.type.weak)
+    for name, node in graph.nodes.items():
+        ins = [types.get(i) for i in node.inputs]
+        if any(t is None for t in ins):
+            continue
+        op = get_op(node.op)
+        if op is None:
+            continue
+        try:
+            ins = [TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for t in ins]
+            out = op.infer(ctx, ins, op.full_attrs(node.attrs))
+            if node.shape is not None:
+                declared = tuple(d.substitute(fixed) for d in node.shape)
+                inferred = ctx.resolve_shape(out.shape)
+                if len(declared) != len(inferred) or not all(
+                    ctx.unify(a, b) for a, b in zip(inferred, declared)
+                ):
+                    raise ShapeError(
+                        "shape-mismatch",
+                        f"inferred {format_shape(inferred)} but declared {format_shape(declared)}",
+                    )
+            types[name] = out
+        except ShapeError as e:
+            shapes = ", ".join(format_shape(ctx.resolve_shape(t.shape)) for t in ins)
+            diags.append(
+                Diagnostic(
+                    e.code,
+                    f"{e.message} (inputs: {shapes})" if ins and "inputs:" not in e.message else e.message,
+                    node=graph.owner(name),
+                    op=node.op,
+                    **node.loc.where(),
+                )
+            )
+    final = {n: TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for n, t in types.items()}
+    return Inference(final, ctx, diags)
+
+
+def format_type(t: TensorType) -> str:
+    return f"{format_shape(t.shape)} {t.dtype}" + (" (weak)" if t.weak else "")

@@ -1,0 +1,145 @@
+"""Loading and checking graph files: the one path from a file to a checked Graph.
+
+`check_file` never raises for a bad file: it returns a report with every diagnostic.
+`load` is the library form: it returns the Graph or raises a GraphError carrying them all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import Diagnostic, GraphError, UsageError
+from .format.build import build_graph
+from .format.source import load_file
+from .ir import Graph
+from .shapes import Inference, infer
+
+GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
+DATA_SUFFIXES = (".inputs.yaml", ".inputs.yml", ".inputs.json")
+
+
+@dataclass
+class FileReport:
+    path: str
+    graph: Graph | None = None
+    inference: Inference | None = None
+    errors: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "valid": self.valid,
+            "errors": [d.to_json() for d in self.errors],
+            "warnings": [d.to_json() for d in self.warnings],
+        }
+
+
+def expand_paths(args) -> list[str]:
+    """Files named, and every graph file below each directory (hidden folders and *.inputs.* skipped)."""
+    out: list[str] = []
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir():
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for f in sorted(files):
+                    if f.endswith(GRAPH_SUFFIXES) and not f.endswith(DATA_SUFFIXES) and not f.startswith("."):
+                        found.append(str(Path(root) / f))
+            out.extend(sorted(found))
+        elif p.exists():
+            out.append(str(p))
+        else:
+            raise UsageError("usage", f"no such file or directory: {arg}")
+    return out
+
+
+def check_graph(graph: Graph, dim_values: dict[str, int] | None = None) -> tuple[Inference, list, list]:
+    """Shape inference plus the whole-graph checks (scalar loss, unused nodes)."""
+    inference = infer(graph, dim_values)
+    errors = list(inference.diagnostics)
+    warnings: list[Diagnostic] = []
+    if graph.loss is not None and graph.loss in inference.types and inference.types[graph.loss].rank != 0:
+        from .dims import format_shape
+
+        loc = graph.loc(graph.loss)
+        errors.append(Diagnostic("non-scalar-loss",
+                                 f"the loss '{graph.loss}' must be a scalar, but its shape is "
+                                 f"{format_shape(inference.types[graph.loss].shape)}",
+                                 path=graph.path, line=_mark_line(graph, "loss"), node=graph.loss,
+                                 pointer="/loss", hint="reduce it, e.g. sum(...) or mean(...)"))
+        _ = loc
+    live = graph.ancestors(list(graph.outputs) + ([graph.loss] if graph.loss else []))
+    reported = set()
+    for name in list(graph.tensors) + list(graph.nodes):
+        owner = graph.owner(name)
+        if name in live or owner in reported or owner in live:
+            continue
+        if name in graph.tensors and graph.tensors[name].kind == "constant" and name.startswith("__"):
+            continue
+        reported.add(owner)
+        warnings.append(Diagnostic("unused-node", f"'{owner}' is computed but no output depends on it",
+                                   node=owner, severity="warning", **graph.loc(owner).where()))
+    return inference, errors, warnings
+
+
+def _mark_line(graph: Graph, key: str) -> int | None:
+    return graph.cache.get("marks", {}).get(f"/{key}", (None,))[0]
+
+
+def check_file(path: str, dim_values: dict[str, int] | None = None) -> FileReport:
+    """Load, build and infer one file; every problem becomes a diagnostic in the report."""
+    report = FileReport(path)
+    try:
+        data, marks = load_file(path)
+    except UsageError:
+        raise
+    except GraphError as e:
+        report.errors = [_with_path(d, path) for d in e.diagnostics]
+        return report
+    graph, diags = build_graph(data, marks, path)
+    report.errors = [_with_path(d, path) for d in diags if d.severity == "error"]
+    if graph is None:
+        return report
+    graph.cache["marks"] = {k: v for k, v in marks.items() if k.count("/") == 1}
+    inference, errors, warnings = check_graph(graph, dim_values)
+    report.graph, report.inference = graph, inference
+    report.errors += [_with_path(d, path) for d in errors]
+    report.warnings += [_with_path(d, path) for d in warnings]
+    return report
+
+
+def _with_path(d: Diagnostic, path: str) -> Diagnostic:
+    if d.path == path:
+        return d
+    from dataclasses import replace
+
+    return replace(d, path=path)
+
+
+def load(path: str | os.PathLike, dim_values: dict[str, int] | None = None) -> Graph:
+    """Load and check a graph file. Raises GraphError with every diagnostic if it is invalid."""
+    report = check_file(str(path), dim_values)
+    if report.errors:
+        raise GraphError.many(report.errors)
+    graph = report.graph
+    graph.cache["inference"] = report.inference
+    return graph
+
+
+def types_of(graph: Graph):
+    """The inferred types of a graph (cached on it)."""
+    inf = graph.cache.get("inference")
+    if inf is None:
+        inf = infer(graph)
+        if not inf.ok:
+            raise GraphError.many(inf.diagnostics)
+        graph.cache["inference"] = inf
+    return inf.types
