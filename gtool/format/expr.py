@@ -104,42 +104,41 @@ class _Parser:
         self.count = 0
         self.nodes: list[ExprNode] = []
         self.consts: list[ExprConst] = []
+        self.encoded = b""
 
     # -- errors ------------------------------------------------------------------------
 
-    def error(self, detail: str, column: int | None = None, line: int | None = None):
+    def error(self, detail: str, offset: int | None = None) -> GraphError:
+        """A bad-expression error; `offset` is a 0-based character offset into the text."""
         text = self.text if isinstance(self.text, str) else repr(self.text)
         quoted = text if len(text) <= 80 else text[:77] + "..."
         where = ""
-        if column is not None:
-            where = f" (column {column})" if line in (None, 1) else f" (line {line}, column {column})"
+        if offset is not None:
+            offset = max(0, min(offset, len(text)))
+            column = offset - text.rfind("\n", 0, offset)
+            if "\n" in text:
+                where = f" (line {text.count(chr(10), 0, offset) + 1}, column {column})"
+            else:
+                where = f" (column {column})"
         return GraphError(
             "bad-expression",
             f"cannot parse expression {quoted!r}: {detail}{where}",
             node=self.owner,
         )
 
-    def at(self, node: ast.AST, detail: str) -> GraphError:
-        line = getattr(node, "lineno", None)
-        col = getattr(node, "col_offset", None)
-        if line is None or col is None:
-            return self.error(detail)
-        return self.error(detail, self._chars(line, col), line)
+    def _offset(self, byte_col: int) -> int:
+        """ast columns count UTF-8 bytes of the (one-line) source; messages count characters."""
+        return len(self.encoded[:byte_col].decode("utf-8", "replace"))
 
-    def _chars(self, line: int, byte_col: int) -> int:
-        """ast columns count UTF-8 bytes; messages count characters (1-based)."""
-        lines = self.text.split("\n")
-        if not 1 <= line <= len(lines):
-            return byte_col + 1
-        return len(lines[line - 1].encode()[:byte_col].decode("utf-8", "replace")) + 1
+    def at(self, node: ast.AST, detail: str) -> GraphError:
+        col = getattr(node, "col_offset", None)
+        return self.error(detail, None if col is None else self._offset(col))
 
     def between(self, a: ast.AST, b: ast.AST, symbol: str, fallback: ast.AST, detail: str):
         """Point at `symbol` written between nodes `a` and `b` (the operator), if found."""
-        if a.end_lineno == b.lineno:
-            src = self.text.split("\n")[b.lineno - 1].encode()
-            i = src.find(symbol.encode(), a.end_col_offset, b.col_offset)
-            if i >= 0:
-                return self.error(detail, self._chars(b.lineno, i), b.lineno)
+        i = self.encoded.find(symbol.encode(), a.end_col_offset, b.col_offset)
+        if i >= 0:
+            return self.error(detail, self._offset(i))
         return self.at(fallback, detail)
 
     # -- parsing -----------------------------------------------------------------------
@@ -153,20 +152,55 @@ class _Parser:
         if len(text) > MAX_LENGTH:
             raise self.error(f"the expression is longer than {MAX_LENGTH} characters")
         self._check_brackets()
+        # A YAML block string may span lines; Python's eval mode wants one logical line.
+        # Same length, so character offsets still point into the original text.
+        src = text.replace("\r", " ").replace("\n", " ")
         try:
-            tree = ast.parse(text, mode="eval")
+            self.encoded = src.encode("utf-8")
+        except UnicodeError:
+            raise self.error("the text is not valid Unicode") from None
+        try:
+            tree = ast.parse(src, mode="eval")
         except SyntaxError as e:
-            raise self.error(e.msg or "invalid syntax", e.offset if e.offset else None, e.lineno) from None
+            msg = e.msg or "invalid syntax"
+            if e.lineno not in (None, 1):
+                offset = None
+            elif e.offset:
+                offset = e.offset - 1
+            else:  # Python reports the end of the input as offset 0
+                offset = len(text.rstrip())
+                if msg == "invalid syntax":
+                    msg = "the expression ends too early"
+            if msg.startswith("Exceeds the limit"):
+                msg, offset = "the integer has too many digits", None
+            raise self.error(msg, offset) from None
         except (RecursionError, MemoryError):
             raise self.error(f"the expression is nested more than {MAX_DEPTH} levels deep") from None
+        except UnicodeError:
+            raise self.error("the text is not valid Unicode") from None
         except ValueError as e:  # e.g. null bytes, on some Python versions
             raise self.error(str(e)) from None
         self._check_depth(tree.body)
+        if "#" in src:
+            self._check_comments(tree)
         root = tree.body
         name = self.value(root, root=True)
         if name is not None:  # a bare name or number: the owner is identity of it
             self.nodes.append(ExprNode(self.owner, "identity", (name,), {}))
         return self.nodes, self.consts
+
+    def _check_comments(self, tree: ast.AST) -> None:
+        """Python skips `# ...`; the grammar has no comments, so text there would be lost."""
+        spans = [
+            (n.col_offset, n.end_col_offset)
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Constant, ast.JoinedStr)) and isinstance(n.col_offset, int)
+        ]
+        i = self.encoded.find(b"#")
+        while i >= 0:
+            if not any(a <= i < b for a, b in spans):
+                raise self.error("comments (#) are not part of an expression", self._offset(i))
+            i = self.encoded.find(b"#", i + 1)
 
     def _check_brackets(self) -> None:
         """Refuse deep bracket nesting before Python's parser meets it."""
@@ -175,7 +209,7 @@ class _Parser:
             if ch in "([{":
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise self.error(f"brackets are nested more than {MAX_DEPTH} levels deep", i + 1)
+                    raise self.error(f"brackets are nested more than {MAX_DEPTH} levels deep", i)
             elif ch in ")]}":
                 depth -= 1
 
@@ -194,7 +228,7 @@ class _Parser:
         self.count += 1
         return f"__{self.owner}_{self.count}"
 
-    def const(self, value: int | float | bool) -> str:
+    def const(self, value: float | bool) -> str:
         name = self.fresh()
         self.consts.append(ExprConst(name, value))
         return name

@@ -111,9 +111,7 @@ def _decode(text: str | bytes, path: str, code: str) -> str:
                 line=line,
                 column=column,
             ) from None
-    if text.startswith("\ufeff"):  # a UTF-8 byte order mark is allowed and skipped
-        text = text[1:]
-    return text
+    return text.removeprefix("\ufeff")  # a UTF-8 byte order mark is allowed and skipped
 
 
 def _escape(key: str) -> str:
@@ -263,38 +261,37 @@ def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bo
                 raise _anchor_error(ev, path, kptr if is_map and key is not None else ptr)
             v = ev.value
             tag = ev.tag
-            if is_map:
-                if key is None:  # a mapping key
-                    if tag is not None and tag not in _SCALAR_TAGS:
-                        raise _tag_error(ev, tag, path, ptr)
-                    if v in cur:
-                        kp = f"{ptr}/{_escape(v)}"
-                        fl, fc = marks.get(kp, ("?", "?"))
-                        line, column = _mark(ev)
-                        raise GraphError(
-                            "duplicate-key",
-                            f"duplicate key '{v}' (first defined at line {fl}, column {fc}); "
-                            "a key may appear only once in a mapping",
-                            path=path,
-                            line=line,
-                            column=column,
-                            pointer=kp,
-                        )
-                    if v == "<<" and not ev.style:
-                        line, column = _mark(ev)
-                        raise GraphError(
-                            "yaml-alias",
-                            "merge keys (<<) are not supported; write the entries out",
-                            path=path,
-                            line=line,
-                            column=column,
-                            pointer=ptr,
-                        )
-                    key = v
-                    kptr = f"{ptr}/{v}" if "/" not in v and "~" not in v else f"{ptr}/{_escape(v)}"
-                    m = ev.start_mark
-                    marks[kptr] = (m.line + 1, m.column + 1)
-                    continue
+            if is_map and key is None:  # a mapping key
+                if tag is not None and tag not in _SCALAR_TAGS:
+                    raise _tag_error(ev, tag, path, ptr)
+                if v in cur:
+                    kp = f"{ptr}/{_escape(v)}"
+                    fl, fc = marks.get(kp, ("?", "?"))
+                    line, column = _mark(ev)
+                    raise GraphError(
+                        "duplicate-key",
+                        f"duplicate key '{v}' (first defined at line {fl}, column {fc}); "
+                        "a key may appear only once in a mapping",
+                        path=path,
+                        line=line,
+                        column=column,
+                        pointer=kp,
+                    )
+                if v == "<<" and not ev.style:
+                    line, column = _mark(ev)
+                    raise GraphError(
+                        "yaml-alias",
+                        "merge keys (<<) are not supported; write the entries out",
+                        path=path,
+                        line=line,
+                        column=column,
+                        pointer=ptr,
+                    )
+                key = v
+                kptr = f"{ptr}/{v}" if "/" not in v and "~" not in v else f"{ptr}/{_escape(v)}"
+                m = ev.start_mark
+                marks[kptr] = (m.line + 1, m.column + 1)
+                continue
             if tag is None:
                 if not ev.style:  # plain: YAML 1.2 core schema
                     if v in special:
@@ -472,10 +469,10 @@ _SCALAR = rf"(?:{_STRING}|{_NUMBER}|(true|false|null))"
 #: An object entry: key, then a scalar and the delimiter after it, or an opening bracket.
 #: Groups: 1 entry start, 2 key, 3 string, 4 number, 5 literal, 6 delimiter, 7 bracket.
 _OBJ_ENTRY = re.compile(
-    rf"{_WS}(){_STRING}{_WS}:{_WS}(?:{_SCALAR}{_WS}([,\]}}])|([\[{{]))", re.S
+    rf"{_WS}(){_STRING}{_WS}:{_WS}(?:{_SCALAR}{_WS}([,\]}}])|([\[{{]))", re.DOTALL
 )
 #: An array item. Groups: 1 item start, 2 string, 3 number, 4 literal, 5 delimiter, 6 bracket.
-_ARR_ITEM = re.compile(rf"{_WS}()(?:{_SCALAR}{_WS}([,\]}}])|([\[{{]))", re.S)
+_ARR_ITEM = re.compile(rf"{_WS}()(?:{_SCALAR}{_WS}([,\]}}])|([\[{{]))", re.DOTALL)
 #: What follows a closed container: a delimiter.
 _AFTER = re.compile(rf"{_WS}([,\]}}])")
 _SKIP_WS = re.compile(_WS)

@@ -1,0 +1,48 @@
+"""Backends: how op kernels run. NumPy is the reference; numba and CUDA plug in here.
+
+A backend maps an op to a kernel with the op's NumPy forward signature. Backends know ops
+only by name and never hold a second copy of their semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import UsageError
+from ..ops.registry import OpDef
+
+
+class Backend:
+    """The contract: a name, and a kernel per op. `compile` may replace the interpreter."""
+
+    name = "numpy"
+
+    def kernel(self, op: OpDef) -> Callable:
+        return op.forward
+
+    def compile(self, program):  # noqa: ANN001 - a Program; None means: use the interpreter
+        return None
+
+    def to_host(self, x):
+        return x
+
+
+NUMPY = Backend()
+BACKENDS = ("numpy", "numba", "cuda")
+
+
+def get_backend(name: str | Backend | None) -> Backend:
+    """The backend of that name; numba and cuda are imported lazily (optional extra)."""
+    if name is None or name == "numpy":
+        return NUMPY
+    if isinstance(name, Backend):
+        return name
+    if name == "numba":
+        from .numba_cpu import NumbaBackend
+
+        return NumbaBackend.instance()
+    if name == "cuda":
+        from .numba_cuda import CudaBackend
+
+        return CudaBackend.instance()
+    raise UsageError("usage", f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")

@@ -1,0 +1,230 @@
+"""Getting data into a run: given arrays, values in the file, random inputs, param init.
+
+Also binds dims from the data (`x: [batch, 3]` fed a (128, 3) array binds batch = 128) and
+checks every array against its declared shape and dtype, naming the dim that disagrees.
+Randomness is seeded per tensor name, so adding a tensor never changes another's values.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from .dims import Dim, format_shape
+from .errors import GraphError, UsageError, did_you_mean
+from .ir import Graph, Tensor
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+
+
+def _as_array(name: str, value, t: Tensor) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise UsageError("bad-input", f"data for '{name}' is not an array: {e}") from None
+    if arr.dtype == object:
+        raise UsageError("bad-input", f"data for '{name}' is not a rectangular numeric array")
+    want = np.dtype(t.dtype)
+    if want.kind in "iu" and arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise UsageError("bad-input", f"'{name}' is declared {t.dtype} but the data has non-integer values")
+    if want.kind == "b" and arr.dtype.kind != "b":
+        if not np.isin(arr, (0, 1)).all():
+            raise UsageError("bad-input", f"'{name}' is declared bool but the data is not 0/1 or true/false")
+    if arr.dtype.kind not in "biuf":
+        raise UsageError("bad-input", f"data for '{name}' has dtype {arr.dtype}, not a number type")
+    return arr.astype(want, copy=False)
+
+
+class DimBinder:
+    """Binds dim names from data shapes, then checks every declared shape against the data."""
+
+    def __init__(self, graph: Graph, fixed: dict[str, int] | None, free: dict[str, Dim]) -> None:
+        self.graph = graph
+        self.bindings: dict[str, int] = dict(fixed or {})
+        self.free = free  # names bound by shape inference to expressions of other names
+
+    def bind(self, name: str, shape: tuple, data_shape: tuple) -> None:
+        if len(shape) != len(data_shape):
+            raise UsageError("bad-input", f"'{name}' has shape {list(data_shape)} but is declared "
+                             f"{format_shape(shape)} (rank {len(data_shape)} vs {len(shape)})")
+        for k, (d, n) in enumerate(zip(shape, data_shape)):
+            syms = d.symbols()
+            if len(syms) == 1 and d == Dim.sym(next(iter(syms))):
+                s = next(iter(syms))
+                if s in self.bindings and self.bindings[s] != n:
+                    raise UsageError("bad-input", f"'{name}' has shape {list(data_shape)}: axis {k} is {n}, but "
+                                     f"dim '{s}' is {self.bindings[s]} (declared {format_shape(shape)})")
+                self.bindings[s] = n
+
+    def finish(self) -> dict[str, int]:
+        for s, v in self.graph.dims.items():
+            self.bindings.setdefault(s, v)
+        for _ in range(len(self.free) + 1):
+            for s, expr in self.free.items():
+                if s not in self.bindings:
+                    try:
+                        self.bindings[s] = expr.evaluate(self.bindings)
+                    except KeyError:
+                        pass
+        return self.bindings
+
+    def size(self, name: str, shape: tuple) -> tuple[int, ...]:
+        try:
+            return tuple(d.evaluate(self.bindings) for d in shape)
+        except KeyError as e:
+            raise UsageError("missing-input", f"cannot size '{name}' {format_shape(shape)}: dim {e} is not "
+                             "bound by any data", hint=f"give it with --dim {e.args[0]}=SIZE") from None
+
+    def check(self, name: str, shape: tuple, data_shape: tuple) -> None:
+        want = self.size(name, shape)
+        if want != tuple(data_shape):
+            k = next(i for i, (a, b) in enumerate(zip(want, data_shape)) if a != b)
+            raise UsageError("bad-input", f"'{name}' has shape {list(data_shape)} but is declared "
+                             f"{format_shape(shape)} = {list(want)}: axis {k} is {data_shape[k]}, expected {want[k]}")
+
+
+def _init(t: Tensor, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    init = t.init or "zeros"
+    dtype = np.dtype(t.dtype)
+    if init == "zeros":
+        return np.zeros(shape, dtype)
+    if init == "ones":
+        return np.ones(shape, dtype)
+    (kind, args), = init.items()
+    rng = _rng(seed, t.name)
+    if kind == "normal":
+        return rng.normal(args.get("mean", 0.0), args.get("std", 1.0), shape).astype(dtype)
+    if kind == "uniform":
+        return rng.uniform(args.get("low", 0.0), args.get("high", 1.0), shape).astype(dtype)
+    fan_in = shape[-2] if len(shape) >= 2 else (shape[0] if shape else 1)
+    fan_out = shape[-1] if shape else 1
+    limit = float(np.sqrt(6.0 / max(fan_in + fan_out, 1)))
+    return rng.uniform(-limit, limit, shape).astype(dtype)
+
+
+def _classes_for(graph: Graph, name: str, bindings: dict, types) -> int | None:
+    """If `name` is the targets of a cross_entropy (or one_hot), its class count."""
+    for node in graph.nodes.values():
+        if node.op == "cross_entropy" and node.inputs[1] == name:
+            return types[node.inputs[0]].shape[-1].evaluate(bindings)
+        if node.op == "one_hot" and node.inputs[0] == name:
+            from .dims import parse_dim
+
+            return parse_dim(node.attrs["depth"]).evaluate(bindings)
+    return None
+
+
+def random_value(t: Tensor, shape: tuple[int, ...], seed: int, classes: int | None) -> np.ndarray:
+    """Uniform in `range` when declared, else standard normal (floats) or [0, classes) (targets)."""
+    rng = _rng(seed, t.name)
+    dtype = np.dtype(t.dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        if t.range is not None:
+            lo, hi = int(np.ceil(t.range[0])), int(np.floor(t.range[1]))
+        elif classes is not None:
+            lo, hi = 0, classes - 1
+        else:
+            raise UsageError("missing-input", f"cannot make random data for the integer input '{t.name}'",
+                             hint="declare a range: [lo, hi] for it, or give its data")
+        return rng.integers(lo, hi + 1, shape).astype(dtype)
+    if t.range is not None:
+        return rng.uniform(t.range[0], t.range[1], shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], random: bool = False,
+            seed: int = 0, dim_values: dict[str, int] | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Every tensor's value and the dim bindings for one run.
+
+    Precedence: given data, then the file's `value`, then random data (inputs, with
+    `random=True`) or `init` (params). A missing input is an error naming all that are missing.
+    """
+    given = dict(given or {})
+    for name in given:
+        if name not in graph.tensors:
+            near = did_you_mean(name, graph.tensors)
+            where = "a node, not a tensor: nodes are computed" if name in graph.nodes else "not in the graph"
+            raise UsageError("unknown-name", f"data given for '{name}', which is {where}",
+                             hint=f"did you mean '{near}'?" if near else None)
+    binder = DimBinder(graph, dim_values, free)
+    values: dict[str, np.ndarray] = {}
+    for name, t in graph.tensors.items():
+        v = given.get(name, t.value)
+        if v is not None:
+            arr = _as_array(name, v, t)
+            binder.bind(name, t.shape, arr.shape)
+            values[name] = arr
+    missing = [n for n, t in graph.tensors.items() if n not in values and t.kind == "input"]
+    if missing and not random:
+        raise UsageError("missing-input", "no data for input" + ("s " if len(missing) > 1 else " ")
+                         + ", ".join(f"'{m}'" for m in missing),
+                         hint="give it with --input NAME=VALUE, --inputs FILE, a value in the file, or --random-inputs")
+    bindings = binder.finish()
+    for name, t in graph.tensors.items():
+        if name in values:
+            binder.check(name, t.shape, values[name].shape)
+            continue
+        shape = binder.size(name, t.shape)
+        if t.kind == "input":
+            values[name] = random_value(t, shape, seed, _classes_for(graph, name, bindings, types))
+        else:
+            values[name] = _init(t, shape, seed)
+    return values, bindings
+
+
+def load_inputs_file(path: str) -> dict[str, np.ndarray]:
+    """`--inputs FILE`: .npz (no pickles), or .json/.yaml mapping names to (nested) numbers."""
+    import os
+
+    if not os.path.exists(path):
+        raise UsageError("usage", f"no such inputs file: {path}")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (ValueError, OSError) as e:
+            raise UsageError("bad-input", f"cannot read {path}: {e}") from None
+    if path.endswith(".npy"):
+        raise UsageError("usage", "use --input NAME=@file.npy for a single .npy array")
+    from .format.source import load_file
+
+    try:
+        data, _ = load_file(path)
+    except GraphError as e:
+        raise UsageError(e.code, str(e)) from None
+    if not isinstance(data, dict):
+        raise UsageError("bad-input", f"{path} must map input names to arrays")
+    return {k: _nonfinite(v) for k, v in data.items()}
+
+
+def _nonfinite(v):
+    if isinstance(v, list):
+        return [_nonfinite(x) for x in v]
+    if isinstance(v, str) and v in ("nan", "inf", "-inf"):
+        return float(v)
+    return v
+
+
+def parse_input_flag(text: str) -> tuple[str, object]:
+    """`NAME=VALUE` (a number or JSON list) or `NAME=@file.npy`."""
+    import json
+
+    if "=" not in text:
+        raise UsageError("usage", f"--input wants NAME=VALUE, got {text!r}")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if raw.startswith("@"):
+        try:
+            return name, np.load(raw[1:], allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise UsageError("bad-input", f"cannot read {raw[1:]}: {e}") from None
+    try:
+        return name, _nonfinite(json.loads(raw))
+    except json.JSONDecodeError:
+        raise UsageError("bad-input", f"--input {name}: {raw!r} is not a number or a JSON list") from None
