@@ -9,8 +9,6 @@ between the targets and the loss are differentiated; int and bool values carry n
 
 from __future__ import annotations
 
-
-
 import numpy as np
 
 from .dims import Dim
@@ -61,6 +59,8 @@ class GraphBuilder:
     # building ---------------------------------------------------------------------------------
     def __call__(self, op: str, *inputs: str, name: str | None = None, **attrs) -> str:
         opdef = get_op(op)
+        if name is not None and (name in self.nodes or name in self.tensors):
+            name = self.fresh(name)  # e.g. __grad_u already exists in a gradient graph
         name = name or self.fresh(self.prefix)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         node = Node(name, op, tuple(inputs), attrs, loc=self.loc)
@@ -176,11 +176,14 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
     were summed (consumer -> node name), which `explain` and `render` use.
     """
     wrt, loss = check_targets(graph, wrt, of)
+    graph = _restricted(graph, [loss])
     b = GraphBuilder(graph)
     types = b.types
     need = graph.descendants(wrt) & graph.ancestors([loss])
     contribs: dict[str, list[tuple[str, str]]] = {}
     seed = grad_name(loss)
+    if seed in b.types:
+        seed = b.fresh(seed)
     b.tensors[seed] = Tensor(seed, "constant", TensorType((), types[loss].dtype), np.array(1.0, types[loss].dtype),
                              loc=graph.loc(loss))
     b.types[seed] = b.tensors[seed].type
@@ -204,7 +207,7 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
         b.context(grad_name(w), graph.loc(w))
         if w in contribs:
             g = _accumulate(b, w, contribs, total)
-            if g != grad_name(w):
+            if g != total.get(("sum", w)):
                 g = b("identity", g, name=grad_name(w))
         else:  # the loss does not depend on w: its gradient is zero
             g = b("cast", b.zeros(types[w].shape, "float64"), dtype=types[w].dtype, name=grad_name(w)) \
@@ -215,6 +218,20 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
     out.cache["grad_info"] = {"loss": loss, "wrt": wrt, "contributions": contribs, "total": total,
                               "source": graph}
     return out
+
+
+def _restricted(graph: Graph, outputs: list[str]) -> Graph:
+    """The part of `graph` that `outputs` need (types carried over), so that names of dropped
+    nodes (e.g. a first-order __grad_x when differentiating __grad_y) are free again."""
+    g = graph.evolve(outputs=tuple(outputs), loss=None).prune()
+    if g is graph or len(g.nodes) == len(graph.nodes):
+        return graph
+    g = g.evolve(loss=None)
+    inf = graph.cache["inference"]
+    from .shapes import Inference
+
+    g.cache["inference"] = Inference({n: inf.types[n] for n in g.names()}, inf.ctx, [])
+    return g
 
 
 def _accumulate(b: GraphBuilder, name: str, contribs: dict, total: dict) -> str:
@@ -230,7 +247,7 @@ def _accumulate(b: GraphBuilder, name: str, contribs: dict, total: dict) -> str:
     for k, p in enumerate(parts[1:], start=1):
         last = k == len(parts) - 1
         acc = b("add", acc, p, name=grad_name(name) if last else None)
-    total[name] = acc
+    total[name] = total[("sum", name)] = acc
     return acc
 
 

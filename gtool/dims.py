@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Union
 
 Monomial = tuple  # sorted tuple of factors: str (a name) or FloorDiv
 
@@ -185,7 +184,7 @@ class Dim:
         return self.value if self.is_const else str(self)
 
 
-DimLike = Union[Dim, int]
+DimLike = Dim | int
 
 
 def _term_key(term):

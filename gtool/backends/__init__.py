@@ -6,7 +6,7 @@ only by name and never hold a second copy of their semantics.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import UsageError
 from ..ops.registry import OpDef

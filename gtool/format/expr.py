@@ -105,6 +105,7 @@ class _Parser:
         self.nodes: list[ExprNode] = []
         self.consts: list[ExprConst] = []
         self.encoded = b""
+        self.lead = 0
 
     # -- errors ------------------------------------------------------------------------
 
@@ -128,7 +129,7 @@ class _Parser:
 
     def _offset(self, byte_col: int) -> int:
         """ast columns count UTF-8 bytes of the (one-line) source; messages count characters."""
-        return len(self.encoded[:byte_col].decode("utf-8", "replace"))
+        return self.lead + len(self.encoded[:byte_col].decode("utf-8", "replace"))
 
     def at(self, node: ast.AST, detail: str) -> GraphError:
         col = getattr(node, "col_offset", None)
@@ -154,7 +155,11 @@ class _Parser:
         self._check_brackets()
         # A YAML block string may span lines; Python's eval mode wants one logical line.
         # Same length, so character offsets still point into the original text.
+        # Leading blanks would be an "unexpected indent"; offsets add them back.
         src = text.replace("\r", " ").replace("\n", " ")
+        stripped = src.lstrip()
+        self.lead = len(src) - len(stripped)
+        src = stripped
         try:
             self.encoded = src.encode("utf-8")
         except UnicodeError:
@@ -166,7 +171,7 @@ class _Parser:
             if e.lineno not in (None, 1):
                 offset = None
             elif e.offset:
-                offset = e.offset - 1
+                offset = e.offset - 1 + self.lead
             else:  # Python reports the end of the input as offset 0
                 offset = len(text.rstrip())
                 if msg == "invalid syntax":
@@ -175,7 +180,9 @@ class _Parser:
                 msg, offset = "the integer has too many digits", None
             raise self.error(msg, offset) from None
         except (RecursionError, MemoryError):
-            raise self.error(f"the expression is nested more than {MAX_DEPTH} levels deep") from None
+            raise self.error(
+                f"the expression is nested more than {MAX_DEPTH} levels deep"
+            ) from None
         except UnicodeError:
             raise self.error("the text is not valid Unicode") from None
         except ValueError as e:  # e.g. null bytes, on some Python versions

@@ -637,9 +637,7 @@ def _unescape(text: str, quote: int, path: str) -> str:
         return json.decoder.scanstring(text, quote + 1, True)[0]
     except json.JSONDecodeError as e:
         line, column = _position(text, e.pos)
-        raise GraphError(
-            "json-syntax", e.msg, path=path, line=line, column=column
-        ) from None
+        raise GraphError("json-syntax", e.msg, path=path, line=line, column=column) from None
 
 
 def _json_number(raw: str, text: str, offset: int, path: str) -> int | float:
@@ -676,9 +674,7 @@ def _json_fail(text: str, pos: int, path: str):
             column=column,
         ) from None
     except json.JSONDecodeError as e:
-        raise GraphError(
-            "json-syntax", e.msg, path=path, line=e.lineno, column=e.colno
-        ) from None
+        raise GraphError("json-syntax", e.msg, path=path, line=e.lineno, column=e.colno) from None
     except (ValueError, RecursionError):
         pass
     line, column = _position(text, pos)

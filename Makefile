@@ -1,0 +1,45 @@
+# gtool: `make demo` runs gtool on the bundled graphs, `make test` runs the tests.
+# Both create a virtualenv in .venv on first use; nothing needs to be installed beforehand.
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+GTOOL   = $(VENV)/bin/gtool
+EXTRAS ?= dev,numba,explain,precision
+
+.PHONY: help install demo test lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with gtool and its dev/optional extras
+
+demo: $(VENV)/.installed  ## validate, run, differentiate and check the bundled graphs
+	$(GTOOL) validate graphs/
+	$(GTOOL) run graphs/fanout.yaml
+	$(GTOOL) grad graphs/fanout.yaml --wrt x,y
+	$(GTOOL) grad graphs/linear_mse.yaml
+	$(GTOOL) grad graphs/mlp.yaml --random-inputs --dim batch=8
+	$(GTOOL) shapes graphs/mlp.yaml
+
+test: $(VENV)/.installed  ## run the test suite and the linter
+	$(PY) -m pytest
+	$(VENV)/bin/ruff check gtool tests bench
+
+lint: $(VENV)/.installed  ## ruff
+	$(VENV)/bin/ruff check gtool tests bench
+
+format: $(VENV)/.installed  ## ruff format
+	$(VENV)/bin/ruff format gtool tests bench
+
+bench: $(VENV)/.installed  ## benchmarks (not tests): see bench/
+	$(PY) bench/validate_scale.py
+	$(PY) bench/run_bench.py
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

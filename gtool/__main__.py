@@ -1,0 +1,5 @@
+"""`python -m gtool`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""The library API: what the CLI calls, and what a Python user imports from `gtool`."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import autodiff, interp
+from .ir import Graph
+from .validate import load as _load
+
+
+def load(path: str | os.PathLike, dims: dict[str, int] | None = None) -> Graph:
+    """Load and check a graph file; raises GraphError (with every diagnostic) if invalid.
+
+    `dims` fixes dims for the check; sizes of dims declared in the file become the new
+    defaults for runs of the returned graph.
+    """
+    graph = _load(path, dims)
+    declared = {k: v for k, v in (dims or {}).items() if k in graph.dims}
+    return graph.evolve(dims={**graph.dims, **declared}) if declared else graph
+
+
+def run(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=None, random_inputs: bool = False,
+        seed: int = 0, dims: dict[str, int] | None = None, check_numerics: bool = False) -> dict[str, np.ndarray]:
+    """Forward pass: a dict output name -> array. Params without data use their value/init."""
+    return interp.execute(graph, inputs, outputs, backend=backend, random=random_inputs, seed=seed,
+                          dim_values=dims, check_numerics=check_numerics)
+
+
+def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+    """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
+    key = ("grad", tuple(wrt) if wrt else None, of)
+    g = graph.cache.get(key)
+    if g is None:
+        g = graph.cache[key] = autodiff.grad(graph, wrt, of)
+    return g
+
+
+def jvp(graph: Graph, wrt=None, of=None) -> Graph:
+    """The forward-mode (tangent) graph; see autodiff.jvp."""
+    key = ("jvp", tuple(wrt) if wrt else None, tuple(of) if of else None)
+    g = graph.cache.get(key)
+    if g is None:
+        g = graph.cache[key] = autodiff.jvp(graph, wrt, of)
+    return g
+
+
+def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str | None = None, *, backend=None,
+                   random_inputs: bool = False, seed: int = 0, dims: dict[str, int] | None = None,
+                   check_numerics: bool = False) -> tuple[float, dict[str, np.ndarray]]:
+    """(loss value, {target name: gradient array}), reusing the compiled gradient plan."""
+    g = grad(graph, wrt, of)
+    info = g.cache["grad_info"]
+    out = interp.execute(g, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
+                         check_numerics=check_numerics)
+    names = g.outputs
+    loss = out[names[0]]
+    return float(loss), {w: out[n] for w, n in zip(info["wrt"], names[1:])}
+
+
+def forward_mode_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str | None = None, *,
+                      backend=None, random_inputs: bool = False, seed: int = 0,
+                      dims: dict[str, int] | None = None) -> tuple[float, dict[str, np.ndarray]]:
+    """The same gradients as value_and_grad, by forward mode: one JVP run per input element.
+
+    Costs n runs for n elements, so it is meant for checking and small graphs.
+    """
+    from .feeds import resolve
+
+    wrt, loss = autodiff.check_targets(graph, wrt, of)
+    tg = jvp(graph, wrt, [loss])
+    prog = interp.program(tg, backend=backend)
+    values, bindings = resolve(graph, inputs, types=prog.types, free=interp.free_dims(graph),
+                               random=random_inputs, seed=seed, dim_values=dims)
+    values.update({n: t.value for n, t in tg.tensors.items() if n not in values and t.value is not None})
+    grads: dict[str, np.ndarray] = {}
+    value = None
+    for w in wrt:
+        base = values[w]
+        g = np.zeros(base.shape, base.dtype)
+        for idx in np.ndindex(*base.shape):
+            feed = dict(values)
+            for v in wrt:
+                feed[autodiff.tangent_name(v)] = np.zeros(values[v].shape, values[v].dtype)
+            t = np.zeros(base.shape, base.dtype)
+            t[idx] = 1
+            feed[autodiff.tangent_name(w)] = t
+            out = prog.run(feed, bindings)
+            g[idx] = out[autodiff.tangent_name(loss)]
+            value = out[loss]
+        grads[w] = g
+    return float(value), grads

@@ -1,0 +1,157 @@
+"""validate, shapes, schema, run, grad."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import numpy as np
+
+from .. import api, report
+from ..errors import EXIT_FAILED, EXIT_OK, UsageError
+from ..format.write import save_graph, write_atomic
+from ..validate import check_file, expand_paths
+from .common import backend_option, data_options, format_option, load_graph, parse_dims, plugin_option
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FILE_OR_DIR...")
+@click.option("--dim", "dim_flags", multiple=True, metavar="NAME=SIZE", help="Bind a dim to a size for the check.")
+@format_option("text", "json", "github")
+@plugin_option
+def validate(paths, dim_flags, fmt):
+    """Check graph files: structure, names, ops, attrs, cycles and shapes."""
+    dims = parse_dims(dim_flags)
+    reports = [check_file(p, dims) for p in expand_paths(paths)]
+    if fmt == "json":
+        click.echo(report.dumps({"files": [r.to_json() for r in reports]}))
+    elif fmt == "github":
+        for r in reports:
+            for d in r.errors + r.warnings:
+                click.echo(report.github(d))
+    else:
+        for r in reports:
+            if r.valid:
+                extra = f" ({len(r.warnings)} warning{'s' * (len(r.warnings) != 1)})" if r.warnings else ""
+                click.echo(f"{r.path}: ok, {len(r.graph.nodes)} nodes{extra}")
+            for d in r.errors + r.warnings:
+                click.echo(d.format(), err=False)
+        bad = sum(not r.valid for r in reports)
+        click.echo(f"{len(reports) - bad} valid, {bad} invalid", err=True)
+    sys.exit(EXIT_OK if all(r.valid for r in reports) else EXIT_FAILED)
+
+
+@click.command()
+@click.argument("path", metavar="FILE")
+@click.option("--dim", "dim_flags", multiple=True, metavar="NAME=SIZE", help="Bind a dim to a size.")
+@format_option()
+@plugin_option
+def shapes(path, dim_flags, fmt):
+    """Print every value's inferred shape and dtype."""
+    graph = load_graph(path, parse_dims(dim_flags))
+    from ..validate import types_of
+
+    types = types_of(graph)
+    rows = []
+    for name, t in graph.tensors.items():
+        if name.startswith("__"):
+            continue
+        rows.append({"name": name, "op": t.kind, "inputs": [], "shape": [d.to_json() for d in t.shape],
+                     "dtype": t.dtype, "line": t.loc.line})
+    for name, node in graph.nodes.items():
+        tt = types[name]
+        rows.append({"name": name, "op": node.op, "inputs": list(node.inputs), "shape": [d.to_json() for d in tt.shape],
+                     "dtype": tt.dtype, "line": node.loc.line})
+    if fmt == "json":
+        click.echo(report.dumps({"path": path, "nodes": rows}))
+        return
+    click.echo(report.table(["name", "op", "inputs", "shape", "dtype", "line"],
+                            [[r["name"], r["op"], ", ".join(r["inputs"]),
+                              "[" + ", ".join(map(str, r["shape"])) + "]", r["dtype"], r["line"] or ""] for r in rows]))
+
+
+@click.command()
+def schema():
+    """Print the JSON Schema of graph files (for editors and other tools)."""
+    from ..format.build import SCHEMA_PATH
+
+    click.echo(SCHEMA_PATH.read_text().rstrip("\n"))
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    import io
+
+    if not path.endswith(".npz"):
+        raise UsageError("usage", f"-o wants a .npz file, got {path}")
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    write_atomic(path, buf.getvalue())
+
+
+def _run_options(f):
+    f = click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None,
+                     help="Run the whole graph at this float precision.")(f)
+    f = click.option("--check-numerics", is_flag=True, help="Stop at the first node that makes NaN or Inf.")(f)
+    f = click.option("-o", "--output", "out_path", metavar="OUT.npz", help="Also save the results to a .npz file.")(f)
+    return f
+
+
+@click.command()
+@click.argument("path", metavar="FILE")
+@data_options
+@_run_options
+@backend_option
+@format_option()
+@plugin_option
+def run(path, data, dtype, check_numerics, out_path, backend, fmt):
+    """Run the forward pass and print the outputs."""
+    graph = load_graph(path, data["dims"], dtype)
+    out = api.run(graph, data["inputs"], backend=backend, random_inputs=data["random_inputs"], seed=data["seed"],
+                  dims=data["dims"], check_numerics=check_numerics)
+    if out_path:
+        _save_npz(out_path, out)
+    if fmt == "json":
+        click.echo(report.dumps({"outputs": {k: report.tensor_json(v) for k, v in out.items()}}))
+    else:
+        click.echo(report.values_table(out))
+
+
+@click.command()
+@click.argument("path", metavar="FILE")
+@click.option("--wrt", metavar="A,B", help="Differentiate with respect to these (default: params, else float inputs).")
+@click.option("--of", "of", metavar="NAME", help="The scalar to differentiate (default: the loss).")
+@click.option("--mode", type=click.Choice(["reverse", "forward"]), default="reverse", show_default=True,
+              help="reverse: one backward pass; forward: one JVP per input element (for checking).")
+@click.option("--emit-graph", metavar="OUT.yaml", help="Write the gradient graph as a gtool file.")
+@data_options
+@_run_options
+@backend_option
+@format_option()
+@plugin_option
+def grad(path, wrt, of, mode, emit_graph, data, dtype, check_numerics, out_path, backend, fmt):
+    """Compute the loss and its gradients."""
+    graph = load_graph(path, data["dims"], dtype)
+    targets = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
+    gg = api.grad(graph, targets, of)
+    info = gg.cache["grad_info"]
+    if emit_graph:
+        save_graph(gg, emit_graph, protect=(path,))
+    kwargs = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"])
+    if mode == "forward":
+        loss, grads = api.forward_mode_grad(graph, data["inputs"], info["wrt"], info["loss"], **kwargs)
+    else:
+        loss, grads = api.value_and_grad(graph, data["inputs"], info["wrt"], info["loss"],
+                                         check_numerics=check_numerics, **kwargs)
+    if out_path:
+        _save_npz(out_path, {info["loss"]: np.asarray(loss), **{f"grad_{k}": v for k, v in grads.items()}})
+    if fmt == "json":
+        click.echo(report.dumps({"loss": {"name": info["loss"], "value": loss},
+                                 "gradients": {k: report.tensor_json(v) for k, v in grads.items()}}))
+        return
+    click.echo(f"loss {info['loss']} = {report.summarize(np.asarray(loss))}")
+    click.echo(report.values_table({f"d{info['loss']}/d{k}": v for k, v in grads.items()}))
+    if emit_graph:
+        click.echo(f"gradient graph written to {emit_graph}", err=True)
+
+
+COMMANDS = [validate, shapes, schema, run, grad]

@@ -1,0 +1,99 @@
+"""Formatting results in one place: text tables, JSON documents, GitHub annotations.
+
+JSON follows the spec: non-finite numbers are the strings "nan", "inf", "-inf", and stdout
+holds exactly one document.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from .errors import Diagnostic
+
+
+def jsonable(x):
+    """numpy and Python values -> JSON-safe values (non-finite floats as strings)."""
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return jsonable(x.item())
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return x
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
+def dumps(doc) -> str:
+    return json.dumps(jsonable(doc), indent=2, allow_nan=False)
+
+
+def tensor_json(a: np.ndarray) -> dict:
+    a = np.asarray(a)
+    return {"shape": list(a.shape), "dtype": str(a.dtype), "value": jsonable(a.item() if a.ndim == 0 else a)}
+
+
+def summarize(a: np.ndarray, limit: int = 12) -> str:
+    """A value for a table: the numbers when small, else min/mean/max (and NaN/Inf counts)."""
+    a = np.asarray(a)
+    if a.size <= limit:
+        if a.ndim == 0:
+            return _num(a.item())
+        return np.array2string(a, precision=6, separator=", ", max_line_width=10**6).replace("\n", "")
+    if a.dtype.kind not in "biuf":
+        return f"{a.size} values"
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    text = (f"min {_num(finite.min())}  mean {_num(finite.mean())}  max {_num(finite.max())}"
+            if finite.size else "no finite values")
+    if a.dtype.kind == "f":
+        nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+        if nan or inf:
+            text += f"  ({nan} NaN, {inf} Inf)"
+    return text
+
+
+def _num(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v)).lower()
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return f"{float(v):.6g}"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned table (no box drawing: it pastes into issues and logs)."""
+    widths = [max(len(str(h)), *(len(str(r[k])) for r in rows)) if rows else len(h) for k, h in enumerate(headers)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def values_table(values: dict[str, np.ndarray]) -> str:
+    rows = [[n, "[" + ", ".join(map(str, np.shape(v))) + "]", str(np.asarray(v).dtype), summarize(v)]
+            for n, v in values.items()]
+    return table(["name", "shape", "dtype", "value"], rows)
+
+
+def github(d: Diagnostic) -> str:
+    """A GitHub Actions annotation line."""
+    kind = "warning" if d.severity == "warning" else "error"
+    parts = [f"file={d.path}"] if d.path else []
+    if d.line:
+        parts.append(f"line={d.line}")
+    if d.column:
+        parts.append(f"col={d.column}")
+    parts.append(f"title=gtool {d.code}")
+    msg = (f"node '{d.node}': " if d.node else "") + d.message + (f" (hint: {d.hint})" if d.hint else "")
+    msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return f"::{kind} {','.join(parts)}::{msg}"
