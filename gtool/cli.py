@@ -15,7 +15,7 @@ from . import __version__
 from .commands import common, core
 from .errors import EXIT_FAILED, EXIT_USAGE, GraphError
 
-COMMAND_MODULES = ("core",)
+COMMAND_MODULES = ("core", "gradcheck", "rewrite", "render")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,7 +32,12 @@ def _register() -> None:
     import importlib
 
     for name in COMMAND_MODULES:
-        module = core if name == "core" else importlib.import_module(f"gtool.commands.{name}")
+        try:
+            module = core if name == "core" else importlib.import_module(f"gtool.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"gtool.commands.{name}":
+                raise
+            continue  # a command family not built yet
         for command in module.COMMANDS:
             cli.add_command(command)
 
