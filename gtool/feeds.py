@@ -139,11 +139,14 @@ def random_value(t: Tensor, shape: tuple[int, ...], seed: int, classes: int | No
 
 
 def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], random: bool = False,
-            seed: int = 0, dim_values: dict[str, int] | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+            seed: int = 0, dim_values: dict[str, int] | None = None,
+            skip_scalar_constants: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Every tensor's value and the dim bindings for one run.
 
     Precedence: given data, then the file's `value`, then random data (inputs, with
     `random=True`) or `init` (params). A missing input is an error naming all that are missing.
+    With `skip_scalar_constants`, scalar constants the caller did not override are left out
+    (a compiled Program already holds them).
     """
     given = dict(given or {})
     for name in given:
@@ -154,7 +157,16 @@ def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], ra
                              hint=f"did you mean '{near}'?" if near else None)
     binder = DimBinder(graph, dim_values, free)
     values: dict[str, np.ndarray] = {}
+    fixed = graph.cache.get("scalar_constants")
+    if fixed is None:  # scalar constants never bind dims: prepare them once per graph
+        fixed = graph.cache["scalar_constants"] = {
+            n: t.value.astype(t.dtype, copy=False) for n, t in graph.tensors.items()
+            if t.kind == "constant" and t.value is not None and t.value.ndim == 0}
     for name, t in graph.tensors.items():
+        if name in fixed and name not in given:
+            if not skip_scalar_constants:
+                values[name] = fixed[name]
+            continue
         v = given.get(name, t.value)
         if v is not None:
             arr = _as_array(name, v, t)
@@ -167,8 +179,9 @@ def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], ra
                          hint="give it with --input NAME=VALUE, --inputs FILE, a value in the file, or --random-inputs")
     bindings = binder.finish()
     for name, t in graph.tensors.items():
-        if name in values:
-            binder.check(name, t.shape, values[name].shape)
+        if name in values or (name in fixed and name not in given):
+            if name in values and name not in fixed:
+                binder.check(name, t.shape, values[name].shape)
             continue
         shape = binder.size(name, t.shape)
         if t.kind == "input":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import numpy as np
 
 from .backends import Backend, get_backend
@@ -18,6 +20,9 @@ from .errors import GraphError, UsageError, did_you_mean
 from .ir import Graph
 from .ops.registry import KernelError, get_op
 from .validate import types_of
+
+
+IN_PLACE_MIN_SIZE = 4096  # elements; below this a fresh allocation is cheaper than a wrapper call
 
 
 @dataclass
@@ -66,12 +71,14 @@ class Program:
             ins = tuple(slot[i] for i in node.inputs)
             free = tuple(sorted({s for s in ins if last.get(s) == k and s not in keep and s >= len(names)}))
             donor = -1
-            if op.ufunc is not None and not types[node.name].weak:
+            out_t = types[node.name]
+            if op.ufunc is not None and not out_t.weak and out_t.rank > 0:
                 for pos, s in enumerate(ins):
-                    if s in free and s in owned and ins.count(s) == 1 and not types[node.inputs[pos]].weak:
-                        if types[node.inputs[pos]].dtype == types[node.name].dtype:
-                            donor = pos
-                            break
+                    t = types[node.inputs[pos]]
+                    if s in free and s in owned and ins.count(s) == 1 and t.dtype == out_t.dtype \
+                            and t.shape == out_t.shape:
+                        donor = pos
+                        break
             has_dims = any(a.kind in ("shape", "dim") for a in op.attrs.values())
             t = types[node.name]
             steps.append(Step(node.name, node.op, backend.kernel(op), ins, slot[node.name], node.attrs,
@@ -79,7 +86,20 @@ class Program:
                               None if t.weak else np.dtype(t.dtype), free, donor, op.ufunc))
             if not op.view:
                 owned.add(slot[node.name])
+            else:  # the output may alias its inputs: writing into them later would change the view
+                owned.difference_update(ins)
         self.steps = steps
+        # scalar constants live in the slot template, so a run only copies it
+        self._template: list = [None] * self.n_slots
+        for k, name in enumerate(names):
+            t = graph.tensors[name]
+            if t.kind == "constant" and t.value is not None and t.value.ndim == 0:
+                v = t.value.astype(t.dtype, copy=False)
+                self._template[k] = v.item() if t.type.weak else v
+        self._casts: set[int] | None = None  # steps whose output needed a dtype fix (first run)
+        self._fast: dict[tuple, list] = {}
+        self._sizes: dict[int, int] = {}
+        self._has_dims = any(st.dims_in_attrs for st in steps)
         self.out_slots = tuple(slot[o] for o in outputs)
         self.compiled = backend.compile(self)
 
@@ -87,44 +107,112 @@ class Program:
         """Execute; `values` holds every tensor's data (see feeds.resolve)."""
         if self.compiled is not None and not check_numerics:
             return self.compiled(values, bindings)
-        slots: list = [None] * self.n_slots
-        types = self.types
-        for k, name in enumerate(self.tensor_names):
-            v = values[name]
-            slots[k] = v.item() if types[name].weak else v
+        slots: list = self._template.copy()
+        types, slot = self.types, self.slot
+        for name, v in values.items():
+            k = slot.get(name)
+            if k is not None and k < len(self.tensor_names):
+                slots[k] = v.item() if types[name].weak else v
+        with np.errstate(all="ignore"):
+            if check_numerics or self._casts is None:
+                self._run_checked(slots, bindings, check_numerics)
+            else:
+                self._run_fast(slots, bindings)
+        return {name: np.asarray(slots[s]) for name, s in zip(self.outputs, self.out_slots)}
+
+    def _kwargs(self, step: Step, bindings: dict[str, int]) -> dict:
+        return get_op(step.op).prepare(step.attrs, bindings) if step.dims_in_attrs else step.kwargs
+
+    def _run_checked(self, slots: list, bindings: dict[str, int], check_numerics: bool) -> None:
+        """The careful loop: dtype checks on every step (remembered for the fast loop), and
+        optionally a finiteness check that names the first node making NaN or Inf."""
+        casts = set()
         if check_numerics:
             for k, name in enumerate(self.tensor_names):
                 _check_finite(self.graph, name, slots[k], None, [])
-        with np.errstate(all="ignore"):
-            for step in self.steps:
-                args = [slots[i] for i in step.ins]
-                kwargs = self.graph.cache.setdefault(("kwargs", step.node, tuple(sorted(bindings.items()))),
-                                                     get_op(step.op).prepare(step.attrs, bindings)) \
-                    if step.dims_in_attrs else step.kwargs
-                try:
-                    if step.donor >= 0 and type(args[step.donor]) is np.ndarray and \
-                            args[step.donor].shape == np.broadcast_shapes(*[np.shape(a) for a in args]):
-                        out = step.ufunc(*args, out=args[step.donor])
-                    else:
-                        out = step.kernel(*args, **kwargs)
-                except KernelError as e:
-                    raise self._error(step, e.code, e.message) from None
-                except (ValueError, TypeError, IndexError, FloatingPointError) as e:
-                    raise self._error(step, "kernel-failed", f"{step.op} failed: {e}") from None
-                if step.dtype is None:
-                    out = out.item() if hasattr(out, "item") else out
-                elif getattr(out, "dtype", None) != step.dtype:
-                    out = np.asarray(out).astype(step.dtype)
-                slots[step.out] = out
-                if check_numerics:
-                    _check_finite(self.graph, step.node, out, step.op, args)
-                for s in step.free:
-                    slots[s] = None
-        return {name: np.asarray(slots[s]) for name, s in zip(self.outputs, self.out_slots)}
+        for k, step in enumerate(self.steps):
+            args = [slots[i] for i in step.ins]
+            try:
+                out = step.kernel(*args, **self._kwargs(step, bindings))
+            except KernelError as e:
+                raise self._error(step, e.code, e.message) from None
+            except (ValueError, TypeError, IndexError, FloatingPointError) as e:
+                raise self._error(step, "kernel-failed", f"{step.op} failed: {e}") from None
+            if step.dtype is None:
+                if hasattr(out, "item"):
+                    out = out.item()
+                    casts.add(k)
+            elif getattr(out, "dtype", None) != step.dtype:
+                out = np.asarray(out).astype(step.dtype)
+                casts.add(k)
+            slots[step.out] = out
+            self._sizes[k] = getattr(out, "size", 1)
+            if check_numerics:
+                _check_finite(self.graph, step.node, out, step.op, args)
+            for s in step.free:
+                slots[s] = None
+        if self._casts is None:
+            self._casts = casts
+
+    def _fast_steps(self, bindings: dict[str, int]) -> list:
+        """Steps as (callable, a, b, out, free, post, dtype) tuples for the fast loop.
+
+        `a`, `b` are input slots (b = -1 for one input; b = -2 when `a` is a tuple of slots).
+        In-place ufuncs are used only where the first run saw big arrays: on tiny arrays the
+        extra call costs more than the allocation it saves.
+        """
+        key = tuple(sorted(bindings.items())) if self._has_dims else ()
+        fast = self._fast.get(key)
+        if fast is not None:
+            return fast
+        fast = []
+        for k, step in enumerate(self.steps):
+            kw = self._kwargs(step, bindings)
+            fn = functools.partial(step.kernel, **kw) if kw else step.kernel
+            if step.donor >= 0 and self._sizes.get(k, 0) >= IN_PLACE_MIN_SIZE:
+                fn = _in_place(step.ufunc, step.donor, len(step.ins))
+            post = (1 if step.dtype is None else 2) if k in self._casts else 0
+            n = len(step.ins)
+            a, b = (step.ins[0], -1) if n == 1 else (step.ins[0], step.ins[1]) if n == 2 else (step.ins, -2)
+            fast.append((fn, a, b, step.out, step.free, post, step.dtype))
+        self._fast[key] = fast
+        return fast
+
+    def _run_fast(self, slots: list, bindings: dict[str, int]) -> None:
+        fast = self._fast_steps(bindings)
+        k = 0
+        try:
+            for fn, a, b, out, free, post, dtype in fast:
+                if b >= 0:
+                    r = fn(slots[a], slots[b])
+                elif b == -1:
+                    r = fn(slots[a])
+                else:
+                    r = fn(*[slots[i] for i in a])
+                if post:
+                    r = (r.item() if hasattr(r, "item") else r) if post == 1 else np.asarray(r).astype(dtype)
+                slots[out] = r
+                if free:
+                    for s in free:
+                        slots[s] = None
+                k += 1
+        except KernelError as e:
+            raise self._error(self.steps[k], e.code, e.message) from None
+        except (ValueError, TypeError, IndexError, FloatingPointError) as e:
+            raise self._error(self.steps[k], "kernel-failed", f"{self.steps[k].op} failed: {e}") from None
 
     def _error(self, step: Step, code: str, message: str) -> GraphError:
         loc = self.graph.loc(step.node)
         return GraphError(code, message, node=self.graph.owner(step.node), op=step.op, **loc.where())
+
+
+def _in_place(ufunc, donor: int, arity: int):
+    """A kernel that writes the ufunc's result into the dying input `donor`."""
+    if arity == 1:
+        return lambda a: ufunc(a, out=a)
+    if donor == 0:
+        return lambda a, b: ufunc(a, b, out=a)
+    return lambda a, b: ufunc(a, b, out=b)
 
 
 def _check_finite(graph: Graph, name: str, value, op: str | None, args: list) -> None:
@@ -175,7 +263,7 @@ def execute(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=N
 
     prog = program(graph, outputs, backend)
     values, bindings = resolve(graph, inputs, types=prog.types, free=free_dims(graph), random=random, seed=seed,
-                               dim_values=dim_values)
+                               dim_values=dim_values, skip_scalar_constants=True)
     return prog.run(values, bindings, check_numerics=check_numerics)
 
 

@@ -174,7 +174,7 @@ def sum_to_forward(x, like):
     return np.sum(x, axis=axes, keepdims=True).reshape(shape) if axes else np.reshape(x, shape)
 
 
-register(OpDef("sum_to", 2, _sum_to_infer, sum_to_forward,
+register(OpDef("sum_to", 2, _sum_to_infer, sum_to_forward, view=True,
                vjp=lambda b, node, g: [b.broadcast_like(g, node.inputs[0]), None],
                jvp=lambda b, node, ts: None if ts[0] is None else b("sum_to", ts[0], node.inputs[1]),
                group="shape helpers for gradients", doc="sum x down to the shape of like (undoes broadcasting)"))

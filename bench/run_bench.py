@@ -1,0 +1,108 @@
+"""gtool (NumPy backend, library API) against hand-written NumPy, forward + backward.
+
+Usage: python bench/run_bench.py [--repeat N] [--threads 1,2] [--only NAME,...]
+
+For each thread count the measurements run in a fresh subprocess with the BLAS thread
+variables set before NumPy loads (OPENBLAS_CORETYPE/L2_SIZE are unset there, as the env notes
+advise for benchmarking). Reports median wall time of gtool.value_and_grad and of the
+hand-written version, their ratio, and tracemalloc peak memory of one backward pass each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def _time(fn, repeat: int) -> float:
+    fn()  # warm-up (compiles the plan, fills caches)
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return _median(samples)
+
+
+def _peak(fn) -> int:
+    fn()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def measure(only, repeat: int) -> list[dict]:
+    import numpy as np
+
+    import gtool
+    from workloads import WORKLOADS
+
+    rows = []
+    for name, (text, make_data, by_hand) in WORKLOADS.items():
+        if only and name not in only:
+            continue
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(text)
+        graph = gtool.load(f.name)
+        os.unlink(f.name)
+        data = make_data(np.random.default_rng(0))
+        wrt = [n for n in graph.tensors if graph.tensors[n].kind == "param"] or [
+            n for n in graph.tensors if graph.tensors[n].kind == "input" and graph.tensors[n].dtype.startswith("float")]
+        loss, grads = gtool.value_and_grad(graph, data, wrt=wrt)
+        ref_loss, ref_grads = by_hand(**data)
+        err = max(float(np.max(np.abs(grads[k] - ref_grads[k])) / (np.max(np.abs(ref_grads[k])) + 1e-30)) for k in wrt)
+        t_g = _time(lambda: gtool.value_and_grad(graph, data, wrt=wrt), repeat)
+        t_n = _time(lambda: by_hand(**data), repeat)
+        m_g = _peak(lambda: gtool.value_and_grad(graph, data, wrt=wrt))
+        m_n = _peak(lambda: by_hand(**data))
+        rows.append({"workload": name, "gtool_ms": t_g * 1e3, "numpy_ms": t_n * 1e3, "ratio": t_g / t_n,
+                     "gtool_peak_mb": m_g / 2**20, "numpy_peak_mb": m_n / 2**20, "mem_ratio": m_g / max(m_n, 1),
+                     "max_rel_grad_diff": err, "loss_diff": abs(float(loss) - float(ref_loss))})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    only = [s for s in args.only.split(",") if s]
+    if args.child:
+        print(json.dumps(measure(only, args.repeat)))
+        return
+    print(f"{'workload':<16}{'threads':>8}{'gtool ms':>11}{'numpy ms':>11}{'ratio':>8}"
+          f"{'gtool MB':>10}{'numpy MB':>10}{'mem x':>7}{'grad diff':>11}")
+    for threads in args.threads.split(","):
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+        env.update({"OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+        out = subprocess.run([sys.executable, __file__, "--child", "--repeat", str(args.repeat), "--only", args.only],
+                             env=env, capture_output=True, text=True, check=True).stdout
+        for r in json.loads(out):
+            print(f"{r['workload']:<16}{threads:>8}{r['gtool_ms']:>11.3f}{r['numpy_ms']:>11.3f}{r['ratio']:>8.2f}"
+                  f"{r['gtool_peak_mb']:>10.1f}{r['numpy_peak_mb']:>10.1f}{r['mem_ratio']:>7.2f}"
+                  f"{r['max_rel_grad_diff']:>11.1e}")
+
+
+if __name__ == "__main__":
+    main()
