@@ -50,34 +50,39 @@ def _peak(fn) -> int:
     return peak
 
 
-def measure(only, repeat: int) -> list[dict]:
+def measure_one(name: str, text: str, make_data, by_hand, repeat: int) -> dict:
     import numpy as np
 
     import gtool
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    graph = gtool.load(f.name)
+    os.unlink(f.name)
+    data = make_data(np.random.default_rng(0))
+    wrt = [n for n in graph.tensors if graph.tensors[n].kind == "param"] or [
+        n for n in graph.tensors if graph.tensors[n].kind == "input" and graph.tensors[n].dtype.startswith("float")]
+    loss, grads = gtool.value_and_grad(graph, data, wrt=wrt)
+    ref_loss, ref_grads = by_hand(**data)
+    err = max(float(np.max(np.abs(grads[k] - ref_grads[k])) / (np.max(np.abs(ref_grads[k])) + 1e-30)) for k in wrt)
+
+    def ours():
+        return gtool.value_and_grad(graph, data, wrt=wrt)
+
+    def theirs():
+        return by_hand(**data)
+
+    t_g, t_n = _time(ours, repeat), _time(theirs, repeat)
+    m_g, m_n = _peak(ours), _peak(theirs)
+    return {"workload": name, "gtool_ms": t_g * 1e3, "numpy_ms": t_n * 1e3, "ratio": t_g / t_n,
+            "gtool_peak_mb": m_g / 2**20, "numpy_peak_mb": m_n / 2**20, "mem_ratio": m_g / max(m_n, 1),
+            "max_rel_grad_diff": err, "loss_diff": abs(float(loss) - float(ref_loss))}
+
+
+def measure(only, repeat: int) -> list[dict]:
     from workloads import WORKLOADS
 
-    rows = []
-    for name, (text, make_data, by_hand) in WORKLOADS.items():
-        if only and name not in only:
-            continue
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(text)
-        graph = gtool.load(f.name)
-        os.unlink(f.name)
-        data = make_data(np.random.default_rng(0))
-        wrt = [n for n in graph.tensors if graph.tensors[n].kind == "param"] or [
-            n for n in graph.tensors if graph.tensors[n].kind == "input" and graph.tensors[n].dtype.startswith("float")]
-        loss, grads = gtool.value_and_grad(graph, data, wrt=wrt)
-        ref_loss, ref_grads = by_hand(**data)
-        err = max(float(np.max(np.abs(grads[k] - ref_grads[k])) / (np.max(np.abs(ref_grads[k])) + 1e-30)) for k in wrt)
-        t_g = _time(lambda: gtool.value_and_grad(graph, data, wrt=wrt), repeat)
-        t_n = _time(lambda: by_hand(**data), repeat)
-        m_g = _peak(lambda: gtool.value_and_grad(graph, data, wrt=wrt))
-        m_n = _peak(lambda: by_hand(**data))
-        rows.append({"workload": name, "gtool_ms": t_g * 1e3, "numpy_ms": t_n * 1e3, "ratio": t_g / t_n,
-                     "gtool_peak_mb": m_g / 2**20, "numpy_peak_mb": m_n / 2**20, "mem_ratio": m_g / max(m_n, 1),
-                     "max_rel_grad_diff": err, "loss_diff": abs(float(loss) - float(ref_loss))})
-    return rows
+    return [measure_one(name, *spec, repeat) for name, spec in WORKLOADS.items() if not only or name in only]
 
 
 def main() -> None:

@@ -8,9 +8,8 @@ fan-out accumulation and elementwise chains run in place. Kernels come from a ba
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,7 +19,6 @@ from .errors import GraphError, UsageError, did_you_mean
 from .ir import Graph
 from .ops.registry import KernelError, get_op
 from .validate import types_of
-
 
 IN_PLACE_MIN_SIZE = 4096  # elements; below this a fresh allocation is cheaper than a wrapper call
 
