@@ -9,6 +9,7 @@ and otherwise becomes an opaque factor `(expr // k)` that still evaluates at run
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 Monomial = tuple  # sorted tuple of factors: str (a name) or FloorDiv
@@ -29,17 +30,31 @@ class FloorDiv:
 class Dim:
     """An integer polynomial in dim names. Immutable and hashable; `==` is structural."""
 
-    __slots__ = ("terms", "_hash")
+    __slots__ = ("terms", "_hash", "_const")
 
     def __init__(self, terms: dict) -> None:
         items = tuple(sorted(((m, c) for m, c in terms.items() if c != 0), key=_term_key))
-        object.__setattr__(self, "terms", items)
-        object.__setattr__(self, "_hash", hash(items))
+        _set(self, "terms", items)
+        _set(self, "_hash", hash(items))
+        # the value of a constant dim (0 for the empty polynomial), else None: constants are
+        # most dims, so `==`, `is_const` and `value` answer without walking the terms
+        const = None
+        if not items:
+            const = 0
+        elif len(items) == 1 and items[0][0] == ():
+            const = items[0][1]
+        _set(self, "_const", const)
 
     # construction -------------------------------------------------------------
     @staticmethod
     def const(n: int) -> Dim:
-        return Dim({(): int(n)})
+        n = int(n)
+        d = _CONSTS.get(n)
+        if d is None:
+            d = Dim({(): n})
+            if -64 <= n <= 4096:
+                _CONSTS[n] = d
+        return d
 
     @staticmethod
     def sym(name: str) -> Dim:
@@ -48,14 +63,14 @@ class Dim:
     # queries -------------------------------------------------------------------
     @property
     def is_const(self) -> bool:
-        return all(m == () for m, _ in self.terms)
+        return self._const is not None
 
     @property
     def value(self) -> int:
         """The integer value of a constant dim (0 for the empty polynomial)."""
-        if not self.is_const:
+        if self._const is None:
             raise ValueError(f"dim {self} is not a constant")
-        return self.terms[0][1] if self.terms else 0
+        return self._const
 
     def symbols(self) -> set[str]:
         out: set[str] = set()
@@ -80,6 +95,8 @@ class Dim:
     # arithmetic ----------------------------------------------------------------
     def __add__(self, other: DimLike) -> Dim:
         other = as_dim(other)
+        if self._const is not None and other._const is not None:
+            return Dim.const(self._const + other._const)
         terms = dict(self.terms)
         for m, c in other.terms:
             terms[m] = terms.get(m, 0) + c
@@ -88,6 +105,8 @@ class Dim:
     __radd__ = __add__
 
     def __neg__(self) -> Dim:
+        if self._const is not None:
+            return Dim.const(-self._const)
         return Dim({m: -c for m, c in self.terms})
 
     def __sub__(self, other: DimLike) -> Dim:
@@ -98,6 +117,8 @@ class Dim:
 
     def __mul__(self, other: DimLike) -> Dim:
         other = as_dim(other)
+        if self._const is not None and other._const is not None:
+            return Dim.const(self._const * other._const)
         terms: dict = {}
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
@@ -123,6 +144,8 @@ class Dim:
     # evaluation ----------------------------------------------------------------
     def evaluate(self, bindings: dict[str, int]) -> int:
         """The integer value with every name bound; KeyError names a missing one."""
+        if self._const is not None:
+            return self._const
         total = 0
         for m, c in self.terms:
             v = c
@@ -133,7 +156,7 @@ class Dim:
 
     def substitute(self, bindings: dict[str, Dim]) -> Dim:
         """Replace names by dims (names not in `bindings` stay)."""
-        if not bindings or not (self.symbols() & bindings.keys()):
+        if not bindings or self._const is not None or not (self.symbols() & bindings.keys()):
             return self
         total = Dim({})
         for m, c in self.terms:
@@ -148,9 +171,11 @@ class Dim:
 
     # protocol --------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
+        if other.__class__ is Dim:
+            return self is other or (self._hash == other._hash and self.terms == other.terms)
         if isinstance(other, int):
-            return self.is_const and self.value == other
-        return isinstance(other, Dim) and self.terms == other.terms
+            return self._const is not None and self._const == other
+        return False
 
     def __hash__(self) -> int:
         return self._hash
@@ -185,6 +210,8 @@ class Dim:
 
 
 DimLike = Dim | int
+_set = object.__setattr__
+_CONSTS: dict[int, Dim] = {}  # small constants, shared (Dims are immutable)
 
 
 def _term_key(term):
@@ -193,7 +220,7 @@ def _term_key(term):
 
 
 def as_dim(x: DimLike) -> Dim:
-    if isinstance(x, Dim):
+    if x.__class__ is Dim:
         return x
     if isinstance(x, bool) or not isinstance(x, int):
         raise TypeError(f"not a dim: {x!r}")
@@ -203,27 +230,46 @@ def as_dim(x: DimLike) -> Dim:
 def parse_dim(x: object) -> Dim:
     """A dim from a file: a positive int, a name, or `n + 5`, `2 * b`, `(n + 1) // 2`.
 
-    Parsed with `ast` (never eval). Raises ValueError with a readable reason.
+    Parsed with `ast` (never eval). A dim is a size, so a constant must be at least 1 (`0`,
+    `-2` and `'2 - 3'` are refused; `n - 5` can only be checked once n is known). Raises
+    ValueError with a readable reason.
     """
+    d = _parse(x, "a dim must be a positive integer, a name or a dim expression")
+    if d.is_const and d.value < 1:
+        raise ValueError(f"a dim must be a positive integer, got {x!r}" + ("" if isinstance(x, int) else f" (= {d.value})"))
+    return d
+
+
+def parse_index(x: object) -> Dim:
+    """A position along an axis (`slice` start/stop): like a dim, but 0 is allowed."""
+    d = _parse(x, "an index must be a non-negative integer, a name or a dim expression")
+    if d.is_const and d.value < 0:
+        raise ValueError(f"an index must be a non-negative integer, got {x!r}")
+    return d
+
+
+def _parse(x: object, what: str) -> Dim:
     if isinstance(x, Dim):
         return x
     if isinstance(x, bool):
-        raise ValueError(f"a dim must be a positive integer or a name, not {x!r}")
+        raise ValueError(f"{what}, not {x!r}")
     if isinstance(x, int):
-        if x < 0:
-            raise ValueError(f"a dim must be positive, got {x}")
         return Dim.const(x)
-    if not isinstance(x, str) or not x.strip() or len(x) > 200:
-        raise ValueError(f"a dim must be a positive integer, a name or a dim expression, not {x!r}")
+    if not isinstance(x, str) or not x.strip() or len(x) > 200 or not x.isascii():
+        raise ValueError(f"{what}, not {x!r}")
     try:
         tree = ast.parse(x.strip(), mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError):
         raise ValueError(f"cannot read the dim expression {x!r}") from None
     return _dim_from_ast(tree, x)
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_TERMS = 64
+
+
 def _dim_from_ast(node: ast.AST, text: str) -> Dim:
-    if isinstance(node, ast.Name):
+    if isinstance(node, ast.Name) and _NAME.fullmatch(node.id):
         return Dim.sym(node.id)
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return Dim.const(node.value)
@@ -234,6 +280,8 @@ def _dim_from_ast(node: ast.AST, text: str) -> Dim:
         if isinstance(node.op, ast.Sub):
             return a - b
         if isinstance(node.op, ast.Mult):
+            if len(a.terms) * len(b.terms) > _MAX_TERMS:
+                raise ValueError(f"dim {text!r} is too complex (more than {_MAX_TERMS} terms)")
             return a * b
         if isinstance(node.op, ast.FloorDiv):
             try:

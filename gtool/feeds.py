@@ -208,12 +208,25 @@ def load_inputs_file(path: str) -> dict[str, np.ndarray]:
     from .format.source import load_file
 
     try:
-        data, _ = load_file(path)
+        data, _ = load_file(path, marks=False)  # data, not a graph: no source map needed (fast)
     except GraphError as e:
         raise UsageError(e.code, str(e)) from None
     if not isinstance(data, dict):
         raise UsageError("bad-input", f"{path} must map input names to arrays")
-    return {k: _nonfinite(v) for k, v in data.items()}
+    return {k: _data_value(v) for k, v in data.items()}
+
+
+def _data_value(v):
+    """A value from a data file: an array when it is all numbers (fast), else with the
+    strings "nan", "inf", "-inf" turned into floats (any other string fails later, named)."""
+    if isinstance(v, list):
+        try:
+            arr = np.asarray(v)
+        except (ValueError, TypeError):
+            return _nonfinite(v)
+        if arr.dtype.kind in "biuf":
+            return arr
+    return _nonfinite(v)
 
 
 def _nonfinite(v):

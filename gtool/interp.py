@@ -105,6 +105,11 @@ class Program:
         """Execute; `values` holds every tensor's data (see feeds.resolve)."""
         if self.compiled is not None and not check_numerics:
             return self.compiled(values, bindings)
+        return self.interpret(values, bindings, check_numerics)
+
+    def interpret(self, values: dict[str, np.ndarray], bindings: dict[str, int], check_numerics: bool = False) -> dict:
+        """Run the plan step by step on the NumPy kernels: the reference, which compiled
+        backends fall back to for located errors and for --check-numerics."""
         slots: list = self._template.copy()
         types, slot = self.types, self.slot
         for name, v in values.items():

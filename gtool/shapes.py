@@ -7,7 +7,7 @@ is assumed not to be a broadcasting 1. Every problem becomes a located Diagnosti
 
 from __future__ import annotations
 
-from .dims import Dim, format_shape, parse_dim
+from .dims import Dim, format_shape, parse_dim, parse_index
 from .errors import Diagnostic
 from .ir import Graph, TensorType
 from .ops.registry import ShapeError, get_op
@@ -24,7 +24,10 @@ class ShapeCtx:
         return d.substitute(self.bindings) if self.bindings else d
 
     def resolve_shape(self, shape) -> tuple[Dim, ...]:
-        return tuple(self.resolve(d) for d in shape)
+        if not self.bindings:  # the common case: nothing bound, nothing to rewrite
+            return shape if type(shape) is tuple else tuple(shape)
+        b = self.bindings
+        return tuple(d.substitute(b) for d in shape)
 
     def _bind(self, name: str, value: Dim) -> None:
         self.bindings = {k: v.substitute({name: value}) for k, v in self.bindings.items()}
@@ -53,6 +56,9 @@ class ShapeCtx:
 
     def broadcast(self, *shapes) -> tuple[Dim, ...]:
         """NumPy broadcasting of symbolic shapes; raises ShapeError naming both shapes."""
+        first = shapes[0]
+        if not self.bindings and all(s == first for s in shapes):
+            return tuple(first)  # equal shapes: nothing to broadcast (most elementwise nodes)
         rank = max(len(s) for s in shapes)
         out: list[Dim] = []
         for k in range(rank):
@@ -125,18 +131,45 @@ class Inference:
         return not any(d.severity == "error" for d in self.diagnostics)
 
 
+_DIM_KINDS = ("shape", "dim", "index")
+
+
+def _dim_attrs(op, attrs: dict, ctx: ShapeCtx, fixed: dict[str, Dim]) -> dict:
+    """Dim-valued attrs (reshape's shape, one_hot's depth, ...) as Dims with `--dim` sizes and
+    the bindings so far applied, so every rule sees them as it sees its inputs' shapes."""
+    out = attrs
+    for key, spec in op.attrs.items():
+        v = attrs.get(key)
+        if spec.kind not in _DIM_KINDS or v is None:
+            continue
+        parse = parse_index if spec.kind == "index" else parse_dim
+        try:
+            if spec.kind == "shape":
+                v = [d if (d == -1 and not isinstance(d, bool)) else ctx.resolve(parse(d).substitute(fixed)) for d in v]
+            else:
+                v = ctx.resolve(parse(v).substitute(fixed))
+        except (ValueError, TypeError) as e:
+            raise ShapeError("bad-dim", f"attr '{key}': {e}") from None
+        if out is attrs:
+            out = dict(attrs)
+        out[key] = v
+    return out
+
+
 def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
     """Infer every value's type. `dim_values` (from `--dim`) fix dims to sizes first.
 
     A node whose rule fails is reported once; nodes that depend on it are skipped silently,
-    so one mistake gives one error, not a cascade.
+    so one mistake gives one error, not a cascade. The walk is the hot path of `validate`
+    on big graphs: while nothing is bound (the usual case) no shape is rewritten or copied.
     """
     ctx = ShapeCtx(rigid=set(graph.dims))
     fixed = {k: Dim.const(v) for k, v in (dim_values or {}).items()}
     types: dict[str, TensorType] = {}
     diags: list[Diagnostic] = []
     for name, t in graph.tensors.items():
-        types[name] = TensorType(tuple(d.substitute(fixed) for d in t.shape), t.dtype, t.type.weak)
+        types[name] = t.type if not fixed else TensorType(tuple(d.substitute(fixed) for d in t.shape), t.dtype,
+                                                          t.type.weak)
     for name, node in graph.nodes.items():
         ins = [types.get(i) for i in node.inputs]
         if any(t is None for t in ins):
@@ -145,17 +178,21 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
         if op is None:
             continue
         try:
-            ins = [TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for t in ins]
-            out = op.infer(ctx, ins, op.full_attrs(node.attrs))
+            if ctx.bindings:
+                ins = [TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for t in ins]
+            attrs = op.full_attrs(node.attrs)
+            if fixed or ctx.bindings:
+                attrs = _dim_attrs(op, attrs, ctx, fixed)
+            out = op.infer(ctx, ins, attrs)
             if node.shape is not None:
-                declared = tuple(d.substitute(fixed) for d in node.shape)
+                declared = tuple(d.substitute(fixed) for d in node.shape) if fixed else node.shape
                 inferred = ctx.resolve_shape(out.shape)
                 if len(declared) != len(inferred) or not all(
                     ctx.unify(a, b) for a, b in zip(inferred, declared)
                 ):
                     raise ShapeError(
                         "shape-mismatch",
-                        f"inferred {format_shape(inferred)} but declared {format_shape(declared)}",
+                        f"inferred {format_shape(inferred)} but declared {format_shape(ctx.resolve_shape(declared))}",
                     )
             types[name] = out
         except ShapeError as e:
@@ -169,8 +206,9 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
                     **node.loc.where(),
                 )
             )
-    final = {n: TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for n, t in types.items()}
-    return Inference(final, ctx, diags)
+    if ctx.bindings:
+        types = {n: TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for n, t in types.items()}
+    return Inference(types, ctx, diags)
 
 
 def format_type(t: TensorType) -> str:

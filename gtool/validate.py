@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,8 +96,31 @@ def _mark_line(graph: Graph, key: str) -> int | None:
     return graph.cache.get("marks", {}).get(f"/{key}", (None,))[0]
 
 
+@contextmanager
+def _no_gc():
+    """Pause the cyclic garbage collector while a file is checked.
+
+    Loading a big graph allocates millions of small acyclic objects (dicts, tuples, Dims),
+    which makes CPython run full collections over everything allocated so far, again and
+    again: about a third of the time for 100k nodes. Nothing here makes garbage cycles
+    worth collecting early; the collector resumes (and catches up) afterwards.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def check_file(path: str, dim_values: dict[str, int] | None = None) -> FileReport:
     """Load, build and infer one file; every problem becomes a diagnostic in the report."""
+    with _no_gc():
+        return _check_file(path, dim_values)
+
+
+def _check_file(path: str, dim_values: dict[str, int] | None) -> FileReport:
     report = FileReport(path)
     try:
         data, marks = load_file(path)
@@ -108,7 +133,7 @@ def check_file(path: str, dim_values: dict[str, int] | None = None) -> FileRepor
     report.errors = [_with_path(d, path) for d in diags if d.severity == "error"]
     if graph is None:
         return report
-    graph.cache["marks"] = {k: v for k, v in marks.items() if k.count("/") == 1}
+    graph.cache["marks"] = {p: marks[p] for p in (f"/{k}" for k in data) if p in marks}
     inference, errors, warnings = check_graph(graph, dim_values)
     report.graph, report.inference = graph, inference
     report.errors += [_with_path(d, path) for d in errors]

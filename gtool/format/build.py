@@ -7,40 +7,24 @@ Problems are collected, not raised one at a time, so a user sees all of them at 
 
 from __future__ import annotations
 
-import functools
-import json
 import re
-from pathlib import Path
 
 import numpy as np
 
-from ..dims import parse_dim
+from ..dims import Dim, parse_dim
 from ..errors import Diagnostic, GraphError, did_you_mean
 from ..ir import Graph, Loc, Node, Tensor, TensorType, toposort
 from ..ops.registry import REGISTRY, AttrError, check_attr, get_op
 from .expr import parse_expression
+from .schema import SCHEMA_PATH, leaves, schema, schema_errors  # noqa: F401 (re-exported)
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "gtool-graph-v1.schema.json"
 # The names gtool generates: shorthand intermediates (__<owner>_<n>) and autodiff/rewrite names.
 GENERATED = re.compile(r"__(grad|tan|bwd|c|rw)_\w+|__[A-Za-z_]\w*_\d+")
 SECTIONS = ("inputs", "params", "constants")
 KIND = {"inputs": "input", "params": "param", "constants": "constant"}
-
-
-@functools.lru_cache(maxsize=1)
-def schema() -> dict:
-    """The published JSON Schema (shipped inside the package, identical to schemas/)."""
-    return json.loads(SCHEMA_PATH.read_text())
-
-
-@functools.lru_cache(maxsize=1)
-def _validator():
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(schema())
-
-
 _SCHEMA_CODES = {"additionalProperties": "unknown-key", "required": "missing-key", "type": "bad-type"}
+_JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "null"}
 
 
 class Builder:
@@ -51,6 +35,7 @@ class Builder:
         self.marks = marks
         self.path = path
         self.diags: list[Diagnostic] = []
+        self.seen: dict[str, str] = {}  # declared name -> its section
 
     # diagnostics ---------------------------------------------------------------------
     def loc(self, pointer: str) -> Loc:
@@ -65,30 +50,67 @@ class Builder:
 
     # 1. structure ----------------------------------------------------------------------
     def check_schema(self) -> bool:
-        errors = sorted(_validator().iter_errors(self.data), key=lambda e: list(map(str, e.absolute_path)))
-        for e in errors:
-            e = _most_specific(e)
-            pointer = "".join(f"/{p}" for p in e.absolute_path)
-            code = _SCHEMA_CODES.get(e.validator, "schema")
-            message = e.message
-            if e.validator == "additionalProperties":
-                extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
-                if extra:
-                    pointer += f"/{extra[0]}"
-                    allowed = ", ".join(e.schema.get("properties", {}))
-                    message = f"unknown key '{extra[0]}' (allowed here: {allowed})"
-            elif e.validator == "required":
-                message = f"missing required key: {e.message.split(' is a required')[0]}"
-            elif list(e.absolute_path) == ["gtool"]:
-                code, message = "bad-version", f"unsupported format version {e.instance!r}: this gtool reads version 1"
-            elif "propertyNames" in e.schema_path:
-                code = "bad-name"
-                name = e.instance if isinstance(e.instance, str) else None
-                if name is not None:
-                    pointer += f"/{name}"
-                    message = f"'{name}' is not a valid name: use letters, digits and _, not starting with a digit"
-            self.error(code, message, pointer)
-        return not errors
+        """The JSON Schema pass (gtool.format.schema), each violation mapped to a stable code."""
+        found: list[Diagnostic] = []
+        for prefix, e in schema_errors(self.data):
+            if prefix == ["gtool"] or (not prefix and list(e.absolute_path) == ["gtool"]):
+                continue  # reported once, below
+            path = prefix + list(e.absolute_path)
+            if e.validator == "anyOf" and len(path) == 2 and path[0] in SECTIONS:
+                kind = KIND[path[0]]
+                need = "a value, or a shape and an init" if kind == "param" else "a shape (or a value)"
+                found.append(self._diag("missing-key", f"{kind} '{path[1]}' needs {need}", _pointer(path), path[1]))
+                continue
+            for leaf in leaves(e):
+                found.append(self.schema_diag(prefix + list(leaf.absolute_path), leaf))
+        version = self.data.get("gtool")
+        if "gtool" in self.data and (type(version) is not int or version != 1):
+            found.append(self._diag("bad-version", f"unsupported format version {version!r}: this gtool reads "
+                                    "version 1 (the integer 1)", "/gtool"))
+        found.sort(key=lambda d: (d.line or 0, d.column or 0))
+        self.diags.extend(found)
+        return not found
+
+    def schema_diag(self, path: list, e) -> Diagnostic:
+        """One schema violation as a located diagnostic with the most specific code we know."""
+        pointer = _pointer(path)
+        v = e.validator
+        node = path[1] if len(path) >= 2 and path[0] in (*SECTIONS, "nodes") else None
+        code, message = _SCHEMA_CODES.get(v, "schema"), e.message
+        if v == "additionalProperties":
+            extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+            if extra:
+                pointer += "/" + _escape(extra[0])
+                allowed = ", ".join(e.schema.get("properties", {}))
+                message = f"unknown key '{extra[0]}' (allowed here: {allowed})"
+        elif v == "required":
+            message = f"missing required key: {e.message.split(' is a required')[0]}"
+        elif "propertyNames" in e.absolute_schema_path:
+            code = "bad-name"
+            if isinstance(e.instance, str):
+                pointer += "/" + _escape(e.instance)
+                node = node or e.instance
+                message = f"'{e.instance}' is not a valid name: use letters, digits and _, not starting with a digit"
+        elif len(path) == 4 and path[2] == "shape" or len(path) == 2 and path[0] == "dims":
+            code = "bad-dim"
+            what = f"dim '{path[1]}'" if path[0] == "dims" else "a dim"
+            message = f"{what} must be a positive integer" + (", a dim name or a dim expression" if path[0] != "dims"
+                                                               else "") + f", not {e.instance!r}"
+        elif len(path) >= 3 and path[0] == "params" and path[2] == "init":
+            code = "bad-init"
+            if len(path) == 3:
+                message = (f"unknown init {e.instance!r}: use zeros, ones, {{normal: {{mean, std}}}}, "
+                           "{uniform: {low, high}} or {glorot: {}}")
+            else:
+                message = f"init {'.'.join(map(str, path[3:]))}: {e.message}"
+        elif v == "type" and path:
+            want = e.schema.get("type")
+            want = " or ".join(_JSON_TYPES.get(t, t) for t in ([want] if isinstance(want, str) else want))
+            message = f"'{path[-1]}' must be {want}, not {_describe(e.instance)}"
+        return self._diag(code, message, pointer, node)
+
+    def _diag(self, code: str, message: str, pointer: str, node: str | None = None) -> Diagnostic:
+        return Diagnostic(code, message, node=node, **self.loc(pointer).where())
 
     # 2. tensors --------------------------------------------------------------------------
     def tensor(self, section: str, name: str, spec) -> Tensor | None:
@@ -106,17 +128,19 @@ class Builder:
             if value is None:
                 return None
         if "shape" in spec:
-            try:
-                shape = tuple(parse_dim(d) for d in spec["shape"])
-            except ValueError as e:
-                self.error("bad-dim", str(e), ptr + "/shape", name)
+            shape = self.shape(spec["shape"], ptr, name)
+            if shape is None:
                 return None
             if value is not None and not _fits(value.shape, shape):
                 self.error("bad-value", f"value has shape {list(value.shape)} but the declared shape is "
                            f"[{', '.join(map(str, shape))}]", ptr + "/value", name)
                 return None
         elif value is not None:
-            shape = tuple(parse_dim(int(d)) for d in value.shape)
+            if 0 in value.shape:
+                self.error("bad-value", f"value has shape {list(value.shape)}: an empty axis (every dim is at least 1)",
+                           ptr + "/value", name)
+                return None
+            shape = tuple(Dim.const(d) for d in value.shape)
         else:
             self.error("missing-key", f"{kind} '{name}' needs a shape (or a value)", ptr, name)
             return None
@@ -135,6 +159,17 @@ class Builder:
                 return None
         return Tensor(name, kind, TensorType(shape, dtype, weak), value, init,
                       tuple(map(float, rng)) if rng is not None else None, spec.get("doc"), self.loc(ptr))
+
+    def shape(self, dims: list, ptr: str, name: str) -> tuple[Dim, ...] | None:
+        """A declared shape, or None after reporting the first bad dim (at that dim)."""
+        out = []
+        for k, d in enumerate(dims):
+            try:
+                out.append(parse_dim(d))
+            except ValueError as e:
+                self.error("bad-dim", str(e), f"{ptr}/shape/{k}", name)
+                return None
+        return tuple(out)
 
     def array(self, value, dtype: str, ptr: str, name: str) -> np.ndarray | None:
         try:
@@ -167,6 +202,12 @@ class Builder:
                     d = e.diagnostic
                     self.error(d.code, d.message, ptr, name)
                     continue
+                clash = next((n for n in [c.name for c in literals] + [p.name for p in parsed[:-1]]
+                              if n in self.seen), None)
+                if clash is not None:
+                    self.error("duplicate-name", f"the expression makes the node '{clash}', but that name is "
+                               f"declared in {self.seen[clash]}", ptr, name, hint=f"rename '{clash}'")
+                    continue
                 for c in literals:
                     consts[c.name] = Tensor(c.name, "constant", TensorType((), _literal_dtype(c.value), True),
                                             np.array(c.value, dtype=_literal_dtype(c.value)), loc=loc)
@@ -178,10 +219,8 @@ class Builder:
             else:
                 shape = None
                 if spec.get("shape") is not None:
-                    try:
-                        shape = tuple(parse_dim(d) for d in spec["shape"])
-                    except ValueError as e:
-                        self.error("bad-dim", str(e), ptr + "/shape", name)
+                    shape = self.shape(spec["shape"], ptr, name)
+                    if shape is None:
                         continue
                 node = Node(name, spec["op"], tuple(spec.get("inputs") or ()), dict(spec.get("attrs") or {}),
                             shape, spec.get("doc"), loc)
@@ -215,7 +254,9 @@ class Builder:
             try:
                 check_attr(node.op, key, spec, value)
             except AttrError as e:
-                self.error("bad-attr", str(e), ptr + (f"/attrs/{key}" if not node.owner else ""), owner, op=node.op)
+                code = "bad-dim" if spec.kind in ("shape", "dim", "index") and isinstance(value, (list, int, str)) \
+                    else "bad-attr"
+                self.error(code, str(e), ptr + (f"/attrs/{key}" if not node.owner else ""), owner, op=node.op)
                 return False
         for key, spec in op.attrs.items():
             if spec.required and node.attrs.get(key) is None:
@@ -229,7 +270,7 @@ class Builder:
         if not self.check_schema():
             return None
         tensors: dict[str, Tensor] = {}
-        seen: dict[str, str] = {}
+        seen: dict[str, str] = self.seen
         for section in SECTIONS:
             for name, spec in (data.get(section) or {}).items():
                 if self.name_ok(name, f"/{section}/{name}", seen, section):
@@ -243,10 +284,12 @@ class Builder:
         nodes = self.nodes({k: v for k, v in user_nodes.items() if seen.get(k) == "nodes"}, consts)
         tensors.update(consts)
         known = set(tensors) | set(nodes)
-        all_names = set(tensors) | set(user_nodes)
+        # every declared name, including those whose entry failed (already reported): a
+        # reference to a broken tensor is not also an unknown name
+        all_names = set(seen) | set(user_nodes)
         for node in nodes.values():
             for k, i in enumerate(node.inputs):
-                if i not in known and i not in user_nodes:
+                if i not in known and i not in all_names:
                     ptr = f"/nodes/{node.owner or node.name}" + ("" if node.owner else f"/inputs/{k}")
                     self.unknown(i, ptr, node.owner or node.name, all_names)
         outputs = tuple(data.get("outputs") or ())
@@ -256,7 +299,7 @@ class Builder:
         loss = data.get("loss")
         if loss is not None and loss not in all_names:
             self.unknown(loss, "/loss", None, all_names)
-        order, cycle = toposort(nodes, set(tensors))
+        order, cycle = (list(nodes), None) if _in_order(nodes, tensors) else toposort(nodes, set(tensors))
         if cycle:
             first = cycle[0]
             self.error("cycle", "the nodes form a cycle: " + " -> ".join(cycle), f"/nodes/{nodes[first].owner or first}",
@@ -283,16 +326,36 @@ class Builder:
                    hint=f"did you mean '{near}'?" if near else "declare it under inputs, params, constants or nodes")
 
 
-def _most_specific(error):
-    """For oneOf/anyOf failures, the sub-error of the branch that matches the value's type."""
-    from jsonschema.exceptions import best_match
+def _in_order(nodes: dict[str, Node], tensors: dict) -> bool:
+    """Whether file order is already topological (the usual case), which is then exactly the
+    order `toposort` would give (it keeps file order where it can): one pass, no heap."""
+    done = set(tensors)
+    for name, node in nodes.items():
+        for i in node.inputs:
+            if i not in done and i in nodes:
+                return False
+        done.add(name)
+    return True
 
-    while error.context:
-        typed = [c for c in error.context if c.validator != "type"]
-        if not typed:
-            break
-        error = best_match(typed)
-    return error
+
+def _escape(key) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _pointer(path) -> str:
+    return "".join("/" + _escape(p) for p in path)
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return "a list" if isinstance(value, list) else "a mapping"
 
 
 def _fits(actual: tuple, declared: tuple) -> bool:

@@ -36,7 +36,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 _EMPTY_MESSAGE = "the file is empty; a graph file is a mapping"
 
 
-def load_file(path: str) -> tuple[object, dict[str, tuple[int, int]]]:
+def load_file(path: str, *, marks: bool = True) -> tuple[object, dict[str, tuple[int, int]]]:
     """Read `path` (bytes, so the UTF-8 check is ours) and load it as `load_document` does.
 
     A file that cannot be read is a usage problem (exit status 2), not a graph problem.
@@ -50,11 +50,11 @@ def load_file(path: str) -> tuple[object, dict[str, tuple[int, int]]]:
         raise UsageError("usage", f"{path} is a directory, not a graph file", path=path) from None
     except OSError as e:
         raise UsageError("usage", f"cannot read {path}: {e.strerror or e}", path=path) from None
-    return load_document(data, path)
+    return load_document(data, path, marks=marks)
 
 
 def load_document(
-    text: str | bytes, path: str, fmt: str | None = None
+    text: str | bytes, path: str, fmt: str | None = None, *, marks: bool = True
 ) -> tuple[object, dict[str, tuple[int, int]]]:
     """Parse YAML or JSON text into plain data and a pointer -> (line, column) source map.
 
@@ -62,6 +62,10 @@ def load_document(
     YAML). The data is dicts (insertion ordered), lists, str, int, float, bool and None; the
     top level must be a mapping. Every problem is a `GraphError` with a stable code and a
     1-based line/column, never a parser traceback.
+
+    `marks=False` is for data files (`--inputs`): no source map (an empty one is returned)
+    and a lean parse, several times faster for big arrays. It refuses exactly what the full
+    parse refuses: on anything suspect it hands over to the full parse for the located error.
     """
     if fmt is None:
         fmt = "json" if path.lower().endswith(".json") else "yaml"
@@ -69,7 +73,12 @@ def load_document(
         raise UsageError("usage", f"unknown format {fmt!r}; use 'yaml' or 'json'", path=path)
     code = "json-syntax" if fmt == "json" else "yaml-syntax"
     text = _decode(text, path, code)
-    if fmt == "json":
+    fast = _REDO
+    if not marks:
+        fast = _load_json_plain(text) if fmt == "json" else _load_yaml_plain(text, path)
+    if fast is not _REDO:
+        data, marks, empty = fast
+    elif fmt == "json":
         data, marks, empty = _load_json(text, path)
     else:
         data, marks, empty = _load_yaml(text, path)
@@ -388,6 +397,104 @@ def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bo
     return root, empty
 
 
+_REDO = object()  # a fast path's answer: "run the full parse, which will say what is wrong"
+
+
+def _load_yaml_plain(text: str, path: str):
+    """(data, {}, empty) or _REDO: `_compose_yaml`'s lean twin, without pointers or marks.
+
+    Same values (YAML 1.2 core scalars); anything the full composer refuses or treats
+    specially (anchors, aliases, tags, merge and duplicate keys, a second document, deep
+    nesting, a non-scalar key, an int too long to convert) sends the caller to it instead.
+    Syntax errors are reported as the full loader reports them.
+    """
+    try:
+        return _compose_yaml_plain(text, _YAML_LOADER)
+    except (yaml.YAMLError, UnicodeEncodeError):
+        return _REDO  # the full loader locates and words it
+
+
+def _compose_yaml_plain(text: str, loader):
+    Scalar = yaml.ScalarEvent
+    MapStart = yaml.MappingStartEvent
+    SeqStart = yaml.SequenceStartEvent
+    MapEnd = yaml.MappingEndEvent
+    SeqEnd = yaml.SequenceEndEvent
+    DocStart = yaml.DocumentStartEvent
+    Alias = yaml.AliasEvent
+    special = _SPECIAL
+    numstart = _NUMSTART
+    num_match = _NUM.fullmatch
+    number = _number
+    stack: list[tuple] = []
+    push = stack.append
+    pop = stack.pop
+    cur: dict | list | None = None
+    is_map = False
+    key: str | None = None
+    root: object = None
+    empty = True
+    docs = 0
+    for ev in yaml.parse(text, Loader=loader):
+        c = ev.__class__
+        if c is Scalar:
+            if ev.anchor is not None or ev.tag is not None:
+                return _REDO
+            v = ev.value
+            if is_map and key is None:
+                if v in cur or (v == "<<" and not ev.style):
+                    return _REDO
+                key = v
+                continue
+            if not ev.style:
+                if v in special:
+                    v = special[v]
+                elif v[0] in numstart:
+                    nm = num_match(v)
+                    if nm is not None:
+                        try:
+                            v = number(nm)
+                        except ValueError:
+                            return _REDO
+            if is_map:
+                cur[key] = v
+                key = None
+            elif cur is not None:
+                cur.append(v)
+            else:
+                root = v
+                empty = v is None and ev.value == "" and not ev.style
+        elif c is MapStart or c is SeqStart:
+            if ev.anchor is not None or ev.tag is not None:
+                return _REDO
+            new: dict | list = {} if c is MapStart else []
+            if is_map:
+                if key is None:
+                    return _REDO
+                cur[key] = new
+            elif cur is not None:
+                cur.append(new)
+            else:
+                root = new
+                empty = False
+            push((cur, is_map))
+            if len(stack) > MAX_DEPTH:
+                return _REDO
+            cur = new
+            is_map = c is MapStart
+            key = None
+        elif c is MapEnd or c is SeqEnd:
+            cur, is_map = pop()
+            key = None
+        elif c is Alias:
+            return _REDO
+        elif c is DocStart:
+            docs += 1
+            if docs > 1:
+                return _REDO
+    return root, {}, empty
+
+
 def _int_or_error(m: re.Match, ev, path: str, number) -> int | float:
     try:
         return number(m)
@@ -629,6 +736,37 @@ def _load_json(text: str, path: str) -> tuple[object, dict[str, tuple[int, int]]
                 _json_fail(text, pos, path)
             d = m.group(1)
             pos = m.end()
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _DuplicateKey
+    return d
+
+
+def _load_json_plain(text: str):
+    """(data, {}, empty) or _REDO: the stdlib's C parser, for data files without a source map.
+
+    Duplicate keys, NaN/Infinity, ints too long to convert, nesting deeper than MAX_DEPTH
+    and every syntax error send the caller to the full scanner, which locates the problem.
+    """
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return _REDO
+    stack = [(data, 1)] if type(data) is list or type(data) is dict else []
+    while stack:  # containers only: cheap next to the parse
+        x, depth = stack.pop()
+        if depth >= MAX_DEPTH - 2:  # on the safe side of the full scanner's limit: it decides
+            return _REDO
+        items = x.values() if type(x) is dict else x
+        stack.extend((v, depth + 1) for v in items if type(v) is list or type(v) is dict)
+    return data, {}, False
 
 
 def _unescape(text: str, quote: int, path: str) -> str:

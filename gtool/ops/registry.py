@@ -8,13 +8,14 @@ tests. The executor, autodiff, rewrites and renderer know ops only through this 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..dims import Dim, parse_dim
+from ..dims import Dim, parse_dim, parse_index
 from ..ir import DTYPES, TensorType
 
 
@@ -99,6 +100,8 @@ class OpDef:
                 out[k] = tuple(-1 if d == -1 else parse_dim(d).evaluate(bindings) for d in v)
             elif spec.kind == "dim" and v is not None:
                 out[k] = parse_dim(v).evaluate(bindings)
+            elif spec.kind == "index" and v is not None:
+                out[k] = parse_index(v).evaluate(bindings)
             elif spec.kind == "axes" and isinstance(v, list):
                 out[k] = tuple(v)
             elif spec.kind == "perm" and v is not None:
@@ -161,9 +164,9 @@ def check_attr(op: str, name: str, spec: Attr, value: Any) -> Any:
                 parse_dim(d)
             except ValueError as e:
                 raise AttrError(f"attr '{name}' of {op}: {e}") from None
-    elif kind == "dim":
+    elif kind in ("dim", "index"):
         try:
-            parse_dim(value)
+            (parse_dim if kind == "dim" else parse_index)(value)
         except ValueError as e:
             raise AttrError(f"attr '{name}' of {op}: {e}") from None
     elif kind.startswith("choice:"):
@@ -180,6 +183,7 @@ _KIND_TEXT = {
     "perm": "a list of integers",
     "shape": "a list of dims (ints, names or dim expressions; -1 once for reshape)",
     "dim": "a positive integer or a dim name",
+    "index": "a non-negative integer or a dim expression",
 }
 
 
@@ -193,8 +197,12 @@ def result_type(types: list[TensorType]) -> TensorType:
 
     Returns a weak type only when every operand is weak. Shapes are not touched (shape=()).
     """
-    strong = [t.dtype for t in types if not t.weak]
-    weak = [t.dtype for t in types if t.weak]
+    return _result_type(tuple(t.dtype for t in types if not t.weak), tuple(t.dtype for t in types if t.weak))
+
+
+@functools.lru_cache(maxsize=1024)
+def _result_type(strong: tuple[str, ...], weak: tuple[str, ...]) -> TensorType:
+    """result_type by dtype names (cached: NumPy's promotion is slow next to a shape rule)."""
     if not strong:
         return TensorType((), str(np.result_type(*[np.dtype(d) for d in weak])), weak=True)
     dt = str(np.result_type(*[np.dtype(d) for d in strong]))

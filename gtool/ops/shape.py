@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..dims import Dim, format_shape, parse_dim
+from ..dims import Dim, format_shape, parse_dim, parse_index
 from ..ir import TensorType
 from .registry import Attr, OpDef, ShapeError, register
 
@@ -295,7 +295,11 @@ register(OpDef("concat", None, _concat_infer, lambda *xs, axis=0: np.concatenate
 def _slice_infer(ctx, types, attrs):
     t = types[0]
     ax = ctx.axis(attrs["axis"], t.rank)
-    start, stop = parse_dim(attrs["start"]), parse_dim(attrs["stop"])
+    start, stop = parse_index(attrs["start"]), parse_index(attrs["stop"])
+    size, rest = ctx.resolve(stop - start), ctx.resolve(t.shape[ax] - stop)
+    if (size.is_const and size.value < 1) or (rest.is_const and rest.value < 0):
+        raise ShapeError("bad-axis", f"slice {start}:{stop} of axis {attrs['axis']} (size {t.shape[ax]}) is empty "
+                         "or out of range")
     return TensorType(tuple(stop - start if k == ax else d for k, d in enumerate(t.shape)), t.dtype, t.weak)
 
 
@@ -310,7 +314,7 @@ def _slice_vjp(b, node, g):
     a = b.attrs(node)
     shape = b.type(node.inputs[0]).shape
     ax = a["axis"] % len(shape)
-    start, stop = parse_dim(a["start"]), parse_dim(a["stop"])
+    start, stop = parse_index(a["start"]), parse_index(a["stop"])
     dtype = b.type(g).dtype
 
     def zeros(n):
@@ -324,7 +328,7 @@ def _slice_vjp(b, node, g):
 
 register(OpDef("slice", 1, _slice_infer, _slice_forward,
                attrs={"axis": Attr("int", None, "the axis", required=True),
-                      "start": Attr("dim", None, "first index", required=True),
-                      "stop": Attr("dim", None, "one past the last index", required=True)},
+                      "start": Attr("index", None, "first index", required=True),
+                      "stop": Attr("index", None, "one past the last index", required=True)},
                vjp=_slice_vjp, jvp=_linear_jvp, view=True, group="shape",
                doc="x[start:stop] along axis (gtool extension: the VJP of concat)"))

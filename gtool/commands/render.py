@@ -1,0 +1,96 @@
+"""render and explain: thin shells over gtool.render and gtool.explain."""
+
+from __future__ import annotations
+
+import click
+
+from .. import report
+from ..errors import UsageError
+from .common import backend_option, data_options, format_option, load_graph, plugin_option
+
+
+def _targets(wrt: str | None) -> list[str] | None:
+    return [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FILE")
+@click.option("-o", "--output", "out_path", metavar="OUT", help="Write .dot/.gv text or a .svg/.png/.pdf image "
+              "(images need Graphviz's `dot`). Default: DOT text on stdout.")
+@click.option("--values", "show_values", is_flag=True, help="Run the graph and show every node's value.")
+@click.option("--grads", "show_grads", is_flag=True, help="Show dL/d(node) for every node (runs the gradient graph).")
+@click.option("--backward", is_flag=True, help="Draw the emitted gradient graph instead of the forward graph.")
+@click.option("--diff", is_flag=True, help="Draw two graphs OLD NEW side by side, what changed highlighted.")
+@click.option("--wrt", metavar="A,B", help="Gradient targets for --backward and the saved marks (default: params, "
+              "else float inputs).")
+@click.option("--of", "of", metavar="NAME", help="The scalar to differentiate (default: the loss).")
+@click.option("--saved/--no-saved", default=True, show_default=True,
+              help="Mark the values the backward pass keeps, with their bytes.")
+@click.option("--legend/--no-legend", default=True, show_default=True, help="Draw a legend of the styles used.")
+@click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True,
+              help="Layout direction: top to bottom or left to right.")
+@click.option("--max-nodes", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Collapse a bigger graph by name prefix into at most N boxes.")
+@data_options
+@backend_option
+@plugin_option
+def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, saved, legend, rankdir, max_nodes,
+           data, backend):
+    """Draw a graph as Graphviz DOT (or an image): shapes on edges, values, gradients, saved tensors.
+
+    `gtool render --diff OLD NEW` draws two graphs side by side. See docs/render.md.
+    """
+    from .. import render as r
+
+    if diff:
+        if len(paths) != 2:
+            raise UsageError("usage", f"--diff wants two files, OLD and NEW; got {len(paths)}")
+        if show_values or show_grads or backward:
+            raise UsageError("usage", "--diff does not combine with --values, --grads or --backward")
+        old, new = (load_graph(p, data["dims"]) for p in paths)
+        text = r.diff_to_dot(old, new, labels=tuple(paths), rankdir=rankdir, legend=legend, max_nodes=max_nodes)
+    else:
+        if len(paths) != 1:
+            raise UsageError("usage", f"render draws one FILE (use --diff OLD NEW for two); got {len(paths)}")
+        if backward and show_grads:
+            raise UsageError("usage", "--grads does not combine with --backward: the gradient graph's nodes are "
+                             "the gradients; use --backward --values to see their values")
+        graph = load_graph(paths[0], data["dims"])
+        run = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"])
+        targets = _targets(wrt)
+        values = grads = None
+        if show_values:
+            values = r.evaluate(r.gradient_graph(graph, targets, of) if backward else graph, data["inputs"], **run)
+        if show_grads:
+            grads = r.gradients(graph, data["inputs"], of=of, **run)
+        text = r.to_dot(graph, values=values, grads=grads, saved=saved, backward=backward, wrt=targets, of=of,
+                        rankdir=rankdir, legend=legend, max_nodes=max_nodes, dims=data["dims"])
+    if out_path:
+        r.write(text, out_path)
+        click.echo(f"wrote {out_path}", err=True)
+    else:
+        click.echo(text.rstrip("\n"))
+
+
+@click.command()
+@click.argument("path", metavar="FILE")
+@click.option("--wrt", metavar="A,B", help="Differentiate with respect to these (default: params, else float inputs).")
+@click.option("--of", "of", metavar="NAME", help="The scalar to differentiate (default: the loss).")
+@data_options
+@format_option()
+@plugin_option
+def explain(path, wrt, of, data, fmt):
+    """Explain the backward pass step by step: forward values, then each node's upstream gradient,
+    local derivatives and contributions, and the sums at fan-outs. See docs/explain.md."""
+    from .. import explain as ex
+
+    graph = load_graph(path, data["dims"])
+    steps = ex.explain(graph, data["inputs"], wrt=_targets(wrt), of=of, random_inputs=data["random_inputs"],
+                       seed=data["seed"], dims=data["dims"])
+    if fmt == "json":
+        click.echo(report.dumps(ex.to_json(steps)))
+    else:
+        click.echo(ex.to_text(steps))
+
+
+COMMANDS = [render, explain]

@@ -1,0 +1,369 @@
+"""The backward pass as the lesson writes it by hand: forward values in order, then in reverse
+order each node's upstream gradient, the local derivative of each input, each contribution,
+and at every fan-out the sum of the contributions.
+
+Every number comes from running the emitted gradient graph with each contribution node as an
+extra output (`grad_info["contributions"]`), so what is printed is what `gtool grad`
+computes, not a second implementation. Local derivatives of scalar nodes come from the op's own
+VJP rule on a one-node graph. For tensors the VJP used is shown as a formula (a small table per
+op below). Scalar graphs also get the symbolic closed form when sympy is installed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import api, interp
+from .dims import format_shape
+from .ir import Graph, Node, Tensor, TensorType
+from .render import evaluate, expression, is_literal, literal_text, num, summary
+from .validate import types_of
+
+# d(out)/d(input k) of scalar elementwise ops; {a} {b} are the inputs, {out} the output
+PARTIALS = {
+    "add": ("1", "1"), "sub": ("1", "-1"), "mul": ("{b}", "{a}"), "div": ("1 / {b}", "-{a} / {b} ** 2"),
+    "pow": ("{b} * {a} ** ({b} - 1)", "log({a}) * {out}"), "neg": ("-1",), "exp": ("exp({a}) = {out}",),
+    "log": ("1 / {a}",), "log1p": ("1 / (1 + {a})",), "expm1": ("exp({a})",), "sqrt": ("1 / (2 * {out})",),
+    "square": ("2 * {a}",), "abs": ("sign({a})",), "sin": ("cos({a})",), "cos": ("-sin({a})",),
+    "tanh": ("1 - {out} ** 2",), "sigmoid": ("{out} * (1 - {out})",), "relu": ("1 if {a} > 0 else 0",),
+    "softplus": ("sigmoid({a})",), "identity": ("1",), "cast": ("1",),
+    "maximum": ("1 if {a} > {b} else 0", "1 if {b} > {a} else 0"), "minimum": ("1 if {a} < {b} else 0", "1 if {b} < {a} else 0"),
+    "sum": ("1",), "mean": ("1",), "max": ("1",), "min": ("1",), "logsumexp": ("1",),
+}
+
+# the vector-Jacobian product each op's rule builds; {g} is the upstream gradient dL/d(out)
+VJPS = {
+    "add": ("{g}", "{g}"), "sub": ("{g}", "-{g}"), "mul": ("{g} ⊙ {b}", "{g} ⊙ {a}"),
+    "div": ("{g} / {b}", "-{g} ⊙ {out} / {b}"), "pow": ("{g} ⊙ {b} {a}^({b} - 1)", "{g} ⊙ log({a}) ⊙ {out}"),
+    "matmul": ("{g} {b}ᵀ", "{a}ᵀ {g}"), "neg": ("-{g}",), "exp": ("{g} ⊙ {out}",), "log": ("{g} / {a}",),
+    "log1p": ("{g} / (1 + {a})",), "expm1": ("{g} ⊙ ({out} + 1)",), "sqrt": ("{g} / (2 {out})",),
+    "square": ("2 {g} ⊙ {a}",), "abs": ("{g} ⊙ sign({a})",), "sin": ("{g} ⊙ cos({a})",), "cos": ("-{g} ⊙ sin({a})",),
+    "tanh": ("{g} ⊙ (1 - {out}²)",), "sigmoid": ("{g} ⊙ {out} ⊙ (1 - {out})",), "relu": ("{g} ⊙ ({a} > 0)",),
+    "softplus": ("{g} ⊙ sigmoid({a})",), "identity": ("{g}",), "cast": ("cast({g})",),
+    "maximum": ("{g} where {a} wins (half at ties)", "{g} where {b} wins (half at ties)"),
+    "minimum": ("{g} where {a} wins (half at ties)", "{g} where {b} wins (half at ties)"),
+    "where": (None, "where({a}, {g}, 0)", "where({a}, 0, {g})"),
+    "sum": ("{g} broadcast back to {shape_a}",), "mean": ("{g} / n broadcast back to {shape_a}",),
+    "max": ("{g} at the maximum (shared at ties)",), "min": ("{g} at the minimum (shared at ties)",),
+    "logsumexp": ("{g} ⊙ softmax({a})",), "softmax": ("{out} ⊙ ({g} - sum({g} ⊙ {out}))",),
+    "log_softmax": ("{g} - softmax({a}) sum({g})",), "cross_entropy": ("(softmax({a}) - one_hot({b})) ⊙ {g}{per}",),
+    "reshape": ("reshape({g}, {shape_a})",), "expand_dims": ("reshape({g}, {shape_a})",),
+    "squeeze": ("reshape({g}, {shape_a})",), "transpose": ("transpose({g}) with the inverse perm",),
+    "broadcast_to": ("sum_to({g}, {shape_a})",), "sum_to": ("{g} broadcast to {shape_a}",),
+    "concat": ("this input's slice of {g}",), "slice": ("{g} put back in zeros of {shape_a}",),
+    "take_along_axis": ("{g} added back at the picked places",),
+}
+ELEMENTWISE = set(PARTIALS) - {"sum", "mean", "max", "min", "logsumexp"}
+
+
+def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | None = None, backend=None,
+            random_inputs: bool = False, seed: int = 0, dims: dict | None = None) -> dict:
+    """The steps of the backward pass, as data (`to_text` and `to_json` format them)."""
+    gg = api.grad(graph, wrt, of)
+    info = gg.cache["grad_info"]
+    loss, contribs, total = info["loss"], info["contributions"], info["total"]
+    run = dict(backend=backend, random=random_inputs, seed=seed, dim_values=dims)
+    values = evaluate(graph, inputs, backend=backend, random_inputs=random_inputs, seed=seed, dims=dims)
+    wanted = [c for parts in contribs.values() for _, c in parts] + [n for v, n in total.items() if isinstance(v, str)]
+    wanted = [n for n in dict.fromkeys(wanted + list(gg.outputs)) if n in gg]
+    grads = interp.execute(gg, inputs, wanted, **run)
+    types = types_of(graph)
+    live = graph.ancestors([loss])
+    steps: list[dict] = []
+    for name in graph.names():
+        if name in live and not is_literal(graph.tensors.get(name)):
+            steps.append(_forward_step(graph, name, values, types, loss))
+    steps.append({"kind": "seed", "name": loss, "text": f"d{loss}/d{loss}", "value": 1.0})
+    seen: dict[str, int] = {}
+    for node in reversed(list(graph.nodes.values())):
+        if node.name not in contribs or node.name == "":
+            continue
+        steps.append(_backprop_step(graph, node, values, grads, contribs, total, types, loss))
+        for inp in dict.fromkeys(node.inputs):
+            parts = contribs.get(inp, [])
+            seen[inp] = seen.get(inp, 0) + sum(1 for c, _ in parts if c == node.name)
+            if len(parts) > 1 and seen[inp] == len(parts):
+                steps.append(_sum_step(inp, parts, grads, total, graph, loss))
+    for w, out in zip(info["wrt"], gg.outputs[1:]):
+        parts = contribs.get(w, [])
+        steps.append({"kind": "result", "name": w, "text": f"d{loss}/d{w}", "value": grads[out],
+                      "parts": [{"via": c, "value": grads[n]} for c, n in parts] if len(parts) > 1 else [],
+                      "note": None if parts else f"{loss} does not depend on {w}"})
+    steps.append(symbolic(graph, loss, info["wrt"], values, {w: grads[o] for w, o in zip(info["wrt"], gg.outputs[1:])}))
+    return {"graph": graph.name, "path": graph.path, "loss": loss, "wrt": list(info["wrt"]), "steps": steps}
+
+
+def _forward_step(graph: Graph, name: str, values, types, loss: str) -> dict:
+    t, node = graph.tensors.get(name), graph.nodes.get(name)
+    step = {"kind": "forward", "name": name, "op": node.op if node else t.kind, "shape": _shape(types[name]),
+            "dtype": types[name].dtype, "value": values[name], "expr": None, "substituted": None}
+    if node is not None:
+        step["expr"] = expression(graph, name)
+        if all(np.ndim(values[i]) == 0 for i in node.inputs) and len(node.inputs) > 0:
+            sub = expression(graph, name, rename={i: num(np.asarray(values[i]).item()) for i in node.inputs})
+            step["substituted"] = sub if sub != step["expr"] else None
+    step["role"] = "loss" if name == loss else (t.kind if t is not None else None)
+    return step
+
+
+def _shape(t: TensorType) -> list:
+    return [d.to_json() for d in t.shape]
+
+
+def _backprop_step(graph: Graph, node: Node, values, grads, contribs, total, types, loss: str) -> dict:
+    g = grads[total[node.name]]
+    scalar = types[node.name].rank == 0 and all(types[i].rank == 0 for i in node.inputs)
+    local = _local_partials(graph, node, values) if scalar else None
+    ins = []
+    mine: dict[str, list[str]] = {}
+    for consumer_of, parts in contribs.items():
+        mine[consumer_of] = [c for who, c in parts if who == node.name]
+    for k, inp in enumerate(node.inputs):
+        if not mine.get(inp):
+            continue
+        contrib = mine[inp].pop(0)
+        item = {"name": inp, "position": k, "contribution": grads[contrib], "node": contrib,
+                "shape": _shape(types[inp]), "local": None, "vjp": None}
+        if local is not None and local[k] is not None:
+            item["local"] = {"formula": _partial_text(graph, node, k), "value": local[k]}
+        else:
+            item["vjp"] = _vjp_text(graph, node, k, types)
+            used = [i for i in dict.fromkeys(node.inputs) if _mentions(item["vjp"], i)]
+            item["operands"] = {"g": _shape(types[node.name]), **{i: _shape(types[i]) for i in used}}
+        ins.append(item)
+    return {"kind": "backprop", "node": node.name, "op": node.op, "expr": expression(graph, node.name),
+            "upstream": g, "shape": _shape(types[node.name]), "inputs": ins, "loss": loss}
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text) is not None
+
+
+def _sum_step(name: str, parts, grads, total, graph: Graph, loss: str) -> dict:
+    return {"kind": "sum", "name": name, "text": f"d{loss}/d{name}", "value": grads[total[name]],
+            "parts": [{"via": c, "value": grads[n]} for c, n in parts]}
+
+
+def _local_partials(graph: Graph, node: Node, values) -> list[float | None]:
+    """d(node)/d(input k) of a scalar node, from the op's own VJP rule on a one-node graph
+    (each input position gets its own name, so x * x gives x and x, as autodiff sums them)."""
+    types = types_of(graph)
+    tensors, names = {}, []
+    for k, i in enumerate(node.inputs):
+        n, t = f"in{k}", types[i]
+        kind = "constant" if is_literal(graph.tensors.get(i)) else "input"
+        tensors[n] = Tensor(n, kind, TensorType(t.shape, t.dtype, t.weak), value=np.asarray(values[i]))
+        names.append(n)
+    mini = Graph(tensors, {"out": Node("out", node.op, tuple(names), dict(node.attrs))}, ("out",), loss="out")
+    if not types[node.name].dtype.startswith("float"):
+        return [None] * len(names)
+    targets = [n for n, i in zip(names, node.inputs) if tensors[n].kind == "input" and types[i].dtype.startswith("float")]
+    if not targets:
+        return [None] * len(names)
+    gg = api.grad(mini, targets)
+    out = interp.execute(gg, {n: values[i] for n, i in zip(names, node.inputs) if tensors[n].kind == "input"})
+    got = dict(zip(targets, (float(out[o]) for o in gg.outputs[1:])))
+    return [got.get(n) for n in names]
+
+
+def _args(graph: Graph, node: Node, types=None) -> dict[str, str]:
+    text = [literal_text(graph.tensors[i]) if is_literal(graph.tensors.get(i)) else i for i in node.inputs]
+    out = {"a": text[0] if text else "", "b": text[1] if len(text) > 1 else "", "out": node.name}
+    if types is not None and node.inputs:
+        out["shape_a"] = format_shape(types[node.inputs[0]].shape)
+    return out
+
+
+def _partial_text(graph: Graph, node: Node, k: int) -> str:
+    forms = PARTIALS.get(node.op)
+    if not forms or k >= len(forms):
+        return f"local derivative of {node.op}"
+    args = _args(graph, node)
+    if node.op == "pow" and k == 0 and is_literal(graph.tensors.get(node.inputs[1])):
+        n = float(np.asarray(graph.tensors[node.inputs[1]].value).item())
+        return {0.0: "0", 1.0: "1", 2.0: f"2 * {args['a']}"}.get(n, f"{num(n)} * {args['a']} ** {num(n - 1)}")
+    return forms[k].format(**args)
+
+
+def _vjp_text(graph: Graph, node: Node, k: int, types) -> str:
+    forms = VJPS.get(node.op)
+    if not forms or k >= len(forms) or forms[k] is None:
+        return f"vjp of {node.op}"
+    args = {**_args(graph, node, types), "g": "g"}
+    reduction = node.attrs.get("reduction") or "mean"
+    args["per"] = " / n" if node.op == "cross_entropy" and reduction == "mean" else ""
+    text = forms[k].format(**args)
+    if node.op == "pow" and k == 0 and is_literal(graph.tensors.get(node.inputs[1])):
+        n = float(np.asarray(graph.tensors[node.inputs[1]].value).item())
+        text = f"2 g ⊙ {args['a']}" if n == 2 else f"g ⊙ {num(n)} {args['a']}^{num(n - 1)}"
+    inp = node.inputs[k]
+    if node.op in ELEMENTWISE | {"where"} and types[inp].shape != types[node.name].shape:
+        text = f"sum_to({text}, {format_shape(types[inp].shape)})"  # undo the broadcast
+    return text
+
+
+# the closed form (sympy, optional) -----------------------------------------------------------------
+
+
+def _sympy_ops(sp) -> dict:
+    sig = lambda a: 1 / (1 + sp.exp(-a))
+    same = lambda a: a
+    return {
+        "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
+        "pow": lambda a, b: a ** b, "neg": lambda a: -a, "exp": sp.exp, "log": sp.log, "log1p": lambda a: sp.log(1 + a),
+        "expm1": lambda a: sp.exp(a) - 1, "sqrt": sp.sqrt, "square": lambda a: a ** 2, "abs": sp.Abs, "sign": sp.sign,
+        "sin": sp.sin, "cos": sp.cos, "tanh": sp.tanh, "sigmoid": sig, "relu": lambda a: sp.Max(a, 0),
+        "softplus": lambda a: sp.log(1 + sp.exp(a)), "identity": same, "stop_gradient": None,
+        "maximum": sp.Max, "minimum": sp.Min, "sum": same, "mean": same, "max": same, "min": same, "logsumexp": same,
+    }
+
+
+def symbolic(graph: Graph, loss: str, wrt: list[str], values, grads) -> dict:
+    """The closed form of a scalar graph: an expression per node from its op, differentiated and
+    simplified by sympy. A note instead when sympy is missing or the graph has tensors."""
+    types = types_of(graph)
+    live = graph.ancestors([loss])
+    if any(types[n].rank != 0 for n in live):
+        return {"kind": "symbolic", "note": "none (the graph has tensor values)"}
+    try:
+        import sympy as sp
+    except ImportError:
+        return {"kind": "symbolic", "note": "skipped (sympy is not installed: pip install 'gtool[explain]')"}
+    ops = _sympy_ops(sp)
+    expr: dict = {}
+    for name in graph.names():
+        if name not in live:
+            continue
+        t = graph.tensors.get(name)
+        if t is not None:
+            expr[name] = _sympy_number(sp, t) if t.kind == "constant" else sp.Symbol(name, real=True)
+            continue
+        node = graph.nodes[name]
+        fn = ops.get(node.op)
+        if fn is None:
+            return {"kind": "symbolic", "note": f"none (no symbolic rule for {node.op})"}
+        expr[name] = fn(*[expr[i] for i in node.inputs])
+    subs = {sp.Symbol(n, real=True): float(np.asarray(values[n]).item()) for n in graph.tensors if n in live}
+    out = {"kind": "symbolic", "loss": loss, "expr": str(sp.simplify(expr[loss])), "gradients": []}
+    for w in wrt:
+        if w not in graph.tensors:
+            out["gradients"].append({"name": w, "expr": None, "value": None, "note": "an intermediate: no closed form"})
+            continue
+        d = sp.simplify(sp.diff(expr[loss], sp.Symbol(w, real=True)))
+        value = float(sp.N(d.subs(subs)))
+        agree = bool(np.isclose(value, float(np.asarray(grads[w])), rtol=1e-6, atol=1e-9, equal_nan=True))
+        out["gradients"].append({"name": w, "expr": str(d), "value": value, "agrees": agree})
+    return out
+
+
+def _sympy_number(sp, t: Tensor):
+    v = np.asarray(t.value).item()
+    if isinstance(v, (bool, int)):
+        return sp.Integer(int(v))
+    return sp.Rational(repr(v)) if len(repr(v)) <= 8 and "e" not in repr(v) else sp.Float(v)
+
+
+# formatting ----------------------------------------------------------------------------------------
+
+
+def _val(v) -> str:
+    """A number, a small array as a nested list of numbers, or min/mean/max of a big one."""
+    a = np.asarray(v)
+    if a.ndim == 0:
+        return num(a.item())
+    if a.size <= 6:
+        return _nested(a.tolist())
+    return summary(a)
+
+
+def _nested(x) -> str:
+    return "[" + ", ".join(_nested(v) for v in x) + "]" if isinstance(x, list) else num(x)
+
+
+def _parts_text(parts) -> str:
+    return " + ".join(f"{_val(p['value'])} (via {p['via']})" if np.size(p["value"]) <= 4 else f"(via {p['via']})"
+                      for p in parts)
+
+
+def to_text(doc: dict) -> str:
+    """The lesson's layout: forward pass, backward pass, gradients, closed form."""
+    loss = doc["loss"]
+    lines = [f"{doc['graph'] or doc['path']}: gradients of {loss} with respect to {', '.join(doc['wrt'])}", "",
+             "Forward pass, in dependency order:"]
+    for s in doc["steps"]:
+        k = s["kind"]
+        if k == "forward":
+            shape = "" if not s["shape"] else f"  {format_shape(s['shape'])}"
+            body = s["name"] + (f" = {s['expr']}" if s["expr"] else "")
+            if s["substituted"]:
+                body += f" = {s['substituted']}"
+            role = f"   ({s['role']})" if s["role"] else ""
+            lines.append(f"  {body} = {_val(s['value'])}{shape}{role}")
+        elif k == "seed":
+            lines += ["", "Backward pass, in reverse order:", f"  start at the loss: {s['text']} = 1"]
+        elif k == "backprop":
+            lines += _backprop_text(s)
+        elif k == "sum":
+            uses = ", ".join(p["via"] for p in s["parts"])
+            lines += ["", f"  fan-out at {s['name']} (used by {uses}): {s['text']} = {_parts_text(s['parts'])} = "
+                      f"{_val(s['value'])}"]
+        elif k == "result":
+            if not any(x["kind"] == "result" for x in doc["steps"][:doc["steps"].index(s)]):
+                lines += ["", "Gradients:"]
+            parts = f"{_parts_text(s['parts'])} = " if s["parts"] else ""
+            note = f"   ({s['note']})" if s["note"] else ""
+            lines.append(f"  {s['text']} = {parts}{_val(s['value'])}{note}")
+        elif k == "symbolic":
+            lines += _symbolic_text(s)
+    return "\n".join(lines)
+
+
+def _row(label: str, text: str) -> str:
+    return f"    {label:<14} {text}"
+
+
+def _backprop_text(s: dict) -> list[str]:
+    loss, node = s["loss"], s["node"]
+    shape = f"  {format_shape(s['shape'])}" if s["shape"] else ""
+    out = ["", f"  {node} = {s['expr']}   ({s['op']})", _row("upstream", f"g = d{loss}/d{node} = {_val(s['upstream'])}{shape}")]
+    if not s["inputs"]:
+        out.append(_row("", f"no gradient flows through {s['op']} to its inputs"))
+    label = "contribution" if len(s["inputs"]) == 1 else "contributions"
+    first = True
+    for i in s["inputs"]:
+        if i["local"]:
+            value = num(i["local"]["value"])
+            formula = i["local"]["formula"]
+            text = f"d{node}/d{i['name']} = {formula}" + ("" if formula == value else f" = {value}")
+            out.append(_row("local" if first else "", text))
+            first = False
+    for n, i in enumerate(s["inputs"]):
+        if i["local"]:
+            how = f"g · d{node}/d{i['name']} = {_val(s['upstream'])} · {num(i['local']['value'])}"
+            shape = f"  {format_shape(i['shape'])}" if i["shape"] else ""
+        else:
+            how = i["vjp"]
+            ops = ", ".join(f"{k} {format_shape(v)}" for k, v in i["operands"].items())
+            shape = f"   ({ops} -> {format_shape(i['shape'])})"
+        out.append(_row(label if n == 0 else "", f"d{loss}/d{i['name']} via {node} = {how} = {_val(i['contribution'])}{shape}"))
+    return out
+
+
+def _symbolic_text(s: dict) -> list[str]:
+    if "note" in s:
+        return ["", f"Closed form: {s['note']}"]
+    out = ["", "Closed form (sympy):", f"  {s['loss']} = {s['expr']}"]
+    for g in s["gradients"]:
+        if g["expr"] is None:
+            out.append(f"  d{s['loss']}/d{g['name']}: {g['note']}")
+            continue
+        flag = "" if g["agrees"] else "   (disagrees with autodiff!)"
+        out.append(f"  d{s['loss']}/d{g['name']} = {g['expr']} = {num(g['value'])}{flag}")
+    return out
+
+
+def to_json(doc: dict) -> dict:
+    """The steps as one JSON document (arrays as nested lists, non-finite numbers as strings)."""
+    return doc

@@ -1,0 +1,613 @@
+"""Drawing graphs: a Graph (with optional values, gradients, saved tensors) -> Graphviz DOT text.
+
+One walk over the graph in its topological order builds a drawing (boxes, arrows, clusters;
+see render_dot): names, ops and attrs on boxes, shapes and dtypes on arrows, marks for fan-out,
+saved-for-backward bytes and NaN/Inf. `--backward` draws the emitted gradient graph with each
+backward node titled by its role; `--diff` marks what changed; `max_nodes` collapses a big
+drawing by name prefix. Nothing depends on ids, hashing or set order, so the same file gives
+byte-identical DOT and CI can diff diagrams.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import numpy as np
+
+from .dims import format_shape
+from .errors import GraphError, UsageError
+from .ir import Graph, Node, Tensor
+from .render_dot import COLOR, FILL, LEGEND, ROUNDED, Arrow, Box, Drawing, emit, emit_diff, render_image, write
+from .validate import types_of
+
+__all__ = ["COLOR", "FILL", "LEGEND", "diff_to_dot", "draw", "draw_backward", "emit", "evaluate", "expression",
+           "formula", "gradients", "render_image", "saved_for_backward", "to_dot", "write"]
+
+SHAPE_ONLY = {("sum_to", 1), ("size", 0)}  # (op, input position) read for its shape only: not saved
+
+# small text helpers ---------------------------------------------------------------------------
+
+
+def num(v) -> str:
+    """A number as the reports print it (6 significant digits; ints and bools as written)."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v)).lower()
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    text = f"{v:.6g}"
+    return "0" if text == "-0" else text
+
+
+def summary(a, digits: int = 4) -> str:
+    """A scalar's value, or min/mean/max of a tensor (with its NaN and Inf counts)."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return num(a.item())
+    if a.size == 0:
+        return "empty"
+    f = (lambda v: f"{float(v):.{digits}g}") if a.dtype.kind == "f" else num
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    text = (f"min {f(finite.min())} · mean {f(np.mean(finite))} · max {f(finite.max())}" if finite.size
+            else "no finite values")
+    if a.dtype.kind == "f":
+        nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+        if nan or inf:
+            text += f" ({nan} NaN, {inf} Inf)"
+    return text
+
+
+def nonfinite(a) -> str | None:
+    """'NaN' or 'Inf' when a float array holds one, else None."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f" or np.isfinite(a).all():
+        return None
+    return "NaN" if np.isnan(a).any() else "Inf"
+
+
+def type_text(t) -> str:
+    return f"{format_shape(t.shape)} {t.dtype}" + (" weak" if t.weak else "")
+
+
+def human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 ** 2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 ** 2:.1f} MiB"
+
+
+def is_literal(t: Tensor | None) -> bool:
+    """A generated weak scalar (a number written in an expression, or one autodiff added)."""
+    return t is not None and t.name.startswith("__") and t.kind == "constant" and t.type.weak and t.value is not None
+
+
+def literal_text(t: Tensor) -> str:
+    return num(np.asarray(t.value).item())
+
+
+def _attr_text(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        return f"'{v}'"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_attr_text(x) for x in v) + "]"
+    return str(v)
+
+
+def attrs_text(node: Node) -> str:
+    """The attrs written on the node (defaults left out), as the shorthand writes them."""
+    return ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attrs.items() if v is not None)
+
+
+# formulas: a node as the expression shorthand would write it ----------------------------------
+
+_INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
+          "pow": ("**", 4), "greater": (">", 0), "less": ("<", 0), "equal": ("==", 0)}
+_ATOM, _UNARY, _NEGATIVE = 5, 3, 2.5  # a negative number gets parentheses after - and **, and on the right of *
+
+
+def expression(graph: Graph, name: str, inline=lambda n: False, rename: dict[str, str] | None = None) -> str:
+    """The expression for `name`'s node; inputs for which `inline(n)` holds are expanded too, and
+    `rename` writes some inputs differently (explain puts their values there)."""
+    node = graph.nodes.get(name)
+    return name if node is None else _node_expr(graph, node, inline, rename or {})[0]
+
+
+def formula(graph: Graph, name: str) -> str:
+    """`owner = relu(x @ W1 + b1)`: a user node with its shorthand intermediates folded back in."""
+    owner_of = {n.name: n.owner for n in graph.nodes.values() if n.owner}
+    return f"{name} = {expression(graph, name, lambda n: owner_of.get(n) == name)}"
+
+
+def _operand(graph: Graph, name: str, inline, rename: dict[str, str]) -> tuple[str, int]:
+    t = graph.tensors.get(name)
+    node = graph.nodes.get(name)
+    if node is not None and inline(name):
+        return _node_expr(graph, node, inline, rename)
+    text = literal_text(t) if is_literal(t) else rename.get(name, name)
+    return text, _NEGATIVE if text.startswith("-") else _ATOM
+
+
+def _node_expr(graph: Graph, node: Node, inline, rename: dict[str, str]) -> tuple[str, int]:
+    args = [_operand(graph, i, inline, rename) for i in node.inputs]
+    if node.op in _INFIX and len(args) == 2 and not attrs_text(node):
+        sym, p = _INFIX[node.op]
+        (a, pa), (b, pb) = args
+        left_min, right_min = (_ATOM, _UNARY) if node.op == "pow" else (p, p + 1)
+        a = a if pa >= left_min else f"({a})"
+        b = b if pb >= right_min else f"({b})"
+        return f"{a} {sym} {b}", p
+    if node.op == "neg" and len(args) == 1:
+        a, pa = args[0]
+        return "-" + (a if pa >= _UNARY else f"({a})"), _UNARY
+    extra = attrs_text(node)
+    return f"{node.op}({', '.join([a for a, _ in args] + ([extra] if extra else []))})", _ATOM
+
+
+def op_text(graph: Graph, node: Node) -> str:
+    """The op line of a box: `add`, `pow(·, 2)` (a folded literal), `sum axis=1`."""
+    text = node.op
+    if any(is_literal(graph.tensors.get(i)) for i in node.inputs):
+        args = [literal_text(graph.tensors[i]) if is_literal(graph.tensors.get(i)) else "·" for i in node.inputs]
+        text += "(" + ", ".join(args) + ")"
+    extra = attrs_text(node)
+    return f"{text} {extra}" if extra else text
+
+
+# running the graph for --values and --grads -----------------------------------------------------
+
+
+def evaluate(graph: Graph, inputs: dict | None = None, *, backend=None, random_inputs: bool = False, seed: int = 0,
+             dims: dict | None = None) -> dict[str, np.ndarray]:
+    """Every value of the graph (tensors and nodes), NaN and Inf included (no numerics check)."""
+    from . import interp
+
+    names = [n for n in graph.names()]
+    return interp.execute(graph, inputs, names, backend=backend, random=random_inputs, seed=seed, dim_values=dims)
+
+
+def gradient_targets(graph: Graph, of: str | None = None) -> list[str]:
+    """Every float input, param and node that the loss depends on (constants are never differentiated)."""
+    types = types_of(graph)
+    loss = of or graph.loss_name()
+    live = graph.ancestors([loss]) if loss in graph else set()
+    out = []
+    for n in graph.names():
+        t = graph.tensors.get(n)
+        if n in live and types[n].dtype.startswith("float") and (t is None or t.kind != "constant"):
+            out.append(n)
+    return out
+
+
+def gradients(graph: Graph, inputs: dict | None = None, *, of: str | None = None, backend=None,
+              random_inputs: bool = False, seed: int = 0, dims: dict | None = None) -> dict[str, np.ndarray]:
+    """dL/dv for every float value v the loss depends on: one run of the gradient graph whose
+    targets are all those values (a target may be any value name, intermediates included)."""
+    from . import api, interp
+
+    gg = api.grad(graph, gradient_targets(graph, of) or None, of)
+    info = gg.cache["grad_info"]
+    out = interp.execute(gg, inputs, gg.outputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims)
+    return {w: out[n] for w, n in zip(info["wrt"], gg.outputs[1:])}
+
+
+def saved_for_backward(graph: Graph, gg: Graph, values: dict | None = None, dims: dict | None = None) -> dict[str, str]:
+    """Forward values that backward nodes read (what the backward pass must keep), with their bytes.
+
+    Bytes come from the values when given, else from the declared shapes with the file's dims
+    (a free dim leaves the size symbolic, e.g. `512 * batch B`).
+    """
+    types = types_of(graph)
+    bindings = {**graph.dims, **(dims or {})}
+    read: list[str] = []
+    for node in gg.nodes.values():
+        if node.name in graph.nodes:
+            continue
+        for k, i in enumerate(node.inputs):
+            if i in graph and i not in read and not is_literal(graph.tensors.get(i)) and (node.op, k) not in SHAPE_ONLY:
+                read.append(i)
+    out = {}
+    for name in graph.names():
+        if name not in read:
+            continue
+        t = types[name]
+        itemsize = np.dtype(t.dtype).itemsize
+        if values is not None and name in values:
+            out[name] = human_bytes(np.asarray(values[name]).nbytes)
+            continue
+        size = math.prod(t.shape) if t.shape else 1
+        try:
+            out[name] = human_bytes((size * itemsize).evaluate(bindings) if hasattr(size, "evaluate") else size * itemsize)
+        except KeyError:
+            out[name] = f"{size * itemsize} B"
+    return out
+
+
+def gradient_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+    """The gradient graph that --backward draws (cached on the graph by api.grad)."""
+    from . import api
+
+    return api.grad(graph, wrt, of)
+
+
+def backward_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph | None:
+    """The gradient graph, or None when the graph has nothing to differentiate (no saved marks then)."""
+    try:
+        return gradient_graph(graph, wrt, of)
+    except GraphError:
+        return None
+
+
+# building the drawing ---------------------------------------------------------------------------
+
+
+def _tensor_box(t: Tensor, kind: str) -> Box:
+    box = Box(t.name, t.name, kind, tag=kind, op=t.kind)
+    if t.kind == "constant" and t.value is not None and np.asarray(t.value).size <= 4:
+        box.lines.append(("= " + ", ".join(num(v) for v in np.asarray(t.value).ravel()), COLOR["note"]))
+    return box
+
+
+def _annotate(box: Box, name: str, *, loss: str | None, values, grads, saved, first_bad) -> None:
+    if values is not None and name in values:
+        v = values[name]
+        box.lines.append((("= " if np.ndim(v) == 0 else f"{list(np.shape(v))} ") + summary(v), COLOR["value"]))
+        if nonfinite(v):
+            box.marks.append("nonfinite")
+    if grads is not None and name in grads:
+        g = grads[name]
+        box.lines.append((f"d{loss}/d{name} " + ("= " if np.ndim(g) == 0 else "") + summary(g), COLOR["grad"]))
+        if nonfinite(g) and "nonfinite" not in box.marks:
+            box.marks.append("nonfinite")
+    if saved and name in saved:
+        box.marks.append("saved")
+        box.lines.append((f"saved for backward: {saved[name]}", COLOR["saved"]))
+    if first_bad and first_bad[0] == name:
+        box.lines.append((f"first non-finite: {first_bad[1]}", COLOR["nonfinite"]))
+
+
+def first_nonfinite(graph: Graph, values=None, grads=None) -> tuple[str, str] | None:
+    """Where NaN/Inf first appears: the first value in topological order that is non-finite, else
+    the first gradient in backward (reverse topological) order, i.e. where the backward pass made it."""
+    names = list(graph.names())
+    for n in names:
+        bad = nonfinite(values[n]) if values is not None and n in values else None
+        if bad:
+            node = graph.nodes.get(n)
+            return n, f"value is {bad}" + (f" ({node.op})" if node else "")
+    for n in reversed(names):
+        bad = nonfinite(grads[n]) if grads is not None and n in grads else None
+        if bad:
+            return n, f"gradient is {bad}"
+    return None
+
+
+def _forward_box(graph: Graph, name: str, *, loss: str | None) -> Box:
+    """A value of the forward graph: a tensor, or a node with its op line; styled by its role."""
+    t = graph.tensors.get(name)
+    kind = t.kind if t is not None else "op"
+    if name == loss and (graph.loss is not None or name in graph.outputs):
+        kind = "loss"
+    elif name in graph.outputs and t is None:
+        kind = "output"
+    if t is not None:
+        box = _tensor_box(t, kind)
+        box.tag = t.kind if kind == t.kind else f"{t.kind}, {kind}"
+        return box
+    node = graph.nodes[name]
+    if name.startswith("__"):  # a shorthand intermediate: its op is the title, its generated name the tag
+        return Box(name, op_text(graph, node), kind, tag=name, cluster=node.owner, op=node.op)
+    return Box(name, name, kind, tag="" if kind == "op" else kind, lines=[(op_text(graph, node), "#000000")],
+               cluster=node.owner, op=node.op)
+
+
+def draw(graph: Graph, *, values=None, grads=None, saved=None, fold: bool = True, title: str | None = None) -> Drawing:
+    """The forward graph: names, ops, attrs; shapes and dtypes on edges; fan-out, saved and NaN marks."""
+    types = types_of(graph)
+    users = graph.users()
+    loss = graph.loss_name()
+    first_bad = first_nonfinite(graph, values, grads)
+    owned = {n.owner for n in graph.nodes.values() if n.owner}
+    drawn = [n for n in graph.names() if not (fold and is_literal(graph.tensors.get(n)))]
+    boxes: list[Box] = []
+    for name in drawn:
+        box = _forward_box(graph, name, loss=loss)
+        if name in owned:
+            box.cluster = name
+        if not users.get(name):
+            box.lines.append((type_text(types[name]), COLOR["note"]))
+        fan = len(users.get(name, ()))
+        if fan > 1 and types[name].dtype.startswith("float"):
+            box.marks.append("fanout")
+            box.lines.append((f"fans out ×{fan}: d{loss}/d{name} is a sum", COLOR["fanout"]))
+        _annotate(box, name, loss=loss, values=values, grads=grads, saved=saved, first_bad=first_bad)
+        boxes.append(box)
+    clusters = {o: formula(graph, o) for o in graph.nodes if o in owned}
+    arrows = _arrows(graph, drawn, types, fanout={b.id for b in boxes if "fanout" in b.marks})
+    notes = [(f"first non-finite: '{first_bad[0]}' {first_bad[1]}", COLOR["nonfinite"])] if first_bad else []
+    return Drawing(graph.name or "graph", title or graph.name or graph.path or "graph", boxes, arrows, clusters, notes)
+
+
+def _arrows(graph: Graph, drawn: list[str], types, fanout=frozenset(), kind_of=None) -> list[Arrow]:
+    """One arrow per use of a value (x * x gives two), labelled with the value's shape and dtype;
+    arrows that only show a dependency (saved or shape-only reads) carry no label."""
+    keep = set(drawn)
+    out = []
+    for node in graph.nodes.values():
+        if node.name not in keep:
+            continue
+        for k, i in enumerate(node.inputs):
+            if i not in keep:
+                continue
+            kind = kind_of(i, node, k) if kind_of else "edge"
+            if kind is None:
+                continue
+            if kind == "edge" and i in fanout:
+                kind = "fanout"
+            out.append(Arrow(i, node.name, "" if kind in ("saved_edge", "shape_edge") else type_text(types[i]), kind))
+    return out
+
+
+_BWD = re.compile(r"^__bwd_(.+)_\d+$")
+
+
+def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """What each backward node means: `dL/dv` (a total) or `dL/dv via c` (one contribution),
+    user names first; and the `add` nodes that sum the contributions at a fan-out."""
+    loss, order = info["loss"], {n: k for k, n in enumerate(graph.names())}
+    totals: dict[str, list[str]] = {}
+    for v, n in info["total"].items():
+        if isinstance(v, str):
+            totals.setdefault(n, []).append(v)
+    roles = {n: [f"d{loss}/d{v}" for v in sorted(vs, key=lambda v: (v.startswith("__"), order.get(v, 0)))]
+             for n, vs in totals.items()}
+    accumulate: dict[str, str] = {}
+    for v, parts in info["contributions"].items():
+        for consumer, c in parts:
+            if consumer and c not in totals:
+                roles.setdefault(c, []).append(f"d{loss}/d{v} via {consumer}")
+        if len(parts) > 1:  # walk back the chain of adds that sums the contributions
+            n, names = info["total"][("sum", v)], {c for _, c in parts}
+            for k in range(len(parts) - 1):
+                if n in names or n not in info.get("nodes", {n: 0}):
+                    break
+                accumulate[n] = v if k == 0 else f"{v} (partial)"
+                n = info["nodes"][n].inputs[0]
+    return roles, accumulate
+
+
+def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: str | None = None) -> Drawing:
+    """The emitted gradient graph: the forward part as usual; backward nodes titled by their role
+    (dL/dv, a contribution via a consumer, a fan-out sum Σ); gradient edges in another colour."""
+    info = {**gg.cache["grad_info"], "nodes": gg.nodes}
+    loss = info["loss"]
+    types = types_of(gg)
+    forward = set(graph.names())
+    fwd_users = graph.users()
+    roles, accumulate = _roles(graph, info)
+    wrt_out = dict(zip(gg.outputs[1:], info["wrt"]))
+    first_bad = first_nonfinite(gg, values, None)
+    used = {i for n in gg.nodes.values() for i in n.inputs}
+    owned = {n.owner for n in graph.nodes.values() if n.owner}
+    boxes: list[Box] = []
+    drawn = [n for n in gg.names() if not is_literal(gg.tensors.get(n))]
+    for name in drawn:
+        t = gg.tensors.get(name)
+        role = roles.get(name, [])
+        if name in forward:
+            box = _forward_box(graph, name, loss=loss)
+            if name in owned:
+                box.cluster = name
+            fan = len(fwd_users.get(name, ()))
+            if fan > 1 and types[name].dtype.startswith("float") and name in info["contributions"]:
+                box.marks.append("fanout")
+                box.lines.append((f"fans out ×{fan}: d{loss}/d{name} is a sum", COLOR["fanout"]))
+        elif t is not None:  # the seed dL/dL
+            box = Box(name, f"d{loss}/d{loss}", "seed", tag=name, op="constant",
+                      lines=[("= " + num(np.asarray(t.value).item()), COLOR["note"])])
+            role = [r for r in role if r != f"d{loss}/d{loss}"]
+            if role:
+                box.lines.append(("= " + " = ".join(role), COLOR["grad"]))
+        else:
+            node = gg.nodes[name]
+            sigma = "Σ " if name in accumulate else ""
+            if name in wrt_out:
+                kind, head = "gradient", f"{sigma}d{loss}/d{wrt_out[name]}"
+            elif name in accumulate:
+                kind, head = "accumulate", f"Σ d{loss}/d{accumulate[name]}"
+            else:
+                kind, head = "backward", role[0] if role else op_text(gg, node)
+            box = Box(name, head, kind, tag=name, op=node.op)
+            op_line = op_text(gg, node)
+            if op_line != head:
+                box.lines.append((op_line, "#000000"))
+            if sigma:
+                n_parts = len(info["contributions"][accumulate[name].split(" ")[0]])
+                box.lines.append((f"sum of {n_parts} contributions (fan-out)", COLOR["fanout"]))
+            bare = head.removeprefix("Σ ")
+            rest = [r for r in role if r != bare and not bare.startswith(r + " ")]
+            if rest:
+                box.lines.append(("= " + " = ".join(rest), COLOR["grad"]))
+            m = _BWD.match(name)
+            if m and m.group(1) in graph.nodes:
+                box.cluster = "bwd." + graph.owner(m.group(1))
+        if name not in used:
+            box.lines.append((type_text(types[name]), COLOR["note"]))
+        _annotate(box, name, loss=loss, values=values, grads=None, saved=saved, first_bad=first_bad)
+        boxes.append(box)
+    clusters = {o: formula(graph, o) for o in graph.nodes if o in owned}
+    for box in boxes:
+        if box.cluster and box.cluster.startswith("bwd.") and box.cluster not in clusters:
+            clusters[box.cluster] = f"backward of {box.cluster[4:]}"
+
+    def kind_of(src: str, node: Node, k: int) -> str:
+        if node.name in forward:
+            return "edge"
+        if src in forward:
+            return None if (node.op, k) in SHAPE_ONLY else "saved_edge"  # a shape-only read is no data flow
+        return "grad_edge"
+
+    fan = {b.id for b in boxes if "fanout" in b.marks}
+    arrows = _arrows(gg, drawn, types, fanout=fan, kind_of=kind_of)
+    notes = [(f"first non-finite: '{first_bad[0]}' {first_bad[1]}", COLOR["nonfinite"])] if first_bad else []
+    name = (graph.name or "graph") + "_backward"
+    return Drawing(name, title or f"{graph.name or 'graph'}: gradient of {loss} with respect to {', '.join(info['wrt'])}",
+                   boxes, arrows, clusters, notes)
+
+
+# --diff ------------------------------------------------------------------------------------------
+
+
+def _signature(graph: Graph, name: str):
+    t = graph.tensors.get(name)
+    if t is not None:
+        return ("tensor", t.kind, format_shape(t.shape), t.dtype)
+    node = graph.nodes[name]
+    return ("node", node.op, node.inputs, tuple(sorted((k, repr(v)) for k, v in node.attrs.items())))
+
+
+def mark_changes(old: Graph, new: Graph, a: Drawing, b: Drawing) -> tuple[int, int]:
+    """Highlight what differs (name + op + inputs): changed/added in `b`, changed/removed in `a`."""
+    changed = 0
+    for box in b.boxes:
+        if box.id not in old:
+            box.marks.append("changed")
+            box.lines.append(("added", COLOR["changed"]))
+            changed += 1
+        elif _signature(old, box.id) != _signature(new, box.id):
+            box.marks.append("changed")
+            was = formula(old, box.id).split(" = ", 1)[1] if box.id in old.nodes else old.tensors[box.id].kind
+            box.lines.append((f"changed; was {was}", COLOR["changed"]))
+            changed += 1
+    removed = 0
+    for box in a.boxes:
+        if box.id not in new:
+            box.marks.append("changed")
+            box.lines.append(("removed", COLOR["changed"]))
+            removed += 1
+        elif _signature(old, box.id) != _signature(new, box.id):
+            box.marks.append("changed")
+    return changed, removed
+
+
+# --max-nodes ------------------------------------------------------------------------------------
+
+
+def _group_key(name: str, owner: dict[str, str]) -> str:
+    m = _BWD.match(name)
+    if m:
+        return "__bwd_" + owner.get(m.group(1), m.group(1))
+    return owner.get(name, name)
+
+
+def collapse(drawing: Drawing, max_nodes: int, owner: dict[str, str] | None = None) -> Drawing:
+    """At most `max_nodes` boxes: merge shorthand parts into their owner, then names by ever
+    shorter prefixes (`layer3_W` -> `layer3` -> `layer`), else consecutive runs in order."""
+    if len(drawing.boxes) <= max_nodes:
+        return drawing
+    owner = owner or {}
+    base = [_group_key(b.id, owner) for b in drawing.boxes]
+    parts = [[p for p in re.split(r"[_.]+", k) if p] or [k] for k in base]
+    keys = base
+    if len(dict.fromkeys(keys)) > max_nodes:
+        for depth in range(max(len(p) for p in parts) - 1, 0, -1):
+            keys = ["_".join(p[:depth]) for p in parts]
+            if len(dict.fromkeys(keys)) <= max_nodes:
+                break
+        else:  # consecutive runs in data-flow order; a tensor goes with its first reader
+            keys = _runs(drawing, max_nodes)
+    groups: dict[str, list[Box]] = {}
+    for key, box in zip(keys, drawing.boxes):
+        groups.setdefault(key, []).append(box)
+    boxes, where = [], {}
+    for key, members in groups.items():
+        if len(members) == 1:
+            box = members[0]
+            box.cluster = None
+        else:
+            ops = Counter(m.op or m.kind for m in members)
+            box = Box("group." + key, key + ("" if key.startswith("part ") else "*"), "group",
+                      tag=f"{len(members)} values", members=tuple(m.id for m in members))
+            box.lines.append((", ".join(f"{c} {op}" for op, c in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+                              "#000000"))
+            for mark in ("nonfinite", "changed", "saved", "fanout"):
+                if any(mark in m.marks for m in members):
+                    box.marks.append(mark)
+            for m in members:
+                if m.kind in ("loss", "gradient"):
+                    box.lines.append((f"holds {m.kind} {m.title}", COLOR["note"]))
+        for m in members:
+            where[m.id] = box.id
+        boxes.append(box)
+    arrows: dict[tuple[str, str], list[Arrow]] = {}
+    for a in drawing.arrows:
+        s, d = where[a.src], where[a.dst]
+        if s != d:
+            arrows.setdefault((s, d), []).append(a)
+    merged = [Arrow(s, d, al[0].label if len(al) == 1 else f"{len(al)} edges", al[0].kind) for (s, d), al in arrows.items()]
+    notes = drawing.notes + [(f"{len(drawing.boxes)} values collapsed into {len(boxes)} boxes (--max-nodes {max_nodes})",
+                              COLOR["note"])]
+    return Drawing(drawing.name, drawing.title, boxes, merged, {}, notes)
+
+
+def _runs(drawing: Drawing, max_nodes: int) -> list[str]:
+    """Group keys for consecutive runs of boxes in drawing order, each tensor moved just before
+    its first reader (so `W` joins the layer that uses it)."""
+    index = {b.id: k for k, b in enumerate(drawing.boxes)}
+    reader: dict[str, int] = {}
+    for a in drawing.arrows:
+        reader[a.src] = min(reader.get(a.src, len(index)), index[a.dst])
+    place = {b.id: reader.get(b.id, index[b.id]) - 0.5 if b.kind in ROUNDED else index[b.id] for b in drawing.boxes}
+    order = sorted(index, key=lambda n: (place[n], index[n]))
+    size = math.ceil(len(order) / max_nodes)
+    rank = {n: k // size for k, n in enumerate(order)}
+    return [f"part {rank[b.id] + 1}" for b in drawing.boxes]
+
+
+def owners(graph: Graph) -> dict[str, str]:
+    return {n.name: n.owner for n in graph.nodes.values() if n.owner}
+
+
+# the library entry point ------------------------------------------------------------------------
+
+
+def to_dot(graph: Graph, *, values=None, grads=None, saved: bool = True, backward: bool = False, wrt=None,
+           of: str | None = None, rankdir: str = "TB", legend: bool = True, max_nodes: int | None = None,
+           dims: dict | None = None) -> str:
+    """DOT text for a graph (or, with `backward`, for its gradient graph; then `values` are the
+    gradient graph's values). `saved` marks what backward keeps, when the graph has a loss."""
+    if max_nodes is not None and max_nodes < 1:
+        raise UsageError("usage", f"--max-nodes must be at least 1, got {max_nodes}")
+    if backward:
+        gg = gradient_graph(graph, wrt, of)
+        keep = saved_for_backward(graph, gg, values, dims) if saved else None
+        drawing = draw_backward(graph, gg, values=values, saved=keep)
+        own = {**owners(graph)}
+    else:
+        gg = backward_graph(graph, wrt, of) if saved else None
+        keep = saved_for_backward(graph, gg, values, dims) if gg is not None else None
+        drawing = draw(graph, values=values, grads=grads, saved=keep)
+        own = owners(graph)
+    if max_nodes is not None:
+        drawing = collapse(drawing, max_nodes, own)
+    return emit(drawing, rankdir=rankdir, legend=legend)
+
+
+def diff_to_dot(old: Graph, new: Graph, *, labels: tuple[str, str] | None = None, rankdir: str = "TB",
+                legend: bool = True, max_nodes: int | None = None) -> str:
+    """DOT text with `old` and `new` side by side, what changed highlighted."""
+    a, b = draw(old), draw(new)
+    changed, removed = mark_changes(old, new, a, b)
+    if max_nodes is not None:
+        a, b = collapse(a, max_nodes, owners(old)), collapse(b, max_nodes, owners(new))
+    labels = labels or (old.path or "old", new.path or "new")
+    line = f"{changed} changed or added, {removed} removed" if changed or removed else "no differences"
+    return emit_diff(a, b, labels, rankdir=rankdir, legend=legend, summary_line=line)

@@ -1,0 +1,306 @@
+"""The rewrite engine: apply rules to a fixed point and log every application.
+
+The graph is frozen, so the engine works on a `Workspace` (a copy of the graph's nodes,
+tensors and inferred types; autodiff's `GraphBuilder`, so a rule builds its replacement with
+the same `b(op, *inputs, **attrs)` that VJP rules use) and returns a new Graph at the end.
+
+One application: a rule matches at a root node, builds a replacement from registry ops, and
+the engine checks that the replacement has the root's exact type (shape, dtype, weakness;
+otherwise the application is rolled back, so a rule can never change what a graph means to
+its readers). The replacement takes over the root's *name*, so outputs, the loss and every
+reader keep theirs; new nodes are named `__rw_<k>` and inherit the root's source location.
+Matched intermediate nodes are deleted only when nothing else reads them (a value may fan
+out). Sweeps visit nodes in reverse topological order (consumers first, so the larger
+pattern rooted at a consumer wins over a smaller one inside it) until a sweep changes
+nothing. Everything is deterministic: same graph in, same graph (and names) out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..autodiff import GraphBuilder
+from ..errors import GraphError
+from ..ir import Graph, Loc, Node, Tensor, TensorType
+from .pattern import Match
+
+MAX_STEPS = 100_000
+
+
+@dataclass
+class Applied:
+    """One application: which rule, at which node (whose name the result keeps), where.
+
+    `before` and `after` (when recorded) are small standalone graphs computing the root from
+    the matched inputs, before and after the rewrite: what `verify` runs. `vars` maps the
+    rule's pattern variables to the names of those inputs.
+    """
+
+    rule: str
+    node: str
+    owner: str
+    path: str | None
+    line: int | None
+    vars: dict[str, str] = field(default_factory=dict)
+    before: Graph | None = None
+    after: Graph | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        return {"rule": self.rule, "node": self.node, "line": self.line}
+
+    def where(self) -> str:
+        place = f"{self.path}:{self.line}" if self.line is not None else (self.path or "<graph>")
+        shown = self.node if self.owner == self.node else f"{self.owner} ({self.node})"
+        return f"{self.rule} at {shown} ({place})"
+
+
+@dataclass
+class RewriteResult:
+    graph: Graph
+    applied: list[Applied]
+
+
+class Workspace(GraphBuilder):
+    """A mutable copy of a graph that rules rewrite; `finish()` gives the new Graph."""
+
+    def __init__(self, graph: Graph, record: bool = False) -> None:
+        super().__init__(graph)
+        self.context("__rw", Loc(graph.path))
+        self.record = record
+        self.protected = set(graph.outputs) | ({graph.loss} if graph.loss else set())
+        self.original_constants = {n for n, t in graph.tensors.items() if t.kind == "constant"}
+        read = {i for node in graph.nodes.values() for i in node.inputs} | self.protected
+        self.unread_at_start = {n for n in self.original_constants if n not in read}
+
+    # reading ------------------------------------------------------------------------------
+    def users(self) -> dict[str, int]:
+        """name -> how many times nodes read it (outputs and the loss count as readers)."""
+        out: dict[str, int] = {n: 1 for n in self.protected}
+        for node in self.nodes.values():
+            for i in node.inputs:
+                out[i] = out.get(i, 0) + 1
+        return out
+
+    def same_type(self, a: str, b: str) -> bool:
+        ta, tb = self.types[a], self.types[b]
+        return (ta.dtype == tb.dtype and ta.weak == tb.weak and ta.rank == tb.rank
+                and all(self.ctx.resolve(x) == self.ctx.resolve(y) for x, y in zip(ta.shape, tb.shape)))
+
+    def shape_of(self, name: str) -> tuple:
+        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
+
+    # building -----------------------------------------------------------------------------
+    def const(self, value: float) -> str:
+        key = (float(value),)
+        if key in self._consts and self._consts[key] not in self.tensors:
+            del self._consts[key]
+        return super().const(value)
+
+    def constant(self, value: np.ndarray, dtype: str) -> str:
+        """A new (strong) constant tensor holding `value`."""
+        name = self.fresh("__rw")
+        arr = np.asarray(value, dtype=dtype)
+        from ..dims import Dim
+
+        t = Tensor(name, "constant", TensorType(tuple(Dim.const(int(d)) for d in arr.shape), dtype), arr, loc=self.loc)
+        self.tensors[name] = t
+        self.types[name] = t.type
+        return name
+
+    # applying -----------------------------------------------------------------------------
+    def apply(self, rule, m: Match) -> Applied | None:
+        """Build the rule's replacement for `m.root`; None (and nothing changed) if it fails."""
+        root = self.nodes[m.root]
+        order = list(self.nodes)
+        position = order.index(root.name)
+        old_nodes, old_tensors = set(self.nodes), set(self.tensors)
+        bindings = dict(self.ctx.bindings)
+        before = self._local_before(m) if self.record else None
+        self.loc = root.loc
+        try:
+            result = rule.build(self, m)
+        except GraphError:
+            result = None
+        new_nodes = [n for n in self.nodes if n not in old_nodes]
+        new_tensors = [n for n in self.tensors if n not in old_tensors]
+        if result is None or result == root.name or not self.same_type(result, root.name):
+            for n in new_nodes:
+                del self.nodes[n], self.types[n]
+            for n in new_tensors:
+                del self.tensors[n], self.types[n]
+            self.ctx.bindings = bindings
+            return None
+        owner = root.owner or root.name
+        for n in new_nodes:
+            self.nodes[n] = replace(self.nodes[n], owner=owner)
+        if result in new_nodes:
+            node = self.nodes.pop(result)
+            self.nodes[root.name] = replace(node, name=root.name, loc=root.loc, owner=root.owner, doc=root.doc,
+                                            shape=root.shape)
+            self.types[root.name] = self.types.pop(result)
+            new_nodes.remove(result)
+            self._substitute(result, root.name)
+        elif result in new_tensors:
+            t = self.tensors.pop(result)
+            del self.nodes[root.name]
+            self.tensors[root.name] = replace(t, name=root.name, loc=root.loc)
+            self.types[root.name] = self.types.pop(result)
+        elif root.name in self.protected:  # an output keeps its name: it becomes a copy of the result
+            self.nodes[root.name] = Node(root.name, "identity", (result,), {}, root.shape, root.doc, root.loc, root.owner)
+        else:
+            del self.nodes[root.name], self.types[root.name]
+            self._substitute(root.name, result)
+        self._reorder(order, position, new_nodes)
+        self._delete_dead(m.interior[1:])
+        applied = Applied(rule.name, root.name, owner, root.loc.path or self.graph.path, root.loc.line, dict(m.vars))
+        if self.record:
+            applied.before = before
+            applied.after = self._local_after(root.name, result, before)
+        return applied
+
+    def _substitute(self, old: str, new: str) -> None:
+        for name, node in self.nodes.items():
+            if old in node.inputs:
+                self.nodes[name] = replace(node, inputs=tuple(new if i == old else i for i in node.inputs))
+
+    def _reorder(self, order: list[str], position: int, new_nodes: list[str]) -> None:
+        """Put the new nodes just before the root's place: they read only its ancestors."""
+        names = order[:position] + new_nodes + order[position:]
+        self.nodes = {n: self.nodes[n] for n in names if n in self.nodes}
+
+    def _delete_dead(self, candidates: list[str]) -> None:
+        """Delete matched nodes that nothing reads any more (a shared one stays)."""
+        users = self.users()
+        changed = True
+        while changed:
+            changed = False
+            for n in candidates:
+                if n in self.nodes and users.get(n, 0) == 0:
+                    for i in self.nodes[n].inputs:
+                        users[i] -= 1
+                    del self.nodes[n], self.types[n]
+                    changed = True
+
+    def prune(self) -> list[str]:
+        """Dead-node elimination: drop nodes no output (or the loss) needs; returns them."""
+        live = Graph(self.tensors, self.nodes, tuple(self.protected)).ancestors(self.protected)
+        dead = [n for n in self.nodes if n not in live]
+        for n in dead:
+            del self.nodes[n], self.types[n]
+        return dead
+
+    # local graphs for verify --------------------------------------------------------------
+    def _leaf(self, name: str) -> Tensor:
+        t = self.tensors.get(name)
+        if t is not None and t.kind == "constant":
+            return t
+        tt = self.types[name]
+        return Tensor(name, "input", TensorType(self.shape_of(name), tt.dtype), loc=self.graph.loc(name))
+
+    def _local_before(self, m: Match) -> Graph:
+        inner = set(m.interior)
+        nodes = {n: self.nodes[n] for n in self.nodes if n in inner}
+        tensors: dict[str, Tensor] = {}
+        for node in nodes.values():
+            for i in node.inputs:
+                if i not in inner and i not in tensors:
+                    tensors[i] = self._leaf(i)
+        return Graph(tensors, nodes, (m.root,), name="before", dims=dict(self.graph.dims), path=self.graph.path)
+
+    def _local_after(self, root: str, result: str, before: Graph) -> Graph:
+        tensors = dict(before.tensors)
+        leaves = set(tensors)
+        if root in self.tensors:  # folded to a constant
+            return Graph({**tensors, root: self.tensors[root]}, {}, (root,), name="after", dims=dict(self.graph.dims),
+                         path=self.graph.path)
+        nodes: dict[str, Node] = {}
+        top = self.nodes.get(root)
+        if top is None:  # replaced by an existing value: the local graph names it with an identity
+            top = Node(root, "identity", (result,), {}, loc=before.nodes[root].loc)
+        stack, seen = [top], set()
+        while stack:
+            node = stack.pop()
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            nodes[node.name] = node
+            for i in node.inputs:
+                if i in leaves or i in seen:
+                    continue
+                if i in self.tensors:
+                    tensors[i] = self._leaf(i)
+                    leaves.add(i)
+                else:
+                    stack.append(self.nodes[i])
+        ordered = {n: self.nodes.get(n, nodes[n]) for n in self.nodes if n in nodes}
+        if root not in ordered:
+            ordered[root] = nodes[root]
+        return Graph(tensors, ordered, (root,), name="after", dims=dict(self.graph.dims), path=self.graph.path)
+
+    # the result -----------------------------------------------------------------------------
+    def finish(self) -> Graph:
+        """The new Graph. Constants left unread by rewrites are dropped (ones unread from the
+        start stay: removing those is dead-node elimination's job)."""
+        read = {i for node in self.nodes.values() for i in node.inputs} | self.protected
+        tensors = {n: t for n, t in self.tensors.items() if t.kind != "constant" or n in read or n in self.unread_at_start}
+        return Graph(tensors=tensors, nodes=dict(self.nodes), outputs=self.graph.outputs, loss=self.graph.loss,
+                     name=self.graph.name, doc=self.graph.doc, dims=dict(self.graph.dims), path=self.graph.path)
+
+
+def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False) -> RewriteResult:
+    """Apply `rules` to a fixed point (then lower logsumexp if `expand`)."""
+    ws = Workspace(graph, record)
+    by_op: dict[str, list] = {}
+    anywhere = []
+    for rule in rules:
+        if getattr(rule, "global_pass", False):
+            continue
+        if rule.roots:
+            for op in rule.roots:
+                by_op.setdefault(op, []).append(rule)
+        else:
+            anywhere.append(rule)
+    passes = [r for r in rules if getattr(r, "global_pass", False)]
+    applied: list[Applied] = []
+    while True:
+        changed = False
+        for rule in rules:
+            if hasattr(rule, "start_sweep"):
+                rule.start_sweep(ws)
+        for name in reversed(list(ws.nodes)):
+            node = ws.nodes.get(name)
+            if node is None:
+                continue
+            for rule in by_op.get(node.op, []) + anywhere:
+                m = rule.match(ws, node)
+                if m is None:
+                    continue
+                a = ws.apply(rule, m)
+                if a is not None:
+                    applied.append(a)
+                    changed = True
+                    break
+            if len(applied) > MAX_STEPS:
+                raise GraphError("internal", f"rewriting did not reach a fixed point after {MAX_STEPS} steps "
+                                 f"(last rule: {applied[-1].rule}); please report it", path=graph.path)
+        for rule in passes:
+            found = rule.run(ws)
+            applied.extend(found)
+            changed = changed or bool(found)
+        if not changed:
+            break
+    if expand:
+        from .rules import EXPANSIONS
+
+        for rule in EXPANSIONS:
+            for name in list(ws.nodes):
+                node = ws.nodes.get(name)
+                if node is not None and node.op in rule.roots:
+                    m = rule.match(ws, node)
+                    a = ws.apply(rule, m) if m is not None else None
+                    if a is not None:
+                        applied.append(a)
+    return RewriteResult(ws.finish(), applied)

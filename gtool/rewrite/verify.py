@@ -1,0 +1,387 @@
+"""Prove each applied rewrite on data: the contract of `gtool rewrite --verify`.
+
+Every application recorded by the engine carries two small graphs computing the rewritten
+value from the matched inputs, before and after. Both are run (values, and gradients of
+sum(out * c) for a fixed random cotangent c, through autodiff) on seeded inputs, and
+compared with a reference computed at higher precision (see `reference.py`):
+
+(a) on random inputs, wherever the original is accurate (within 16 ULP of the reference),
+    the rewritten graph is too (within 18): old and new agree, values and gradients;
+(b) on every input, the rewritten graph is never less accurate than the original by more
+    than 2 ULP (NaN and inf count as infinitely far where the reference is finite);
+(c) on the rule's extreme inputs (logits near 1000, x near 1e-12, +-inf, equal rows) the
+    rewritten graph matches the reference (within 64 ULP; +-inf where the exact value
+    rounds to +-inf) and is never NaN where the reference is not; the report counts where
+    the original overflowed or lost accuracy.
+
+Errors are in units in the last place of the graph's dtype: per element for values, and
+relative to the largest reference element of the array for gradients (a gradient element
+that cancels to nearly 0 is judged against the gradient's scale, as a norm-wise bound).
+
+The reference: float64 for float32 graphs; for float64 graphs mpmath at 60 digits when it
+is installed, else long double. The long-double reference is the original evaluated in
+long double, except where the original is itself precision-sensitive there (its float64
+value is more than 64 ULP from its long-double value, as for log(1 + 1e-12)): then the
+rewritten subgraph in long double is used if its float64 and long-double values agree
+better. mpmath needs no such choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import autodiff, interp
+from ..errors import GraphError
+from ..ir import Graph, Node, Tensor, TensorType
+from .engine import Applied
+from .reference import evaluate, have_mpmath
+from .rules import BY_NAME
+
+ACCURATE = 16.0  # ULP: "the original is accurate here"
+NO_WORSE = 2.0  # ULP: (b)
+EXTREME_TOL = 64.0  # ULP: (c)
+LOST = 1000.0  # ULP: "the original lost accuracy"
+SENSITIVE = 64.0  # ULP: the original's float value vs its own wide value
+COT, PROD, LOSS = "__rw_cot", "__rw_prod", "__rw_loss"
+
+
+@dataclass
+class Check:
+    """The verdict on one application."""
+
+    applied: Applied
+    passed: bool
+    message: str
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"rule": self.applied.rule, "node": self.applied.node, "line": self.applied.line,
+                "passed": self.passed, "message": self.message, **self.details}
+
+
+def verify(applied: list[Applied], *, samples: int = 200, extreme_samples: int = 200, seed: int = 0,
+           reference: str = "auto") -> list[Check]:
+    """Check every recorded application (see the module doc); one Check each."""
+    return [verify_one(a, samples=samples, extreme_samples=extreme_samples, seed=seed + k, reference=reference)
+            for k, a in enumerate(applied)]
+
+
+def verify_one(a: Applied, *, samples: int = 200, extreme_samples: int = 200, seed: int = 0,
+               reference: str = "auto") -> Check:
+    if a.before is None or a.after is None:
+        return Check(a, True, f"{a.where()}: {a.note or 'nothing to compare'}", {"samples": 0})
+    return _Verifier(a, samples, extreme_samples, seed, reference).run()
+
+
+# inputs ---------------------------------------------------------------------------------------
+
+
+def _scale(dtype: str) -> dict:
+    if dtype == "float32":
+        return {"big": 100.0, "tiny": 1e-5, "moderate": 12.0}
+    return {"big": 1000.0, "tiny": 1e-12, "moderate": 30.0}
+
+
+def extreme(kind: str, shape: tuple, dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """One extreme sample of a kind a rule names (see docs/rewrites.md)."""
+    s = _scale(dtype)
+    x = rng.normal(0.0, 1.0, shape)
+    size = max(1, x.size)
+    pick = rng.random(shape) < 0.5 if x.size > 1 else np.zeros(shape, bool)
+    if x.size > 1 and not pick.any():
+        pick.flat[rng.integers(size)] = True
+    if x.size > 1 and pick.all():
+        pick.flat[rng.integers(size)] = False
+    if kind == "large":
+        x = s["big"] + rng.normal(0.0, 2.0, shape)
+    elif kind == "neg_large":
+        x = -s["big"] + rng.normal(0.0, 2.0, shape)
+    elif kind == "spread":  # one or more logits near `big`, the rest ordinary
+        x = np.where(pick, s["big"] * rng.uniform(1.0, 1.2, shape), x) if x.size > 1 else x + s["big"]
+    elif kind == "equal":
+        x = np.full(shape, rng.choice([-1.0, 1.0]) * s["big"] * rng.uniform(0.5, 1.5))
+    elif kind == "neginf":
+        x = np.where(pick, -np.inf, x) if x.size > 1 else x
+    elif kind == "inf":
+        x = np.where(pick, rng.choice([-np.inf, np.inf], shape), x) if x.size > 1 else np.full(shape, np.inf)
+    elif kind == "tiny":
+        x = x * s["tiny"]
+    elif kind == "moderate":
+        x = rng.uniform(s["moderate"], 2 * s["moderate"], shape)
+    elif kind == "neg_moderate":
+        x = -rng.uniform(s["moderate"], 2 * s["moderate"], shape)
+    else:  # pragma: no cover - a typo in a rule table
+        raise ValueError(f"unknown extreme kind {kind!r}")
+    return np.asarray(x, dtype=dtype)
+
+
+# error measures -----------------------------------------------------------------------------------
+
+
+def ulp_error(x: np.ndarray, ref: np.ndarray, dtype: str, floor: np.ndarray | float = 0.0) -> np.ndarray:
+    """|x - ref| in ULPs of `dtype` at ref (NaN where ref is NaN; inf where x is off to
+    NaN/inf). A ref beyond the dtype's range counts as the infinity it rounds to. `floor`
+    raises the unit where the exact result is less certain than one ULP (see `_condition`)."""
+    ref = np.asarray(ref)
+    wide = ref.dtype if ref.dtype.kind == "f" else np.dtype(np.float64)
+    ref = ref.astype(wide)
+    x = np.asarray(x).astype(wide)
+    with np.errstate(all="ignore"):
+        rounded = ref.astype(dtype)
+        inf_ref = np.isinf(rounded)
+        spacing = np.maximum(np.spacing(np.abs(rounded)).astype(wide), np.asarray(floor, dtype=wide))
+        err = np.abs(x - ref) / spacing
+        err = np.where(np.isfinite(x), err, np.inf)
+        err = np.where(inf_ref, np.where(x.astype(dtype) == rounded, 0.0, np.inf), err)
+        err = np.where(np.isnan(ref), np.nan, err)
+    return np.asarray(err, dtype=np.float64)
+
+
+def _max(a) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    a = a[~np.isnan(a)]
+    return float(a.max()) if a.size else 0.0
+
+
+def _fmt_ulp(v: float) -> str:
+    if v == np.inf:
+        return "inf"
+    return f"{v:.0f}" if v < 1e6 else f"{v:.1e}"
+
+
+# the verifier ----------------------------------------------------------------------------------------
+
+
+class _Verifier:
+    def __init__(self, a: Applied, samples: int, extreme_samples: int, seed: int, reference: str) -> None:
+        self.a = a
+        self.rng = np.random.default_rng(seed)
+        self.samples, self.extreme_samples = samples, extreme_samples
+        from ..validate import types_of
+
+        types = types_of(a.before)
+        self.root = a.before.outputs[0]
+        rt = types[self.root]
+        self.dtype = rt.dtype if rt.dtype in ("float32", "float64") else None
+        self.bindings = {s: a.before.dims.get(s, 3) for t in types.values() for d in t.shape for s in d.symbols()}
+        self.inputs = {n: t for n, t in a.before.tensors.items() if t.kind == "input"}
+        for n, t in a.after.tensors.items():
+            if t.kind == "input":
+                self.inputs.setdefault(n, t)
+        self.shapes = {n: tuple(d.evaluate(self.bindings) for d in t.shape) for n, t in self.inputs.items()}
+        self.root_shape = tuple(d.evaluate(self.bindings) for d in types[self.root].shape)
+        self.floats = [n for n, t in self.inputs.items() if t.dtype.startswith("float")]
+        self.classes = self._classes()
+        if reference == "auto":
+            reference = "float64" if self.dtype == "float32" else ("mpmath" if have_mpmath() else "longdouble")
+        self.reference = reference
+        rule = BY_NAME.get(a.rule)
+        self.extremes = {}
+        for var, kinds in (rule.extremes if rule is not None else {}).items():
+            name = a.vars.get(var)
+            if name in self.floats:
+                self.extremes[name] = kinds
+        cot = self.rng.normal(0.0, 1.0, self.root_shape).astype(self.dtype or "float64") if self.dtype else None
+        self.before = self._program(a.before, cot)
+        self.after = self._program(a.after, cot)
+
+    def _classes(self) -> int:
+        """How many classes an int input indexes (for drawing valid targets)."""
+        for g in (self.a.before, self.a.after):
+            for node in g.nodes.values():
+                if node.op == "one_hot":
+                    from ..ops.registry import get_op
+
+                    return int(get_op("one_hot").prepare(node.attrs, self.bindings)["depth"])
+                if node.op in ("take_along_axis", "cross_entropy"):
+                    x = node.inputs[0]
+                    shape = self.shapes.get(x)
+                    if shape:
+                        ax = node.attrs.get("axis", -1)
+                        return int(shape[ax])
+        return 2
+
+    def _program(self, g: Graph, cot) -> tuple[Graph, list[str]]:
+        """The graph whose outputs are the root and the gradients of sum(root * cot)."""
+        if cot is None or not self.floats:
+            return g, [self.root]
+        from ..dims import Dim
+
+        tensors = {**g.tensors, COT: Tensor(COT, "constant", TensorType(tuple(Dim.const(d) for d in cot.shape),
+                                                                         self.dtype), cot)}
+        nodes = {**g.nodes, PROD: Node(PROD, "mul", (self.root, COT)), LOSS: Node(LOSS, "sum", (PROD,))}
+        lg = Graph(tensors, nodes, (self.root, LOSS), loss=LOSS, dims=dict(g.dims), path=g.path)
+        gg = autodiff.grad(lg, wrt=self.floats, of=LOSS)
+        return gg, [self.root] + list(gg.outputs[1:])
+
+    def _draw(self, kinds: dict[str, str] | None) -> dict[str, np.ndarray]:
+        feed = {}
+        for n, t in self.inputs.items():
+            shape = self.shapes[n]
+            if n in self.floats:
+                kind = (kinds or {}).get(n)
+                feed[n] = extreme(kind, shape, t.dtype, self.rng) if kind else \
+                    self.rng.normal(0.0, 2.0, shape).astype(t.dtype)
+            elif t.dtype == "bool":
+                feed[n] = self.rng.random(shape) < 0.5
+            else:
+                feed[n] = self.rng.integers(0, self.classes, shape).astype(t.dtype)
+        return feed
+
+    def _eval(self, program, feed) -> list[np.ndarray]:
+        g, outs = program
+        try:
+            res = interp.execute(g, feed, outputs=outs, dim_values=self.bindings)
+        except GraphError:
+            return [np.full(np.shape(feed.get(o, 0)), np.nan) for o in outs]
+        return [np.asarray(res[o]) for o in outs]
+
+    def _ref(self, program, feed) -> list[np.ndarray]:
+        g, outs = program
+        res = evaluate(g, feed, outs, self.reference, self.bindings)
+        return [np.asarray(res[o]) for o in outs]
+
+    def _condition(self, feed, ref_before, ref_after) -> list[np.ndarray]:
+        """How far the exact outputs move when the float inputs move by one ULP (two random
+        directions, the larger change; the smaller of the two formulas' estimates, since a
+        precision-sensitive one adds its own rounding). No algorithm working on rounded
+        inputs can be held to less, so errors are measured in units of at least this."""
+        floors = None
+        for _ in range(2):
+            moved = dict(feed)
+            for n in self.floats:
+                x = np.asarray(feed[n])
+                up = self.rng.random(x.shape) < 0.5
+                moved[n] = np.where(up, np.nextafter(x, np.inf), np.nextafter(x, -np.inf)).astype(x.dtype)
+            deltas = []
+            for program, base in ((self.before, ref_before), (self.after, ref_after)):
+                if base is None:
+                    continue
+                with np.errstate(invalid="ignore"):
+                    deltas.append([np.abs(np.asarray(p, np.longdouble) - np.asarray(b, np.longdouble))
+                                   for p, b in zip(self._ref(program, moved), base)])
+            d = [np.nan_to_num(np.fmin.reduce(list(parts)) if len(parts) > 1 else parts[0], nan=0.0, posinf=0.0)
+                 for parts in zip(*deltas)]
+            floors = d if floors is None else [np.maximum(f, x) for f, x in zip(floors, d)]
+        return floors
+
+    def _errors(self, feed) -> tuple[list, list, list, list]:
+        """Per output array (the value, then each gradient): the original's and the rewritten
+        graph's errors, their distance from each other, and the arrays themselves."""
+        orig, new = self._eval(self.before, feed), self._eval(self.after, feed)
+        ref = self._ref(self.before, feed)
+        ref_new = None if self.reference == "mpmath" else self._ref(self.after, feed)
+        floors = self._condition(feed, ref, ref_new) if self.floats else [0.0] * len(ref)
+        eo, en, apart = [], [], []
+        for k, (o, n, r, fl) in enumerate(zip(orig, new, ref, floors)):
+            e_o = ulp_error(o, r, self.dtype, fl)
+            if ref_new is not None:  # long double: where the original is precision-sensitive, maybe trust the new one
+                rn = ref_new[k]
+                sensitive = np.isfinite(o.astype(np.float64)) & (e_o > SENSITIVE)
+                if sensitive.any():  # each formula's float error vs its own wide value estimates how
+                    # precision-sensitive it is; the wide value of the less sensitive one is the better reference
+                    use_new = sensitive & (ulp_error(n, rn, self.dtype, fl) < e_o)
+                    r = np.where(use_new, rn, r)
+                    e_o = ulp_error(o, r, self.dtype, fl)
+            eo.append(e_o)
+            en.append(ulp_error(n, r, self.dtype, fl))
+            apart.append(ulp_error(n, o.astype(np.asarray(r).dtype), self.dtype, fl))
+        return eo, en, apart, [orig, new, ref]
+
+    def run(self) -> Check:
+        a = self.a
+        if self.dtype is None:
+            return self._exact()
+        stats = {"apart": 0.0, "a_bad": 0, "b_bad": 0, "b_worst": 0.0, "c_nan": 0, "c_nonfinite": 0, "c_bad": 0,
+                 "c_worst": 0.0, "o_nonfinite": 0, "o_lost": 0, "n": 0, "m": 0}
+        n_random = self.samples if self.inputs else 1
+        for _ in range(n_random):
+            self._sample(None, stats)
+        kinds = [(n, k) for n, ks in self.extremes.items() for k in ks]
+        n_ext = self.extreme_samples if kinds else 0
+        for i in range(n_ext):
+            name, kind = kinds[i % len(kinds)]
+            self._sample({name: kind}, stats)
+        passed = stats["a_bad"] == 0 and stats["b_bad"] == 0 and stats["c_nan"] == 0 and stats["c_nonfinite"] == 0 \
+            and stats["c_bad"] == 0
+        return Check(a, passed, self._message(stats, n_random, n_ext, kinds, passed), {
+            "samples": n_random, "extreme_samples": n_ext, "reference": self.reference,
+            "original_nonfinite": stats["o_nonfinite"], "original_inaccurate": stats["o_lost"],
+            "max_ulp_apart": stats["apart"], "max_ulp_extreme": stats["c_worst"],
+            "failures": {"a": stats["a_bad"], "b": stats["b_bad"], "c_nan": stats["c_nan"],
+                         "c_nonfinite": stats["c_nonfinite"], "c_inaccurate": stats["c_bad"]}})
+
+    def _sample(self, kinds, stats) -> None:
+        feed = self._draw(kinds)
+        eo, en, apart, (orig, new, ref) = self._errors(feed)
+        extreme_run = kinds is not None
+        o_bad = any(np.any(np.isfinite(np.asarray(r, np.float64).astype(self.dtype)) & ~np.isfinite(o))
+                    for o, r in zip(orig, ref))
+        o_lost = any(_max(e) > LOST for e in eo)
+        if not extreme_run:
+            stats["n"] += 1
+            for e_o, e_n, d in zip(eo, en, apart):
+                acc = e_o <= ACCURATE
+                if np.any(acc & ~(e_n <= ACCURATE + NO_WORSE)):
+                    stats["a_bad"] += 1
+                stats["apart"] = max(stats["apart"], _max(np.where(acc, d, np.nan)))
+        else:
+            stats["m"] += 1
+            stats["o_nonfinite"] += int(o_bad)
+            stats["o_lost"] += int(o_lost and not o_bad)
+            for n_, r, e_n in zip(new, ref, en):
+                rr = np.asarray(r)
+                if np.any(np.isnan(n_) & ~np.isnan(rr)):
+                    stats["c_nan"] += 1
+                elif np.any(~np.isnan(rr) & (e_n == np.inf)):
+                    stats["c_nonfinite"] += 1
+                elif _max(e_n) > EXTREME_TOL:
+                    stats["c_bad"] += 1
+                stats["c_worst"] = max(stats["c_worst"], _max(e_n))
+        for e_o, e_n in zip(eo, en):
+            worse = e_n - np.where(np.isnan(e_o), np.inf, e_o)
+            if np.any(worse > NO_WORSE):
+                stats["b_bad"] += 1
+                stats["b_worst"] = max(stats["b_worst"], _max(worse))
+
+    def _message(self, st, n_random, n_ext, kinds, passed) -> str:
+        parts = []
+        if n_ext:
+            names = ", ".join(sorted({k for _, k in kinds}))
+            orig = []
+            if st["o_nonfinite"]:
+                orig.append(f"overflowed (inf/NaN) on {st['o_nonfinite']}/{n_ext}")
+            if st["o_lost"]:
+                orig.append(f"lost accuracy (> {LOST:.0f} ULP) on {st['o_lost']}/{n_ext}")
+            head = f"on extreme inputs ({names}) the original " + (" and ".join(orig) if orig else "held up on all")
+            bad = st["c_nan"] + st["c_nonfinite"] + st["c_bad"]
+            if bad:
+                head += (f"; rewritten NaN on {st['c_nan']}, non-finite where the reference is finite on "
+                         f"{st['c_nonfinite']}, off by more than {EXTREME_TOL:.0f} ULP on {st['c_bad']}")
+            else:
+                head += f"; rewritten finite and within {_fmt_ulp(st['c_worst'])} ULP of the reference on all"
+            parts.append(head)
+        word = "elsewhere" if n_ext else f"on {n_random} random inputs"
+        parts.append(f"{word} max {_fmt_ulp(st['apart'])} ULP apart (values and gradients)")
+        if st["a_bad"]:
+            parts.append(f"FAILED: on {st['a_bad']} random samples the rewritten graph is inaccurate where the original "
+                         "is accurate")
+        if st["b_bad"]:
+            parts.append(f"FAILED: less accurate than the original by up to {_fmt_ulp(st['b_worst'])} ULP on "
+                         f"{st['b_bad']} arrays")
+        text = f"{self.a.where()}: " + "; ".join(parts)
+        return text + ("" if passed else " [contract broken]")
+
+    def _exact(self) -> Check:
+        """Non-float results (ints, bools): the two graphs must agree exactly."""
+        bad = 0
+        n = self.samples if self.inputs else 1
+        for _ in range(n):
+            feed = self._draw(None)
+            o, nw = self._eval(self.before, feed)[0], self._eval(self.after, feed)[0]
+            bad += int(not np.array_equal(o, nw))
+        msg = f"{self.a.where()}: " + (f"identical on {n} random samples" if not bad else
+                                       f"differs on {bad}/{n} samples [contract broken]")
+        return Check(self.a, bad == 0, msg, {"samples": n})
