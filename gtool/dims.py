@@ -173,7 +173,7 @@ class Dim:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is Dim:
             return self is other or (self._hash == other._hash and self.terms == other.terms)
-        if isinstance(other, int):
+        if isinstance(other, int) and not isinstance(other, bool):
             return self._const is not None and self._const == other
         return False
 
@@ -273,6 +273,8 @@ def _dim_from_ast(node: ast.AST, text: str) -> Dim:
         return Dim.sym(node.id)
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return Dim.const(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):  # str() writes `-n + 3`
+        return -_dim_from_ast(node.operand, text)
     if isinstance(node, ast.BinOp):
         a, b = _dim_from_ast(node.left, text), _dim_from_ast(node.right, text)
         if isinstance(node.op, ast.Add):
@@ -288,7 +290,7 @@ def _dim_from_ast(node: ast.AST, text: str) -> Dim:
                 return a // b
             except ValueError as e:
                 raise ValueError(f"in dim {text!r}: {e}") from None
-    raise ValueError(f"dim {text!r}: only names, integers, +, -, * and // are allowed")
+    raise ValueError(f"dim {text!r}: only names, integers, +, -, * and // (and parentheses) are allowed")
 
 
 def format_shape(shape) -> str:

@@ -61,9 +61,15 @@ ELEMENTWISE = set(PARTIALS) - {"sum", "mean", "max", "min", "logsumexp"}
 def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | None = None, backend=None,
             random_inputs: bool = False, seed: int = 0, dims: dict | None = None) -> dict:
     """The steps of the backward pass, as data (`to_text` and `to_json` format them)."""
-    gg = api.grad(graph, wrt, of)
+    first = api.grad(graph, wrt, of)
+    targets = list(first.cache["grad_info"]["wrt"])
+    # every differentiated node also a target, so no contribution is pruned as dead (one that
+    # only feeds a stop_gradient); the backward pass itself, and the names in it, stay the same
+    extra = [v for v in first.cache["grad_info"]["contributions"] if v in graph.nodes and v not in targets]
+    gg = api.grad(graph, targets + extra, of) if extra else first
     info = gg.cache["grad_info"]
     loss, contribs, total = info["loss"], info["contributions"], info["total"]
+    out_of = dict(zip(info["wrt"], gg.outputs[1:]))
     run = dict(backend=backend, random=random_inputs, seed=seed, dim_values=dims)
     values = evaluate(graph, inputs, backend=backend, random_inputs=random_inputs, seed=seed, dims=dims)
     wanted = [c for parts in contribs.values() for _, c in parts] + [n for v, n in total.items() if isinstance(v, str)]
@@ -78,7 +84,7 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
     steps.append({"kind": "seed", "name": loss, "text": f"d{loss}/d{loss}", "value": 1.0})
     seen: dict[str, int] = {}
     for node in reversed(list(graph.nodes.values())):
-        if node.name not in contribs or node.name == "":
+        if node.name not in contribs:
             continue
         steps.append(_backprop_step(graph, node, values, grads, contribs, total, types, loss))
         for inp in dict.fromkeys(node.inputs):
@@ -86,13 +92,13 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
             seen[inp] = seen.get(inp, 0) + sum(1 for c, _ in parts if c == node.name)
             if len(parts) > 1 and seen[inp] == len(parts):
                 steps.append(_sum_step(inp, parts, grads, total, graph, loss))
-    for w, out in zip(info["wrt"], gg.outputs[1:]):
+    for w in targets:
         parts = contribs.get(w, [])
-        steps.append({"kind": "result", "name": w, "text": f"d{loss}/d{w}", "value": grads[out],
+        steps.append({"kind": "result", "name": w, "text": f"d{loss}/d{w}", "value": grads[out_of[w]],
                       "parts": [{"via": c, "value": grads[n]} for c, n in parts] if len(parts) > 1 else [],
                       "note": None if parts else f"{loss} does not depend on {w}"})
-    steps.append(symbolic(graph, loss, info["wrt"], values, {w: grads[o] for w, o in zip(info["wrt"], gg.outputs[1:])}))
-    return {"graph": graph.name, "path": graph.path, "loss": loss, "wrt": list(info["wrt"]), "steps": steps}
+    steps.append(symbolic(graph, loss, targets, values, {w: grads[out_of[w]] for w in targets}))
+    return {"graph": graph.name, "path": graph.path, "loss": loss, "wrt": targets, "steps": steps}
 
 
 def _forward_step(graph: Graph, name: str, values, types, loss: str) -> dict:

@@ -24,6 +24,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,9 +73,10 @@ class Culprit:
     index: list[int] | None = None
     analytic: float | None = None
     numeric: float | None = None
+    part_of: str | None = None  # for generated nodes: the node they belong to
 
     def text(self) -> str:
-        where = [f"op `{self.op}`"]
+        where = [f"op `{self.op}`"] + ([f"part of {self.part_of}"] if self.part_of else [])
         if self.plugin:
             where.append(f"plugin {self.plugin}")
         if self.path:
@@ -82,7 +84,8 @@ class Culprit:
         return f"the backward of `{self.node}` ({', '.join(where)}) is wrong: {self.message}"
 
     def to_json(self) -> dict:
-        return {"node": self.node, "op": self.op, "plugin": self.plugin, "path": self.path, "line": self.line,
+        return {"node": self.node, "part_of": self.part_of, "op": self.op, "plugin": self.plugin, "path": self.path,
+                "line": self.line,
                 "input": self.input, "index": self.index, "analytic": self.analytic, "numeric": self.numeric,
                 "message": self.text()}
 
@@ -115,6 +118,7 @@ class Result:
     message: str | None = None
     culprit: Culprit | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    kink_failure: bool = False  # failed only because --strict counts kinks
 
     def to_json(self) -> dict:
         out = {"path": self.path, "wrt": self.wrt, "max_abs_error": self.max_abs_error,
@@ -188,10 +192,10 @@ def grad_check(graph: Graph, inputs: dict | None = None, wrt=None, of: str | Non
         results.append(res)
     failed = [r for r in results if not r.passed and not r.diagnostics and not _only_kinks(r)]
     if failed and localise:
-        culprit = find_culprit(prob, tol, directions, full_limit)
+        culprit = find_culprit(prob, tol, directions, full_limit) if order == 1 else None
         for r in failed:
-            r.culprit = culprit
-            if culprit is None:
+            r.culprit = culprit if order == 1 else _second_order_culprit(prob, r.wrt, tol, directions, full_limit)
+            if r.culprit is None:
                 r.message = (r.message + "; " if r.message else "") + (
                     "every node's backward agrees with finite differences on these values, so the error is in how "
                     "autodiff combines them or the tolerance is too tight for this graph")
@@ -227,7 +231,7 @@ def _located(e: UsageError, path: str | None) -> UsageError:
 
 def _only_kinks(r: Result) -> bool:
     """Failed only because --strict counts kinks: localisation would find nothing to blame."""
-    return r.message == "at a kink (--strict)"
+    return r.kink_failure
 
 
 # one graph, ready to evaluate ------------------------------------------------------------------
@@ -251,7 +255,7 @@ class _Problem:
         self.evaluations = 0
         self.f0 = self.loss_at({})
         self._grads: dict[str, np.ndarray] | None = None
-        self._cuts: dict[str, tuple] = {}
+        self._cuts: dict[str, Callable[..., np.ndarray]] = {}
 
     def feed(self, g: Graph, extra: dict) -> dict:
         vals = dict(self.values)
@@ -308,15 +312,12 @@ class _Problem:
 
         return run
 
-    def grads_at(self, changed: dict) -> dict[str, np.ndarray]:
-        """Every target's gradient (one run of the gradient plan)."""
-        self.evaluations += 1
-        out = self.grad_prog.run(self.feed(self.gg, changed), self.bindings)
-        return {w: out[n] for w, n in zip(self.wrt, self.gg.outputs[1:])}
-
     def grads(self) -> dict[str, np.ndarray]:
+        """Every target's gradient at the data (one run of the gradient plan, shared by all)."""
         if self._grads is None:
-            self._grads = self.grads_at({})
+            self.evaluations += 1
+            out = self.grad_prog.run(self.feed(self.gg, {}), self.bindings)
+            self._grads = {w: out[n] for w, n in zip(self.wrt, self.gg.outputs[1:])}
         return self._grads
 
     def rng(self, name: str) -> np.random.Generator:
@@ -438,7 +439,8 @@ def _fill(res: Result, a: np.ndarray, v: _Verdict, tol: Tolerances, strict: bool
     if res.passed:
         return
     if strict and bool(v.ok[~v.kink].all()):
-        res.message = "at a kink (--strict)"
+        res.kink_failure = True
+        res.message = "failed only at kinks, which --strict counts as failures"
 
 
 # full and fast modes ----------------------------------------------------------------------------
@@ -563,12 +565,17 @@ def _check_forward(prob: _Problem, x: str, res: Result, tol: Tolerances, k: int,
 # second order -------------------------------------------------------------------------------------
 
 
-def hvp_graph(graph: Graph, x: str, loss: str) -> tuple[Graph, Graph, str, str]:
-    """(gradient graph, Hessian-vector graph, direction input, H·d output) for target x.
+class Hvp(NamedTuple):
+    grad: Graph  # outputs: the loss, grad_x
+    inner: Graph  # the gradient graph plus an input d and the loss s = sum(grad_x * d)
+    hvp: Graph  # inner differentiated: outputs s, H d
+    direction: str  # the name of d
+    output: str  # the name of H d
 
-    The gradient graph gets a new input d and loss s = sum(grad_x * d); differentiating s
-    with respect to x again gives H d, so order 2 is autodiff applied to its own output.
-    """
+
+def hvp_graph(graph: Graph, x: str, loss: str) -> Hvp:
+    """The graphs of order 2 for target x: differentiating s = sum(grad_x * d) with respect to
+    x again gives H d, so order 2 is autodiff applied to its own output."""
     gg = autodiff.grad(graph, [x], loss)
     gx = gg.outputs[1]
     b = autodiff.GraphBuilder(gg)
@@ -577,7 +584,7 @@ def hvp_graph(graph: Graph, x: str, loss: str) -> tuple[Graph, Graph, str, str]:
     s = b("sum", b("mul", gx, d))
     g2 = b.graph_with([s, gx], s, f"<grad {x}, d> ({graph.name or 'graph'})")
     hg = autodiff.grad(g2, [x], s)
-    return gg, hg, d, hg.outputs[1]
+    return Hvp(gg, g2, hg, d, hg.outputs[1])
 
 
 def _check_hessian(prob: _Problem, x: str, res: Result, tol: Tolerances, k: int, strict: bool, full: bool) -> None:
@@ -586,7 +593,7 @@ def _check_hessian(prob: _Problem, x: str, res: Result, tol: Tolerances, k: int,
     res.mode = "order2"
     if _gradient(prob, x, res) is None:
         return
-    gg, hg, dname, hv = hvp_graph(prob.graph, x, prob.loss)
+    gg, _, hg, dname, hv = hvp_graph(prob.graph, x, prob.loss)
     x0 = np.asarray(prob.values[x], dtype=np.float64)
     grad_run = prob.partial(gg, [x], gg.outputs[1], {})
     hvp_run = prob.partial(hg, [dname], hv, {dname: np.zeros(x0.shape)})
@@ -648,10 +655,27 @@ def find_culprit(prob: _Problem, tol: Tolerances, directions: int = 4, full_limi
     return None
 
 
+def _second_order_culprit(prob: _Problem, x: str, tol: Tolerances, directions: int, full_limit: int) -> Culprit | None:
+    """Order 2 fails where a rule of the gradient graph has a wrong VJP: localise in the graph
+    whose loss is <grad_x, d> (same data, a random d), so the forward nodes' rules and their
+    backward nodes' rules are all checked; a backward node is located at its forward node."""
+    inner = hvp_graph(prob.graph, x, prob.loss).inner
+    given = {n: v for n, v in prob.values.items() if n in inner.tensors}
+    sub = _Problem(inner, inner.loss, [x], given, prob.seed, prob.bindings, prob.backend, None)
+    culprit = find_culprit(sub, tol, directions, full_limit)
+    prob.evaluations += sub.evaluations
+    return culprit
+
+
 def _blame(g: Graph, node, message: str, inp: str | None = None, **where) -> Culprit:
     op = get_op(node.op)
-    name = node.name if not node.name.startswith("__") else f"{node.name}` in `{g.owner(node.name)}"
-    return Culprit(name, node.op, op.plugin, node.loc.path or g.path, node.loc.line, inp, message, **where)
+    part = None
+    if g.owner(node.name) != node.name:  # an anonymous node of a shorthand expression
+        part = f"`{g.owner(node.name)}`"
+    elif node.name.startswith("__bwd_") and node.name[6:].rsplit("_", 1)[0] in g.nodes:  # order 2
+        part = f"the backward of `{node.name[6:].rsplit('_', 1)[0]}`"
+    return Culprit(node.name, node.op, op.plugin, node.loc.path or g.path, node.loc.line, inp, message, **where,
+                   part_of=part)
 
 
 def _check_node(prob: _Problem, node, values: dict, gbar: np.ndarray, types, need, tol: Tolerances,
@@ -815,6 +839,9 @@ def failure_line(r: Result) -> str:
         return f"invalid graph: {r.diagnostics[0].message}"
     if r.max_abs_error is None:
         return r.message or "failed"
+    if r.kink_failure:
+        return (f"{r.kinks} entr{'y' if r.kinks == 1 else 'ies'} at a kink (left and right differences disagree) at "
+                f"{', '.join(map(str, r.kink_at))}{' ...' if r.kinks > len(r.kink_at) else ''}: --strict counts them")
     where = f" at {r.index}" if r.index is not None else ""
     where += f" (direction {r.direction})" if r.direction is not None else ""
     text = (f"max abs error {r.max_abs_error:.3g}, max rel error {r.max_rel_error:.3g}{where}: "

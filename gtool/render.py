@@ -260,11 +260,13 @@ def _annotate(box: Box, name: str, *, loss: str | None, values, grads, saved, fi
     if values is not None and name in values:
         v = values[name]
         box.lines.append((("= " if np.ndim(v) == 0 else f"{list(np.shape(v))} ") + summary(v), COLOR["value"]))
+        box.marks.append("value")
         if nonfinite(v):
             box.marks.append("nonfinite")
     if grads is not None and name in grads:
         g = grads[name]
         box.lines.append((f"d{loss}/d{name} " + ("= " if np.ndim(g) == 0 else "") + summary(g), COLOR["grad"]))
+        box.marks.append("grad")
         if nonfinite(g) and "nonfinite" not in box.marks:
             box.marks.append("nonfinite")
     if saved and name in saved:

@@ -41,6 +41,8 @@ LEGEND = {  # key -> (swatch attrs, text); only the keys a drawing uses are show
     "fanout": ("mark", "double border, orange arrows: fans out, so its gradient is a sum"),
     "saved": ("mark", "purple border: saved for backward (bytes)"),
     "nonfinite": ("mark", "red: NaN or Inf"),
+    "value": ("text", "green text: the value (--values; min/mean/max of a tensor)"),
+    "grad": ("text", "blue text: the gradient dL/d(value) (--grads)"),
     "grad_edge": ("edge", "blue arrow: gradient flow"),
     "saved_edge": ("edge", "dashed purple arrow: a saved value read by backward"),
     "changed": ("mark", "magenta thick border: changed, added or removed"),
@@ -166,6 +168,8 @@ def _legend(keys: list[str]) -> str:
         if kind == "mark":
             color = {"fanout": COLOR["fanout"], "saved": COLOR["saved"], "nonfinite": "red", "changed": COLOR["changed"]}[k]
             swatch = f'<td border="2" color="{color}" bgcolor="#ffffff" width="22"> </td>'
+        elif kind == "text":
+            swatch = f'<td width="22"><font color="{COLOR[k]}" point-size="10">1.5</font></td>'
         elif kind == "edge":
             color = {"grad_edge": COLOR["grad"], "saved_edge": COLOR["saved"]}[k]
             swatch = f'<td width="22"><font color="{color}" point-size="10">⟶</font></td>'

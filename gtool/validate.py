@@ -71,13 +71,12 @@ def check_graph(graph: Graph, dim_values: dict[str, int] | None = None) -> tuple
     if graph.loss is not None and graph.loss in inference.types and inference.types[graph.loss].rank != 0:
         from .dims import format_shape
 
-        loc = graph.loc(graph.loss)
+        line, column = graph.cache.get("marks", {}).get("/loss", (None, None))
         errors.append(Diagnostic("non-scalar-loss",
                                  f"the loss '{graph.loss}' must be a scalar, but its shape is "
                                  f"{format_shape(inference.types[graph.loss].shape)}",
-                                 path=graph.path, line=_mark_line(graph, "loss"), node=graph.loss,
+                                 path=graph.path, line=line, column=column, node=graph.loss,
                                  pointer="/loss", hint="reduce it, e.g. sum(...) or mean(...)"))
-        _ = loc
     live = graph.ancestors(list(graph.outputs) + ([graph.loss] if graph.loss else []))
     reported = set()
     for name in list(graph.tensors) + list(graph.nodes):
@@ -90,10 +89,6 @@ def check_graph(graph: Graph, dim_values: dict[str, int] | None = None) -> tuple
         warnings.append(Diagnostic("unused-node", f"'{owner}' is computed but no output depends on it",
                                    node=owner, severity="warning", **graph.loc(owner).where()))
     return inference, errors, warnings
-
-
-def _mark_line(graph: Graph, key: str) -> int | None:
-    return graph.cache.get("marks", {}).get(f"/{key}", (None,))[0]
 
 
 @contextmanager
@@ -133,7 +128,6 @@ def _check_file(path: str, dim_values: dict[str, int] | None) -> FileReport:
     report.errors = [_with_path(d, path) for d in diags if d.severity == "error"]
     if graph is None:
         return report
-    graph.cache["marks"] = {p: marks[p] for p in (f"/{k}" for k in data) if p in marks}
     inference, errors, warnings = check_graph(graph, dim_values)
     report.graph, report.inference = graph, inference
     report.errors += [_with_path(d, path) for d in errors]

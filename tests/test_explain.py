@@ -198,3 +198,16 @@ def test_errors_exit_2(capsys, load_text, tmp_path):
     assert code == 2 and "scalar" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, "explain", str(GRAPHS / "mlp.yaml"))
     assert code == 2 and "'x'" in err
+
+
+def test_a_contribution_that_only_feeds_stop_gradient(load_text):
+    """dL/ds exists but flows nowhere: explain still shows it (it is not pruned as dead)."""
+    graph = load_text("gtool: 1\ninputs: {x: {shape: [], value: 2.0}, y: {shape: [], value: 3.0}}\n"
+                      "nodes:\n  a: x * y\n  s: stop_gradient(a)\n  L: s * x + a\noutputs: [L]\n")
+    doc = ex.explain(graph)
+    assert step(doc, "backprop", node="s")["inputs"] == []
+    assert step(doc, "backprop", node="s")["upstream"] == 2.0  # dL/ds = x
+    r = results(doc)
+    assert r["x"] == pytest.approx(3 * 2 + 3)  # s (held fixed) + y
+    assert r["y"] == pytest.approx(2.0)
+    assert "no gradient flows through stop_gradient" in ex.to_text(doc)

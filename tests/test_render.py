@@ -351,3 +351,22 @@ def test_formula_reads_back_as_the_same_computation(load_text):
     a, b = gtool.run(graph, feed), gtool.run(graph2, feed)
     for k in range(len(exprs)):
         assert a[f"r{k}"] == pytest.approx(b[f"r{k}"]), (exprs[k], render.formula(graph, f"r{k}"))
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
+def test_names_that_are_dot_keywords(load_text, tmp_path):
+    graph = load_text("gtool: 1\nname: graph\ninputs: {node: [3], edge: []}\nnodes:\n  Strict: node * edge\n"
+                      "  subgraph: stop_gradient(Strict) + where(node > 0, node, edge)\n  digraph: sum(subgraph * Strict)\n"
+                      "outputs: [digraph]\n")
+    for backward in (False, True):
+        out = tmp_path / "k.svg"
+        render.write(render.to_dot(graph, backward=backward), str(out))
+        assert "<svg" in out.read_text()
+
+
+def test_a_gradient_that_is_inf_while_values_are_finite(load_text):
+    graph = load_text("gtool: 1\ninputs: {x: {shape: [], value: 0.0}}\nnodes:\n  r: sqrt(x)\n  L: 3 * r\noutputs: [L]\n")
+    dot = render.to_dot(graph, values=render.evaluate(graph), grads=render.gradients(graph))
+    boxes = nodes_of(dot)
+    assert "color=red" in boxes["x"] and "color=red" not in boxes["r"]
+    assert "first non-finite: 'x' gradient is Inf" in dot

@@ -445,6 +445,10 @@ def fuse(nodes: list[MNode], types: dict[str, V], outputs, *, reductions_in_loop
         fusable = m.op in FUSED or (m.op == "reduce" and (reductions_in_loops or types[m.inputs[0]].scalar))
         if m.op in ("bcast", "reshape", "permute", "slice") and types[m.inputs[0]].scalar:
             fusable = True  # a view of one number is that number
+        if m.op == "bcast" and not types[m.inputs[0]].scalar and types[m.inputs[0]].shape == m.v.shape \
+                and m.inputs[0] not in owner:
+            fusable = False  # identity of a value already in memory: the same array
+            m = MNode(m.name, "alias", m.inputs, m.attrs, m.v, m.node)
         if not fusable:
             close_owners(m, None)
             items.append(Single(m))

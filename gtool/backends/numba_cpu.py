@@ -336,7 +336,9 @@ class CpuEmitter:
                 return f"np.full({_shape([dim(d) for d in t[u].shape])}, {ref(u)}, np.{t[u].dtype})"
             return ref(u)
 
-        if m.op == "reshape":
+        if m.op == "alias":
+            piece.lines.append(f"{out} = {ref(m.inputs[0])}")
+        elif m.op == "reshape":
             piece.lines.append(f"{out} = {array(m.inputs[0])}.reshape({_shape([dim(d) for d in m.v.shape])})")
         elif m.op == "concat":
             parts = ", ".join(array(u) for u in m.inputs)
@@ -514,8 +516,10 @@ class Compiled:
         types = self.types
         dims = {code: d.evaluate(bindings) for d, code in self.dim_list}
         env: dict = {}
+        tensors = self.program.graph.tensors
         for name in self.inputs:
-            env[name] = _to_env(values[name], types[name], bindings)
+            v = values.get(name)
+            env[name] = _to_env(tensors[name].value if v is None else v, types[name], bindings)
         for kind, fn, reads, dnames, rets in self.plan:
             if kind == "seg":
                 args = [env[r] for r in reads] + [dims[d] for d in dnames]

@@ -14,7 +14,7 @@ def _targets(wrt: str | None) -> list[str] | None:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, metavar="FILE")
+@click.argument("paths", nargs=-1, required=True, metavar="FILE [NEW]")
 @click.option("-o", "--output", "out_path", metavar="OUT", help="Write .dot/.gv text or a .svg/.png/.pdf image "
               "(images need Graphviz's `dot`). Default: DOT text on stdout.")
 @click.option("--values", "show_values", is_flag=True, help="Run the graph and show every node's value.")

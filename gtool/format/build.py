@@ -306,8 +306,11 @@ class Builder:
                        nodes[first].owner or first)
         if any(d.severity == "error" for d in self.diags):
             return None
-        return Graph(tensors=tensors, nodes={n: nodes[n] for n in order}, outputs=outputs, loss=loss,
-                     name=data.get("name"), doc=data.get("doc"), dims=dict(data.get("dims") or {}), path=self.path)
+        graph = Graph(tensors=tensors, nodes={n: nodes[n] for n in order}, outputs=outputs, loss=loss,
+                      name=data.get("name"), doc=data.get("doc"), dims=dict(data.get("dims") or {}), path=self.path)
+        # where the top-level keys are (for whole-graph checks such as the scalar loss)
+        graph.cache["marks"] = {p: self.marks[p] for p in (f"/{k}" for k in data) if p in self.marks}
+        return graph
 
     def name_ok(self, name: str, ptr: str, seen: dict, section: str) -> bool:
         if name.startswith("__") and not GENERATED.fullmatch(name):

@@ -32,11 +32,11 @@ def have_mpmath() -> bool:
     return True
 
 
-def evaluate(graph: Graph, values: dict[str, np.ndarray], outputs, precision: str, bindings: dict | None = None
-             ) -> dict[str, np.ndarray]:
-    """The outputs at `precision`, as float64 / long-double arrays (mpmath results are
-    rounded to long double, which keeps 11 more bits than float64)."""
-    wide = _Mp() if precision == "mpmath" else _Wide(np.longdouble if precision == "longdouble" else np.float64)
+def evaluate(graph: Graph, values: dict[str, np.ndarray], outputs, precision: str, bindings: dict | None = None,
+             digits: int = 40) -> dict[str, np.ndarray]:
+    """The outputs at `precision`, as float64 / long-double arrays (mpmath results, computed
+    with `digits` significant digits, are rounded to long double: 11 bits more than float64)."""
+    wide = _Mp(digits) if precision == "mpmath" else _Wide(np.longdouble if precision == "longdouble" else np.float64)
     env: dict = {}
     for name, t in graph.tensors.items():
         v = values.get(name, t.value)
@@ -80,13 +80,12 @@ class _Wide:
 
 
 class _Mp:
-    """mpmath: object arrays of mpf, computed at 60 significant digits (mpf of a float is exact)."""
+    """mpmath: object arrays of mpf, computed at `digits` significant digits (mpf of a float is exact)."""
 
-    DIGITS = 60
-
-    def __init__(self) -> None:
+    def __init__(self, digits: int) -> None:
         import mpmath
 
+        self.digits = digits
         self.mp = mp = mpmath.mp
         real = self._real
         self.unary = {
@@ -151,7 +150,7 @@ class _Mp:
 
     def run(self, name, op, args, kwargs):
         mp = self.mp
-        with mp.workdps(self.DIGITS):
+        with mp.workdps(self.digits):
             if name in self.unary:
                 return self._map(self.unary[name], args[0])
             if name in self.binary:

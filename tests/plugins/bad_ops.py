@@ -97,3 +97,17 @@ register(OpDef("bias_add_nosum", 2, _broadcast, np.add, vjp=_bias_vjp("nosum"), 
                doc="x + b whose VJP forgets to sum the bias gradient over the batch"))
 register(OpDef("bias_add_wrong_axis", 2, _broadcast, np.add, vjp=_bias_vjp("axis"), jvp=_bias_jvp,
                doc="x + b whose VJP sums the bias gradient over the wrong axis"))
+
+
+# right first derivative, wrong second: cube2's VJP is right, but it uses sq3 (3 x^2), whose VJP is wrong
+
+
+def _sq3_vjp(b, node, g):
+    return [b("mul", g, b("mul", b.const(3), node.inputs[0]))]  # right: 6 x
+
+
+register(OpDef("sq3", 1, _same, lambda x: 3 * x ** 2, vjp=_sq3_vjp,
+               jvp=lambda b, node, ts: None if ts[0] is None else b("mul", ts[0], b("mul", b.const(6), node.inputs[0])),
+               doc="3 x^2 whose VJP is half the truth"))
+register(OpDef("cube2", 1, _same, lambda x: x ** 3, vjp=lambda b, node, g: [b("mul", g, b("sq3", node.inputs[0]))],
+               jvp=_cube_jvp, doc="x^3 with a right VJP built from sq3 (so its second derivative is wrong)"))

@@ -1,0 +1,189 @@
+"""gtool.dims: symbolic dims as integer polynomials (text forms, arithmetic, evaluation)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gtool.dims import Dim, as_dim, format_shape, parse_dim, parse_index
+
+b, n, m = Dim.sym("b"), Dim.sym("n"), Dim.sym("m")
+
+
+@pytest.mark.parametrize("text,expected", [
+    (3, "3"),
+    ("batch", "batch"),
+    ("n + 5", "n + 5"),
+    ("5 + n", "n + 5"),
+    ("2 * b", "2 * b"),
+    ("b * 2", "2 * b"),
+    ("n * b", "b * n"),
+    ("n - 1", "n - 1"),
+    ("(n + 1) * (n - 1)", "n * n - 1"),
+    ("n + n", "2 * n"),
+    ("n - n + 3", "3"),
+    ("(2 * n + 4) // 2", "n + 2"),
+    ("(n + 1) // 2", "((n + 1) // 2)"),
+    ("n // 1", "n"),
+    ("12 // 5", "2"),
+    ("  n+5  ", "n + 5"),
+])
+def test_parse_and_str(text, expected):
+    assert str(parse_dim(text)) == expected
+
+
+@pytest.mark.parametrize("bad", [0, -1, "0", "2 - 3", "n - n", True, 1.5, None, "", "  ", "n +", "n ** 2",
+                                 "-1", "+n", "f(n)", "n / 2", "n // m", "n // 0", "x.y", "n[0]", "é", "\x00",
+                                 "n" * 201, "[1]", "True", "None", "1.0", [3]])
+def test_parse_refuses(bad):
+    with pytest.raises(ValueError):
+        parse_dim(bad)
+
+
+def test_messages_say_what_a_dim_is():
+    with pytest.raises(ValueError, match="positive integer, got 0"):
+        parse_dim(0)
+    with pytest.raises(ValueError, match="= -1"):
+        parse_dim("2 - 3")
+    with pytest.raises(ValueError, match="only names, integers"):
+        parse_dim("n ** 2")
+
+
+def test_too_complex_products_are_refused_not_expanded():
+    text = " * ".join(["(a + b + c + d + e + f + g + h + i + j)"] * 4)
+    with pytest.raises(ValueError, match="too complex"):
+        parse_dim(text)
+
+
+def test_parse_index_allows_zero():
+    assert parse_index(0) == 0
+    assert parse_index("n - 1") == n - 1
+    with pytest.raises(ValueError):
+        parse_index(-1)
+    with pytest.raises(ValueError):
+        parse_index("1 - 2")
+
+
+def test_dim_objects_pass_through():
+    d = n + 5
+    assert parse_dim(d) is d
+    assert as_dim(d) is d
+    assert as_dim(3) == 3
+    with pytest.raises(TypeError):
+        as_dim(True)
+    with pytest.raises(TypeError):
+        as_dim(1.5)
+
+
+def test_arithmetic():
+    assert b + 0 == b
+    assert (b + n) - n == b
+    assert 2 * b == b + b
+    assert (n + 5) - 5 == n
+    assert n * 1 == n
+    assert (b * n) * 4 == 4 * b * n
+    assert str(3 - n) == "-n + 3"
+    assert str(-n) == "-n"
+    assert Dim.const(3) + Dim.const(4) == 7
+    assert Dim.const(3) * Dim.const(4) == 12
+    assert -Dim.const(2) == -2
+    assert str(Dim({})) == "0"
+
+
+def test_equality_and_hash():
+    assert n + 5 == parse_dim("5 + n")
+    assert hash(n + 5) == hash(parse_dim("5 + n"))
+    assert Dim.const(3) == 3
+    assert 3 == Dim.const(3)
+    assert n != 3
+    assert n != "n"
+    assert Dim.const(1) != True  # noqa: E712 (a bool is not a size)
+    assert len({n + 1, parse_dim("n + 1"), 1 + n}) == 1
+
+
+def test_queries():
+    assert Dim.const(4).is_const and Dim.const(4).value == 4
+    assert not (n + 1).is_const
+    with pytest.raises(ValueError):
+        _ = n.value
+    assert (b * n + n).symbols() == {"b", "n"}
+    assert ((n + 1) // 2).symbols() == {"n"}
+    assert (3 * n + b).linear_coeff("n") == 3
+    assert (n * n + n).linear_coeff("n") is None
+    assert b.linear_coeff("n") is None
+
+
+def test_floor_division():
+    assert (4 * n) // 2 == 2 * n
+    assert Dim.const(7) // 2 == 3
+    opaque = (n + 1) // 2
+    assert not opaque.is_const
+    assert opaque.evaluate({"n": 6}) == 3
+    assert opaque.evaluate({"n": 7}) == 4
+    with pytest.raises(ValueError):
+        n // 0
+    with pytest.raises(ValueError):
+        n // m
+
+
+def test_evaluate():
+    assert (b * n + 5).evaluate({"b": 2, "n": 3}) == 11
+    assert Dim.const(9).evaluate({}) == 9
+    with pytest.raises(KeyError) as info:
+        (b + n).evaluate({"b": 1})
+    assert info.value.args[0] == "n"
+
+
+def test_substitute():
+    assert (n + 5).substitute({"n": Dim.const(3)}) == 8
+    assert (b * n).substitute({"n": 2 * m}) == 2 * b * m
+    assert (n + 1).substitute({"x": Dim.const(1)}) == n + 1
+    assert ((n + 1) // 2).substitute({"n": Dim.const(5)}) == 3
+    d = n + 1
+    assert d.substitute({}) is d
+
+
+def test_format_shape_and_json():
+    assert format_shape(()) == "[]"
+    assert format_shape((b, Dim.const(10))) == "[b, 10]"
+    assert format_shape((n + 5, 4 * n)) == "[n + 5, 4 * n]"
+    assert Dim.const(3).to_json() == 3
+    assert (n + 5).to_json() == "n + 5"
+
+
+def test_immutable():
+    with pytest.raises(AttributeError):
+        n.terms = ()
+
+
+def test_str_round_trips_through_parse():
+    for d in [n + 5, 2 * b, b * n, n - 1, 3 - n, (n + 1) // 2, b * n * n + 3 * b - 7, (2 * n + 1) // 3 + b]:
+        assert parse_index(str(d)) == d, str(d)
+
+
+names = st.sampled_from(["a", "b", "n"])
+dims = st.recursive(
+    st.one_of(st.integers(-5, 9).map(Dim.const), names.map(Dim.sym)),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda p: p[0] + p[1]),
+        st.tuples(inner, inner).map(lambda p: p[0] - p[1]),
+        st.tuples(inner, inner).map(lambda p: p[0] * p[1]),
+        st.tuples(inner, st.integers(1, 4)).map(lambda p: p[0] // p[1]),
+    ),
+    max_leaves=6,
+)
+env = st.fixed_dictionaries({"a": st.integers(1, 20), "b": st.integers(1, 20), "n": st.integers(1, 20)})
+
+
+@settings(max_examples=150, deadline=None)
+@given(dims, dims, env)
+def test_arithmetic_agrees_with_integers(x, y, values):
+    """The polynomial arithmetic is the integer arithmetic, for every binding."""
+    ex, ey = x.evaluate(values), y.evaluate(values)
+    assert (x + y).evaluate(values) == ex + ey
+    assert (x - y).evaluate(values) == ex - ey
+    assert (x * y).evaluate(values) == ex * ey
+    assert (x // 3).evaluate(values) == ex // 3
+    assert parse_index(str(x)) == x if not x.is_const or x.value >= 0 else True
+    assert x.substitute({k: Dim.const(v) for k, v in values.items()}) == ex
