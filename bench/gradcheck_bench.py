@@ -29,6 +29,10 @@ import gtool  # noqa: E402
 from gtool import report  # noqa: E402
 
 
+def _ratio(r: float) -> str:
+    return f"{r:.0f}x" if r >= 10 else f"{r:.1f}x"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
@@ -56,12 +60,12 @@ def main() -> None:
         fast_s = statistics.median(run[t].seconds for run in fast_runs)
         f = full.get(t)
         rows.append([t, fast.size, f.evaluations if f else "skipped", f"{f.seconds:.3f}" if f else "-",
-                     fast.evaluations, f"{fast_s:.4f}", f"{f.seconds / fast_s:.2g}x" if f else "-",
+                     fast.evaluations, f"{fast_s:.4f}", _ratio(f.seconds / fast_s) if f else "-",
                      "ok" if (f is None or f.passed) and fast.passed else "FAIL"])
     total_full = sum(r.evaluations for r in full.values())
     total_fast = sum(r.evaluations for r in fast_runs[0].values())
     rows.append(["all", sum(r[1] for r in rows), total_full, f"{full_wall:.3f}", total_fast,
-                 f"{statistics.median(fast_walls):.4f}", f"{full_wall / statistics.median(fast_walls):.4g}x", ""])
+                 f"{statistics.median(fast_walls):.4f}", _ratio(full_wall / statistics.median(fast_walls)), ""])
     print(f"grad-check on graphs/mlp.yaml, batch {args.batch}, float64, one BLAS thread "
           f"(fast: 4 directions, median of {args.repeat}; wall times include setup)")
     print(report.table(["target", "elements", "full evals", "full s", "fast evals", "fast s", "full/fast", "result"],
