@@ -60,6 +60,7 @@ def _report_error(e: GraphError) -> None:
 def main(argv=None) -> None:
     """Entry point for the console script and `python -m gtool`."""
     debug = os.environ.get("GTOOL_DEBUG") == "1"
+    common.STATE["format"] = "text"  # until a command says otherwise (main may run more than once per process)
     try:
         rv = cli.main(args=argv, prog_name="gtool", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)

@@ -141,6 +141,35 @@ class Dim:
             return Dim({m: c // k for m, c in self.terms})
         return Dim({(FloorDiv(self, k),): 1})
 
+    def exact_div(self, other: DimLike) -> Dim | None:
+        """The q with q * other == self for every binding (polynomial division), or None.
+
+        reshape's -1 needs it: [b + 1, 1] reshaped to [b + 1, -1] leaves (b + 1) / (b + 1) = 1.
+        Division by leading terms in a monomial order (degree, then factor names), so it
+        finds q whenever one exists with integer coefficients.
+        """
+        other = as_dim(other)
+        if not other.terms:
+            return None
+        if other._const is not None and self._const is not None:
+            return Dim.const(self._const // other._const) if self._const % other._const == 0 else None
+        lead_m, lead_c = max(other.terms, key=_lead_key)
+        q, r = Dim({}), self
+        for _ in range(4 * _MAX_TERMS):
+            if not r.terms:
+                return q
+            m, c = max(r.terms, key=_lead_key)
+            rest = list(m)
+            for f in lead_m:
+                if f not in rest:
+                    return None
+                rest.remove(f)
+            if c % lead_c:
+                return None
+            t = Dim({tuple(rest): c // lead_c})
+            q, r = q + t, r - t * other
+        return None
+
     # evaluation ----------------------------------------------------------------
     def evaluate(self, bindings: dict[str, int]) -> int:
         """The integer value with every name bound; KeyError names a missing one."""
@@ -217,6 +246,12 @@ _CONSTS: dict[int, Dim] = {}  # small constants, shared (Dims are immutable)
 def _term_key(term):
     m, _ = term
     return (0 if m else 1, -len(m), [str(f) for f in m])
+
+
+def _lead_key(term):
+    """A monomial order (degree, then the sorted factor names): compatible with products."""
+    m, _ = term
+    return (len(m), [str(f) for f in m])
 
 
 def as_dim(x: DimLike) -> Dim:

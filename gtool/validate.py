@@ -122,7 +122,7 @@ def _check_file(path: str, dim_values: dict[str, int] | None) -> FileReport:
     except UsageError:
         raise
     except GraphError as e:
-        report.errors = [_with_path(d, path) for d in e.diagnostics]
+        report.errors = [_with_node(_with_path(d, path)) for d in e.diagnostics]
         return report
     graph, diags = build_graph(data, marks, path)
     report.errors = [_with_path(d, path) for d in diags if d.severity == "error"]
@@ -133,6 +133,16 @@ def _check_file(path: str, dim_values: dict[str, int] | None) -> FileReport:
     report.errors += [_with_path(d, path) for d in errors]
     report.warnings += [_with_path(d, path) for d in warnings]
     return report
+
+
+def _with_node(d: Diagnostic) -> Diagnostic:
+    """A loader error inside a node or tensor entry names it, as later errors do."""
+    parts = (d.pointer or "").split("/")
+    if d.node is None and len(parts) >= 3 and parts[1] in ("inputs", "params", "constants", "nodes"):
+        from dataclasses import replace
+
+        return replace(d, node=parts[2].replace("~1", "/").replace("~0", "~"))
+    return d
 
 
 def _with_path(d: Diagnostic, path: str) -> Diagnostic:

@@ -127,6 +127,19 @@ def test_floor_division():
         n // m
 
 
+def test_exact_division():
+    assert (b * n * 4).exact_div(n) == 4 * b
+    assert (n + 1).exact_div(n + 1) == 1
+    assert (n * n + 2 * n + 1).exact_div(n + 1) == n + 1
+    assert (b * n + n + 3 * b + 3).exact_div(n + 3) == b + 1
+    assert Dim.const(12).exact_div(4) == 3
+    assert Dim.const(12).exact_div(5) is None
+    assert (n * n + 1).exact_div(n + 1) is None
+    assert b.exact_div(b + 1) is None
+    assert (3 * n).exact_div(2) is None
+    assert n.exact_div(Dim({})) is None
+
+
 def test_evaluate():
     assert (b * n + 5).evaluate({"b": 2, "n": 3}) == 11
     assert Dim.const(9).evaluate({}) == 9
@@ -187,3 +200,6 @@ def test_arithmetic_agrees_with_integers(x, y, values):
     assert (x // 3).evaluate(values) == ex // 3
     assert parse_index(str(x)) == x if not x.is_const or x.value >= 0 else True
     assert x.substitute({k: Dim.const(v) for k, v in values.items()}) == ex
+    if y.terms and len((x * y).terms) <= 64:
+        q = (x * y).exact_div(y)
+        assert q is not None and q * y == x * y, (x, y, q)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..dims import Dim, parse_dim
+from ..dims import Dim, parse_index
 from ..ops.registry import get_op
 
-CHUNK = 400  # members per fused loop: longer chains are split, keeping LLVM's work per loop small
+CHUNK = 100_000  # members per fused loop (see docs/backends.md on compile time)
 
 
 # static types --------------------------------------------------------------------------
@@ -335,7 +335,7 @@ class Lowering:
     def lower_slice(self, node, attrs, out):
         x = self.v(node.inputs[0])
         return self.emit(node.name, "slice", node.inputs, out, node.name, axis=attrs["axis"] % x.rank,
-                         start=parse_dim(attrs["start"]))
+                         start=parse_index(attrs["start"]))
 
     def lower_concat(self, node, attrs, out):
         if any(self.v(i).dtype != out.dtype for i in node.inputs):
@@ -596,7 +596,7 @@ class Body:
             self.lines.append(f"if {j} < 0:")
             self.lines.append(f"    {j} = {j} + {n}")
         self.lines.append(f"if {j} < 0 or {j} >= {n}:")
-        self.lines.append(f"    {self.raise_stmt}")
+        self.lines.append("    " + self.raise_stmt.replace("{j}", j))
         index = []
         for a, d in enumerate(xv.shape):
             if a == ax:

@@ -26,7 +26,8 @@ from . import Backend
 from .codegen import HELPERS, TEMPLATES, Body, Group, Lowering, Single, V, convert, fuse, is_one, numel, reduce_parts
 
 PAR_MIN = 1 << 17  # loops with fewer elements stay on one thread (a parallel region costs ~10 us)
-MAX_LINES = 1500  # lines per compiled function
+BLOCK = 256  # elements per block of a vectorizable loop with sums
+MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
 VERSION = "1"  # bump when the generated code changes meaning (part of the cache key)
 
 
@@ -96,6 +97,46 @@ def _write(name: str, source: str) -> Path:
     raise UsageError("usage", f"cannot write generated code to {cache_dir()}", hint="set GTOOL_CACHE_DIR to a writable folder")
 
 
+# vectorizable exp and tanh -------------------------------------------------------------------
+# exp: Cody-Waite reduction by ln 2, the degree-13 Taylor polynomial on |r| <= ln2/2 (no
+# division), 2^n from a table in two factors so subnormal results come out right; tanh: Cephes'
+# rational approximation below 0.625, 1 - 2/(e^2|x| + 1) above. No libm calls, no branches, so
+# LLVM vectorizes the loops that use them. exp is within 1 ulp of libm, tanh within 2 (the
+# tests compare every op with NumPy to 1e-12).
+
+VECMATH_PRELUDE = """
+_POW2 = np.array([2.0 ** k for k in range(-560, 561)])
+_EC = tuple(1.0 / math.factorial(k) for k in range(14))
+_TP = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
+_TQ = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)"""
+
+VECMATH = {
+    "_vexp": """def _vexp(x):
+    xc = min(max(x, -746.0), 710.0)
+    px = math.floor(1.4426950408889634 * xc + 0.5)
+    n = int(px)
+    r = xc - px * 6.93145751953125e-1
+    r = r - px * 1.42860682030941723212e-6
+    p = _EC[13]
+    for k in range(12, -1, -1):
+        p = p * r + _EC[k]
+    h = n >> 1
+    y = p * _POW2[h + 560] * _POW2[n - h + 560]
+    return x if x != x else y
+""",
+    "_vtanh": """def _vtanh(x):
+    z = abs(x)
+    s = _vexp(2.0 * (z if z < 40.0 else 40.0))
+    big = 1.0 - 2.0 / (s + 1.0)
+    big = big if x >= 0 else -big
+    g = x * x
+    small = x + x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) / (((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2])
+    y = small if z < 0.625 else big
+    return x if x != x else y
+""",
+}
+
+
 # emitting Python source ---------------------------------------------------------------------
 
 
@@ -144,6 +185,8 @@ class CpuEmitter:
         self.names = Names()
         self.n_par = 0
         self.helpers: set[str] = set()
+        self.consts: dict[str, str] = {}  # scalar constants, written into the code as literals
+        self.vecmath = os.environ.get("GTOOL_NUMBA_VECMATH", "1") != "0"
 
     # references -------------------------------------------------------------------------------
     def _dim(self, piece: Piece):
@@ -157,6 +200,8 @@ class CpuEmitter:
 
     def _ref(self, piece: Piece, local: set[str]):
         def ref(value: str, flat: bool = False) -> str:
+            if value in self.consts:
+                return self.consts[value]
             if value not in local:
                 piece.read(value)
             v = self.names.var(value)
@@ -173,10 +218,17 @@ class CpuEmitter:
             self.single(item.m, piece)
         return piece
 
-    def _scan_helpers(self, code: str) -> None:
-        for h in HELPERS:
+    def _scan_helpers(self, lines: list[str]) -> None:
+        """Note the helper functions these lines call; with vector math on, exp and tanh
+        become the branch-free `_vexp` / `_vtanh`, which LLVM can vectorize (libm calls it cannot)."""
+        if self.vecmath:
+            lines[:] = [line.replace("math.exp(", "_vexp(").replace("math.tanh(", "_vtanh(") for line in lines]
+        code = "\n".join(lines)
+        for h in list(HELPERS) + list(VECMATH):
             if h + "(" in code:
                 self.helpers.add(h)
+        if "_vtanh" in self.helpers:
+            self.helpers.add("_vexp")
 
     def scalar_group(self, g: Group, piece: Piece) -> None:
         local = {m.name for m in g.members}
@@ -189,8 +241,8 @@ class CpuEmitter:
                 expr = body.emit(m)
             body.lines.append(f"{self.names.var(m.name)} = {expr}")
             piece.defs.append(m.name)
+        self._scan_helpers(body.lines)
         piece.lines += body.lines
-        self._scan_helpers("\n".join(body.lines))
 
     def _flat_ok(self, g: Group) -> bool:
         if len(g.shape) < 2:
@@ -215,7 +267,9 @@ class CpuEmitter:
             if m.op == "reduce":
                 if m.attrs["kind"] not in ("sum", "mean"):
                     return False
-                if m.v.scalar != flat or (not flat and 0 in m.attrs["axes"]):
+                if m.v.scalar and not (flat or len(g.shape) == 1):
+                    return False
+                if not m.v.scalar and (flat or 0 in m.attrs["axes"]):
                     return False
         return True
 
@@ -235,6 +289,9 @@ class CpuEmitter:
             return regs[value]
 
         idx = ["i"] if flat else [f"i{k}" for k in range(len(S))]
+        reds = g.reductions
+        blocked = bool(reds) and (flat or len(S) == 1) and \
+            all(m.v.scalar and m.attrs["kind"] in ("sum", "mean") for m in reds)
         body = Body(g, t, idx, reg=reg, scalar=ref, array=ref, dim=dim, flat=flat)
         pre, post, accs, arrays = [], [], [], []
         size = " * ".join(ext)
@@ -278,7 +335,9 @@ class CpuEmitter:
                 val = convert(body.load(m, 0), t[m.inputs[0]].dtype, acc_dt)
                 target = f"acc{k}" if m.v.scalar else \
                     f"acc{k}[{', '.join('0' if a in m.attrs['axes'] else idx[a] for a in range(len(S)))}]"
-                if kind in ("sum", "mean"):
+                if blocked:
+                    body_lines.append(f"buf{k}[{idx[0]} - s0] = {val}")
+                elif kind in ("sum", "mean"):
                     body_lines.append(f"{target} += {val}")
                 else:
                     body_lines.append(f"x{k} = {val}")
@@ -290,13 +349,16 @@ class CpuEmitter:
             if m.name in g.stored:
                 where = f"f{k}[i]" if flat else f"v{k}[{', '.join(idx)}]"
                 body_lines.append(f"{where} = r{k}")
-        self._scan_helpers("\n".join(body_lines))
+        self._scan_helpers(body_lines)
         loop = []
         if flat:
             views = sorted({names.var(u) for m in g.members for u in m.inputs
                             if u not in local and not t[u].scalar} | set(arrays) - {a for a, _ in accs}, key=_vkey)
             for v in views:
                 loop.append(f"f{v[1:]} = {v}.reshape({size})")
+        if blocked:
+            loop += self._blocked(g, idx[0], size, body_lines, par)
+        elif flat:
             loop.append(f"for i in {'prange' if par else 'range'}({size}):")
             loop += ["    " + b for b in body_lines]
         else:
@@ -314,7 +376,7 @@ class CpuEmitter:
         array_accs = [a for a, s in accs if not s]
         reads = [names.var(u) for u in piece.reads]
         args = sorted(set(reads) | {v for v in arrays if v not in array_accs} | set(array_accs) | piece.dims, key=_vkey)
-        fn = [f"@njit(cache=True, error_model='numpy', parallel=True)", f"def {fname}({', '.join(args)}):"]
+        fn = ["@njit(cache=True, error_model='numpy', parallel=True)", f"def {fname}({', '.join(args)}):"]
         fn += ["    " + line for line in [f"{a} = {init_of(pre, a)}" for a in scalar_accs] + loop]
         fn.append(f"    return ({', '.join(scalar_accs)}{',' if len(scalar_accs) == 1 else ''})")
         piece.extra.append("\n".join(fn))
@@ -322,6 +384,23 @@ class CpuEmitter:
         lhs = ", ".join(scalar_accs) + ("," if len(scalar_accs) == 1 else "")
         piece.lines.append(f"{lhs + ' = ' if scalar_accs else ''}{fname}({', '.join(args)})")
         piece.lines += post
+
+    def _blocked(self, g: Group, lv: str, size: str, body_lines: list[str], par: bool) -> list[str]:
+        """The loop in blocks of BLOCK: the body writes reduction terms to a small buffer and a
+        second loop adds them up in order. The body then carries no floating-point reduction,
+        so LLVM can vectorize it (a strict `acc += v` chain forbids that)."""
+        reds = [(self.names.var(m.name)[1:], reduce_parts(m, self.types)[0]) for m in g.reductions]
+        out = [] if par else [f"buf{k} = np.empty({BLOCK}, np.{dt})" for k, dt in reds]
+        out += [f"for b in {'prange' if par else 'range'}(({size} + {BLOCK - 1}) // {BLOCK}):",
+                f"    s0 = b * {BLOCK}", f"    e0 = min(s0 + {BLOCK}, {size})"]
+        if par:
+            out += [f"    buf{k} = np.empty({BLOCK}, np.{dt})" for k, dt in reds]
+        out.append(f"    for {lv} in range(s0, e0):")
+        out += ["        " + b for b in body_lines]
+        for k, dt in reds:
+            out += [f"    t{k} = {'0.0' if dt == 'float64' else '0'}", "    for jj in range(e0 - s0):",
+                    f"        t{k} += buf{k}[jj]", f"    acc{k} += t{k}"]
+        return out
 
     def single(self, m, piece: Piece) -> None:
         t = self.types
@@ -398,7 +477,7 @@ class Fallback:
         self.op = op
         self.kernel = op.forward
         self.attrs = graph.nodes[m.node].attrs
-        self.static = None if any(a.kind in ("shape", "dim") for a in op.attrs.values()) else op.prepare(self.attrs, {})
+        self.static = None if any(a.kind in ("shape", "dim", "index") for a in op.attrs.values()) else op.prepare(self.attrs, {})
 
     def kwargs(self, bindings):
         return self.static if self.static is not None else self.op.prepare(self.attrs, bindings)
@@ -411,6 +490,7 @@ def build(program, *, blas: bool, parallel: bool):
     types = low.types
     items = fuse(nodes, types, program.outputs)
     em = CpuEmitter(types, dict(program.graph.dims), parallel)
+    em.consts = inline_constants(program, types)
     steps: list = []
     seg: Segment | None = None
     extra: list[str] = []
@@ -433,14 +513,16 @@ def build(program, *, blas: bool, parallel: bool):
             later |= set(step.reads)
         else:
             later |= set(step.m.inputs)
-    return _source(steps, extra, em, types), steps, em.names, types
+    return _source(steps, extra, em, types), steps, em.names, types, em.consts
 
 
 def _source(steps, extra, em: CpuEmitter, types) -> str:
     out = ["# generated by gtool (numba backend): one fused plan; do not edit", "import math", "",
            "import numpy as np", "from numba import njit, prange", ""]
+    if "_vexp" in em.helpers:
+        out += [VECMATH_PRELUDE]
     for h in sorted(em.helpers):
-        out += ["", "@njit(cache=True, error_model='numpy')", HELPERS[h].rstrip()]
+        out += ["", "@njit(cache=True, error_model='numpy')", (HELPERS.get(h) or VECMATH[h]).rstrip()]
     for fn in extra:
         out += ["", "", fn]
     for step in steps:
@@ -459,6 +541,29 @@ def _source(steps, extra, em: CpuEmitter, types) -> str:
     return "\n".join(out) + "\n"
 
 
+def inline_constants(program, types) -> dict[str, str]:
+    """Literal code for each one-number constant: a 2,000-node chain has 1,334 of them, which
+    as arguments would slow numba's compile tenfold; as literals LLVM folds them (x ** 2 -> x * x)."""
+    out = {}
+    for name in program.tensor_names:
+        t = program.graph.tensors[name]
+        v = types[name]
+        if t.kind == "constant" and t.value is not None and v.scalar:
+            out[name] = literal(np.asarray(t.value).reshape(()).item(), v.dtype)
+    return out
+
+
+def literal(x, dtype: str) -> str:
+    if dtype == "bool":
+        return repr(bool(x))
+    if dtype.startswith("int"):
+        code = repr(int(x))
+    else:
+        x = float(np.dtype(dtype).type(x))
+        code = repr(x) if np.isfinite(x) else ("np.nan" if np.isnan(x) else ("np.inf" if x > 0 else "-np.inf"))
+    return code if dtype in ("float64", "int64") else f"np.{dtype}({code})"
+
+
 def _matmul_ok(blas: bool):
     def ok(a: V, b: V, out: V) -> bool:
         return blas and a.rank <= 2 and b.rank <= 2 and a.dtype == b.dtype and a.dtype in ("float32", "float64")
@@ -472,7 +577,7 @@ def _matmul_ok(blas: bool):
 class Compiled:
     """`compiled(values, bindings) -> outputs`: the callable Program.run uses."""
 
-    def __init__(self, program, backend: NumbaBackend, source: str, steps, names: Names, types) -> None:
+    def __init__(self, program, backend: NumbaBackend, source: str, steps, names: Names, types, consts) -> None:
         self.program = program
         self.backend = backend
         self.source = source
@@ -486,8 +591,11 @@ class Compiled:
             else:
                 self.plan.append(("np", step, None, None, None))
         self.dim_list = sorted(names.dims.items(), key=lambda kv: _vkey(kv[1]))
-        self.inputs = [n for n in program.tensor_names]
-        self.compiled_sigs: set = set()
+        tensors = program.graph.tensors
+        self.const_objs = [(n, tensors[n].value) for n in consts]
+        self.inputs = [(n, tensors[n].value) for n in program.tensor_names if n not in consts]
+        self.consts = consts
+        self.compiled_fns: set = set()
         self.compile_seconds = 0.0
         self.fallback_runs = 0
         self.last_error: BaseException | None = None
@@ -516,20 +624,23 @@ class Compiled:
         types = self.types
         dims = {code: d.evaluate(bindings) for d, code in self.dim_list}
         env: dict = {}
-        tensors = self.program.graph.tensors
-        for name in self.inputs:
-            v = values.get(name)
-            env[name] = _to_env(tensors[name].value if v is None else v, types[name], bindings)
+        get = values.get
+        if not all(get(n, o) is o for n, o in self.const_objs):  # a constant given other data?
+            for n, o in self.const_objs:
+                if not np.array_equal(get(n, o), o):
+                    raise ValueError(f"constant '{n}' was given other data than the graph's")
+        for name, default in self.inputs:
+            v = get(name)
+            env[name] = _to_env(default if v is None else v, types[name], bindings)
         for kind, fn, reads, dnames, rets in self.plan:
             if kind == "seg":
                 args = [env[r] for r in reads] + [dims[d] for d in dnames]
-                sig = (fn, tuple(numba.typeof(a) for a in args))
-                if sig not in self.compiled_sigs:
+                if fn not in self.compiled_fns:  # compile (or load numba's cache) apart from running
                     t0 = time.perf_counter()
-                    fn.compile(sig[1])
+                    fn.compile(tuple(numba.typeof(a) for a in args))
                     self.compile_seconds += time.perf_counter() - t0
                     self.backend.last_compile_seconds = self.compile_seconds
-                    self.compiled_sigs.add(sig)
+                    self.compiled_fns.add(fn)
                 res = fn(*args)
                 for r, v in zip(rets, res):
                     env[r] = v
@@ -543,7 +654,7 @@ class Compiled:
                 elif getattr(out, "dtype", None) != np.dtype(m.v.dtype):
                     out = np.asarray(out).astype(m.v.dtype)
                 env[m.name] = _to_env(out, m.v, bindings)
-        return {name: _to_numpy(env[name], types[name]) for name in self.program.outputs}
+        return {name: np.asarray(_to_numpy(env[name], types[name])) for name in self.program.outputs}
 
 
 def _to_env(x, v: V, bindings):
@@ -586,8 +697,8 @@ class NumbaBackend(Backend):
         return cls._instance
 
     def compile(self, program) -> Compiled:
-        source, steps, names, types = build(program, blas=self.blas, parallel=self.parallel)
-        return Compiled(program, self, source, steps, names, types)
+        source, steps, names, types, consts = build(program, blas=self.blas, parallel=self.parallel)
+        return Compiled(program, self, source, steps, names, types, consts)
 
 
 __all__ = ["NumbaBackend", "cache_dir", "require_numba", "TEMPLATES", "is_one"]

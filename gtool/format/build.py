@@ -7,6 +7,7 @@ Problems are collected, not raised one at a time, so a user sees all of them at 
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -36,6 +37,7 @@ class Builder:
         self.path = path
         self.diags: list[Diagnostic] = []
         self.seen: dict[str, str] = {}  # declared name -> its section
+        self.shorthand: set[str] = set()  # nodes written as expressions (they have no `inputs:` to point at)
 
     # diagnostics ---------------------------------------------------------------------
     def loc(self, pointer: str) -> Loc:
@@ -53,8 +55,8 @@ class Builder:
         """The JSON Schema pass (gtool.format.schema), each violation mapped to a stable code."""
         found: list[Diagnostic] = []
         for prefix, e in schema_errors(self.data):
-            if prefix == ["gtool"] or (not prefix and list(e.absolute_path) == ["gtool"]):
-                continue  # reported once, below
+            if not prefix and list(e.absolute_path) == ["gtool"]:
+                continue  # the version is checked below (JSON Schema takes 1.0 for an integer)
             path = prefix + list(e.absolute_path)
             if e.validator == "anyOf" and len(path) == 2 and path[0] in SECTIONS:
                 kind = KIND[path[0]]
@@ -72,16 +74,22 @@ class Builder:
         return not found
 
     def schema_diag(self, path: list, e) -> Diagnostic:
-        """One schema violation as a located diagnostic with the most specific code we know."""
+        """One schema violation as a located diagnostic with the most specific code we know.
+
+        Where it is decides the code first (a dim, a dims entry, an init), then the kind of
+        violation (unknown or missing key, a bad name, a wrong type) words the message.
+        """
         pointer = _pointer(path)
         v = e.validator
         node = path[1] if len(path) >= 2 and path[0] in (*SECTIONS, "nodes") else None
         code, message = _SCHEMA_CODES.get(v, "schema"), e.message
+        in_shape = (len(path) == 4 and path[2] == "shape") or (
+            len(path) == 3 and path[0] == "inputs" and isinstance(path[2], int))  # `x: [3, 0]`, the shape shorthand
         if v == "additionalProperties":
             extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
             if extra:
                 pointer += "/" + _escape(extra[0])
-                allowed = ", ".join(e.schema.get("properties", {}))
+                allowed = ", ".join(e.schema.get("properties", {})) or "none"
                 message = f"unknown key '{extra[0]}' (allowed here: {allowed})"
         elif v == "required":
             message = f"missing required key: {e.message.split(' is a required')[0]}"
@@ -91,22 +99,26 @@ class Builder:
                 pointer += "/" + _escape(e.instance)
                 node = node or e.instance
                 message = f"'{e.instance}' is not a valid name: use letters, digits and _, not starting with a digit"
-        elif len(path) == 4 and path[2] == "shape" or len(path) == 2 and path[0] == "dims":
+        elif in_shape or (len(path) == 2 and path[0] == "dims"):
             code = "bad-dim"
             what = f"dim '{path[1]}'" if path[0] == "dims" else "a dim"
             message = f"{what} must be a positive integer" + (", a dim name or a dim expression" if path[0] != "dims"
                                                                else "") + f", not {e.instance!r}"
-        elif len(path) >= 3 and path[0] == "params" and path[2] == "init":
-            code = "bad-init"
-            if len(path) == 3:
-                message = (f"unknown init {e.instance!r}: use zeros, ones, {{normal: {{mean, std}}}}, "
-                           "{uniform: {low, high}} or {glorot: {}}")
-            else:
-                message = f"init {'.'.join(map(str, path[3:]))}: {e.message}"
+        elif v == "minimum":
+            message = f"'{path[-1]}' must be at least {e.validator_value}, got {e.instance!r}"
+        elif v == "enum":
+            message = f"{e.instance!r} is not one of {', '.join(map(str, e.validator_value))}"
         elif v == "type" and path:
             want = e.schema.get("type")
             want = " or ".join(_JSON_TYPES.get(t, t) for t in ([want] if isinstance(want, str) else want))
             message = f"'{path[-1]}' must be {want}, not {_describe(e.instance)}"
+        if len(path) >= 3 and path[0] == "params" and path[2] == "init":
+            code = "bad-init"
+            if len(path) == 3 and v not in ("additionalProperties", "required"):
+                message = (f"unknown init {e.instance!r}: use zeros, ones, {{normal: {{mean, std}}}}, "
+                           "{uniform: {low, high}} or {glorot: {}}")
+            else:
+                message = f"init: {message}"
         return self._diag(code, message, pointer, node)
 
     def _diag(self, code: str, message: str, pointer: str, node: str | None = None) -> Diagnostic:
@@ -116,19 +128,22 @@ class Builder:
     def tensor(self, section: str, name: str, spec) -> Tensor | None:
         ptr = f"/{section}/{name}"
         kind = KIND[section]
+        shape_ptr = ptr + "/shape"
         if isinstance(spec, list) and section != "constants":
-            spec = {"shape": spec}
+            spec, shape_ptr = {"shape": spec}, ptr  # the shape shorthand `x: [3, n]`
         elif not isinstance(spec, dict):
             spec = {"value": spec}
-        dtype = spec.get("dtype") or "float64"
-        weak = section == "constants" and "dtype" not in spec and np.ndim(spec.get("value")) == 0
+        weak = section == "constants" and "dtype" not in spec and not isinstance(spec.get("value"), list)
+        # a weak scalar keeps the kind of number written, as a literal in an expression does
+        # (`k: 2` is the `2` of `x * 2`), so written-out graphs read back the same
+        dtype = spec.get("dtype") or (_literal_dtype(spec.get("value")) if weak else "float64")
         value = None
         if "value" in spec:
             value = self.array(spec["value"], dtype, ptr + "/value", name)
             if value is None:
                 return None
         if "shape" in spec:
-            shape = self.shape(spec["shape"], ptr, name)
+            shape = self.shape(spec["shape"], shape_ptr, name)
             if shape is None:
                 return None
             if value is not None and not _fits(value.shape, shape):
@@ -145,29 +160,34 @@ class Builder:
             self.error("missing-key", f"{kind} '{name}' needs a shape (or a value)", ptr, name)
             return None
         rng = spec.get("range")
-        if rng is not None and not (len(rng) == 2 and float(rng[0]) <= float(rng[1])):
-            self.error("bad-value", f"range must be [lo, hi] with lo <= hi, got {rng}", ptr + "/range", name)
-            return None
+        if rng is not None:
+            try:
+                rng = (float(rng[0]), float(rng[1]))
+                if math.isnan(rng[0]) or math.isnan(rng[1]) or rng[0] > rng[1]:
+                    raise ValueError
+            except (ValueError, TypeError, OverflowError, IndexError):
+                self.error("bad-value", f"range must be [lo, hi] with lo <= hi, got {spec['range']}", ptr + "/range",
+                           name)
+                return None
         init = spec.get("init")
         if init is not None and not _valid_init(init):
             self.error("bad-init", f"unknown init {init!r}: use zeros, ones, {{normal: {{mean, std}}}}, "
                        "{uniform: {low, high}} or {glorot: {}}", ptr + "/init", name)
             return None
-        if kind != "input" and value is None and init is None:
-            if kind == "constant":
-                self.error("missing-key", f"constant '{name}' needs a value", ptr, name)
-                return None
-        return Tensor(name, kind, TensorType(shape, dtype, weak), value, init,
-                      tuple(map(float, rng)) if rng is not None else None, spec.get("doc"), self.loc(ptr))
+        if kind != "input" and value is None and init is None:  # the schema says so too
+            need = "a value" if kind == "constant" else "a value, or a shape and an init"
+            self.error("missing-key", f"{kind} '{name}' needs {need}", ptr, name)
+            return None
+        return Tensor(name, kind, TensorType(shape, dtype, weak), value, init, rng, spec.get("doc"), self.loc(ptr))
 
     def shape(self, dims: list, ptr: str, name: str) -> tuple[Dim, ...] | None:
-        """A declared shape, or None after reporting the first bad dim (at that dim)."""
+        """A declared shape (the list at `ptr`), or None after reporting the first bad dim, at it."""
         out = []
         for k, d in enumerate(dims):
             try:
                 out.append(parse_dim(d))
             except ValueError as e:
-                self.error("bad-dim", str(e), f"{ptr}/shape/{k}", name)
+                self.error("bad-dim", str(e), f"{ptr}/{k}", name)
                 return None
         return tuple(out)
 
@@ -183,8 +203,13 @@ class Builder:
                                                for v in flat):
                     raise ValueError(f"expected integers for dtype {dtype}")
             return np.array(arr, dtype=dtype)
-        except (ValueError, TypeError) as e:
-            self.error("bad-value", f"cannot read the value as a {dtype} array: {e}", ptr, name)
+        except (ValueError, TypeError, OverflowError) as e:
+            why = str(e)
+            if isinstance(e, OverflowError):
+                why = f"a number does not fit in {dtype}"
+            elif "inhomogeneous" in why or "sequence" in why:
+                why = "the rows have different lengths (or mix numbers and lists)"
+            self.error("bad-value", f"cannot read the value as a {dtype} array: {why}", ptr, name)
             return None
 
     # 3. nodes ----------------------------------------------------------------------------------
@@ -202,24 +227,32 @@ class Builder:
                     d = e.diagnostic
                     self.error(d.code, d.message, ptr, name)
                     continue
+                huge = next((c.value for c in literals if _literal_dtype(c.value) == "int64"
+                             and not -2**63 <= c.value < 2**63), None)
+                if huge is not None:
+                    self.error("bad-expression", f"the integer {str(huge)[:20]}{'...' * (len(str(huge)) > 20)} is too "
+                               "large for int64; write it as a float (e.g. 1e20)", ptr, name)
+                    continue
                 clash = next((n for n in [c.name for c in literals] + [p.name for p in parsed[:-1]]
                               if n in self.seen), None)
                 if clash is not None:
                     self.error("duplicate-name", f"the expression makes the node '{clash}', but that name is "
                                f"declared in {self.seen[clash]}", ptr, name, hint=f"rename '{clash}'")
                     continue
-                for c in literals:
+                for c in literals:  # unused when the expression fails: harmless, never reported
                     consts[c.name] = Tensor(c.name, "constant", TensorType((), _literal_dtype(c.value), True),
                                             np.array(c.value, dtype=_literal_dtype(c.value)), loc=loc)
-                for p in parsed:
-                    node = Node(p.name, p.op, tuple(p.inputs), dict(p.attrs), loc=loc,
-                                owner=name if p.name != name else None)
-                    if self.check_node(node, ptr):
-                        out[p.name] = node
+                self.shorthand.add(name)
+                made = [Node(p.name, p.op, tuple(p.inputs), dict(p.attrs), loc=loc, owner=name if p.name != name else None)
+                        for p in parsed]
+                # the first bad part is reported; the rest of the expression is dropped with
+                # it, so its anonymous intermediates do not also show up as unknown names
+                if all(self.check_node(node, ptr) for node in made):
+                    out.update((node.name, node) for node in made)
             else:
                 shape = None
                 if spec.get("shape") is not None:
-                    shape = self.shape(spec["shape"], ptr, name)
+                    shape = self.shape(spec["shape"], ptr + "/shape", name)
                     if shape is None:
                         continue
                 node = Node(name, spec["op"], tuple(spec.get("inputs") or ()), dict(spec.get("attrs") or {}),
@@ -231,10 +264,11 @@ class Builder:
     def check_node(self, node: Node, ptr: str) -> bool:
         op = get_op(node.op)
         owner = node.owner or node.name
+        explicit = owner not in self.shorthand  # only the explicit form has `op:` and `attrs:` entries to point at
         if op is None:
             near = did_you_mean(node.op, REGISTRY)
             hint = f"did you mean '{near}'?" if near else "if it comes from a plugin, load it with --plugin FILE.py"
-            self.error("unknown-op", f"unknown op '{node.op}'", ptr + ("/op" if not node.owner else ""), owner,
+            self.error("unknown-op", f"unknown op '{node.op}'", ptr + ("/op" if explicit else ""), owner,
                        hint=hint + ("" if not near else " (or load the plugin that defines it with --plugin)"))
             return False
         n = len(node.inputs)
@@ -248,7 +282,7 @@ class Builder:
                 near = did_you_mean(key, op.attrs)
                 allowed = ", ".join(op.attrs) or "none"
                 self.error("bad-attr", f"{node.op} has no attr '{key}' (its attrs: {allowed})",
-                           ptr + (f"/attrs/{key}" if not node.owner else ""), owner, op=node.op,
+                           ptr + (f"/attrs/{key}" if explicit else ""), owner, op=node.op,
                            hint=f"did you mean '{near}'?" if near else None)
                 return False
             try:
@@ -256,7 +290,7 @@ class Builder:
             except AttrError as e:
                 code = "bad-dim" if spec.kind in ("shape", "dim", "index") and isinstance(value, (list, int, str)) \
                     else "bad-attr"
-                self.error(code, str(e), ptr + (f"/attrs/{key}" if not node.owner else ""), owner, op=node.op)
+                self.error(code, str(e), ptr + (f"/attrs/{key}" if explicit else ""), owner, op=node.op)
                 return False
         for key, spec in op.attrs.items():
             if spec.required and node.attrs.get(key) is None:
@@ -290,7 +324,8 @@ class Builder:
         for node in nodes.values():
             for k, i in enumerate(node.inputs):
                 if i not in known and i not in all_names:
-                    ptr = f"/nodes/{node.owner or node.name}" + ("" if node.owner else f"/inputs/{k}")
+                    owner = node.owner or node.name
+                    ptr = f"/nodes/{owner}" + ("" if owner in self.shorthand else f"/inputs/{k}")
                     self.unknown(i, ptr, node.owner or node.name, all_names)
         outputs = tuple(data.get("outputs") or ())
         for k, o in enumerate(outputs):
@@ -389,7 +424,7 @@ def _nonfinite(value):
 def _literal_dtype(v) -> str:
     if isinstance(v, bool):
         return "bool"
-    return "int64" if isinstance(v, int) else "float64"
+    return "int64" if isinstance(v, int) else "float64"  # floats, and "nan"/"inf" strings in JSON
 
 
 def build_graph(data: dict, marks: dict, path: str) -> tuple[Graph | None, list[Diagnostic]]:

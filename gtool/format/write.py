@@ -33,7 +33,10 @@ def _plain(v):
 
 def _tensor_doc(t: Tensor):
     if t.kind == "constant" and t.type.weak and t.value is not None and t.value.ndim == 0:
-        return _plain(t.value)  # shorthand: a bare number is a weak scalar
+        v = _plain(t.value)
+        # a weak scalar is written without a dtype (a dtype would make it strong): a bare
+        # number, or {value: true} for a bool (the schema has no bare-bool constant)
+        return {"value": v} if isinstance(v, bool) else v
     d: dict = {"shape": [x.to_json() for x in t.shape], "dtype": t.dtype}
     if t.value is not None:
         d["value"] = _plain(t.value)

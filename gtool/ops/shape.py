@@ -34,7 +34,7 @@ def _divide(total: Dim, known: Dim) -> Dim | None:
             return Dim.const(total.value // k) if total.value % k == 0 else None
         return total // k if all(c % k == 0 for _, c in total.terms) else None
     if len(known.terms) != 1:
-        return None
+        return total.exact_div(known)
     (mono, c), = known.terms
     terms = {}
     for m, tc in total.terms:

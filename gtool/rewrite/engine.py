@@ -26,7 +26,7 @@ from ..errors import GraphError
 from ..ir import Graph, Loc, Node, Tensor, TensorType
 from .pattern import Match
 
-MAX_STEPS = 100_000
+MAX_STEPS = 1000  # plus 20 per node: more means two rules undo each other
 
 
 @dataclass
@@ -126,7 +126,9 @@ class Workspace(GraphBuilder):
             result = None
         new_nodes = [n for n in self.nodes if n not in old_nodes]
         new_tensors = [n for n in self.tensors if n not in old_tensors]
-        if result is None or result == root.name or not self.same_type(result, root.name):
+        if result is None or result == root.name or not self.same_type(result, root.name) or \
+                (result in new_nodes and self._shape_of_tree(result, set(new_nodes)) ==
+                 self._shape_of_tree(root.name, set(m.interior))):  # rebuilt the same subgraph: no progress
             for n in new_nodes:
                 del self.nodes[n], self.types[n]
             for n in new_tensors:
@@ -160,6 +162,14 @@ class Workspace(GraphBuilder):
             applied.before = before
             applied.after = self._local_after(root.name, result, before)
         return applied
+
+    def _shape_of_tree(self, name: str, inner: set[str]):
+        """The structure computing `name` from outside values: op, attrs and the inputs, with
+        nodes in `inner` expanded (so a rule that rebuilds what it matched is seen as a no-op)."""
+        node = self.nodes.get(name)
+        if node is None or name not in inner:
+            return name
+        return (node.op, repr(sorted(node.attrs.items())), tuple(self._shape_of_tree(i, inner) for i in node.inputs))
 
     def _substitute(self, old: str, new: str) -> None:
         for name, node in self.nodes.items():
@@ -265,6 +275,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
             anywhere.append(rule)
     passes = [r for r in rules if getattr(r, "global_pass", False)]
     applied: list[Applied] = []
+    limit = MAX_STEPS + 20 * len(graph.nodes)
     while True:
         changed = False
         for rule in rules:
@@ -283,8 +294,8 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
                     applied.append(a)
                     changed = True
                     break
-            if len(applied) > MAX_STEPS:
-                raise GraphError("internal", f"rewriting did not reach a fixed point after {MAX_STEPS} steps "
+            if len(applied) > limit:
+                raise GraphError("internal", f"rewriting did not reach a fixed point after {limit} steps "
                                  f"(last rule: {applied[-1].rule}); please report it", path=graph.path)
         for rule in passes:
             found = rule.run(ws)

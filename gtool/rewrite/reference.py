@@ -21,7 +21,7 @@ import numpy as np
 from ..ir import Graph
 from ..ops.registry import get_op
 
-PRECISIONS = ("float64", "longdouble", "mpmath")
+PRECISIONS = ("float32", "float64", "longdouble", "mpmath")  # float32: a coarse probe (see verify)
 
 
 def have_mpmath() -> bool:
@@ -36,12 +36,12 @@ def evaluate(graph: Graph, values: dict[str, np.ndarray], outputs, precision: st
              digits: int = 40) -> dict[str, np.ndarray]:
     """The outputs at `precision`, as float64 / long-double arrays (mpmath results, computed
     with `digits` significant digits, are rounded to long double: 11 bits more than float64)."""
-    wide = _Mp(digits) if precision == "mpmath" else _Wide(np.longdouble if precision == "longdouble" else np.float64)
+    wide = _Mp(digits) if precision == "mpmath" else _Wide(np.longdouble if precision == "longdouble" else precision)
     env: dict = {}
     for name, t in graph.tensors.items():
         v = values.get(name, t.value)
-        if v is not None:
-            env[name] = wide.lift(np.asarray(v))
+        if v is not None:  # weak scalars stay Python numbers, as in the executor: they take the other dtype
+            env[name] = np.asarray(v).item() if t.type.weak else wide.lift(np.asarray(v))
     bindings = bindings or {}
     live = graph.ancestors(outputs)
     with np.errstate(all="ignore"):
@@ -162,11 +162,10 @@ class _Mp:
             if name == "softmax":
                 return self._map(mp.exp, args[0] - self._lse(args[0], axis=kwargs["axis"], keepdims=True))
             if name == "cross_entropy":
-                out = op.forward(np.zeros(np.shape(args[0])), args[1], "none")  # checks the targets
+                op.forward(np.zeros(np.shape(args[0])), args[1], "none")  # raises KernelError for a bad target
                 lp = args[0] - self._lse(args[0], axis=-1, keepdims=True)
                 loss = -np.take_along_axis(lp, np.asarray(args[1])[..., None].astype(np.intp), -1)[..., 0]
                 red = kwargs["reduction"]
-                del out
                 return np.sum(loss) if red == "sum" else (np.mean(loss) if red == "mean" else loss)
             if name == "cast":
                 x = np.asarray(args[0])

@@ -43,6 +43,10 @@ class Rule:
     roots: tuple[str, ...] = ()
     example: tuple[str, str] = ("", "")
     extremes: dict[str, tuple[str, ...]] = {}
+    # True for rules whose result is a log-probability: `verify` then holds values near 0 to
+    # an absolute ULP of 1, since log(p) of a p near 1 (or log of a sum near 1) is only that
+    # good in every formula that rounds p or the sum first, the stable ops included.
+    log_domain = False
     pattern = None
 
     @property
@@ -211,6 +215,7 @@ class LogSoftmax(Rule):
     """
 
     name = "log_softmax"
+    log_domain = True
     roots = ("log",)
     example = ("log(softmax(x))", "log_softmax(x)")
     extremes = {"x": ("large", "spread", "neg_large", "equal", "neginf")}
@@ -236,6 +241,7 @@ class LogSoftmaxFromLse(Rule):
     """
 
     name = "log_softmax_lse"
+    log_domain = True
     roots = ("sub",)
     example = ("x - logsumexp(x, axis=-1, keepdims=true)", "log_softmax(x, axis=-1)")
     extremes = {"x": ("large", "spread", "equal", "neginf")}
@@ -428,6 +434,7 @@ class LogSoftmaxPick(Rule):
     """
 
     name = "log_softmax_pick"
+    log_domain = True
     roots = ("log",)
     example = ("log(sum(softmax(s) * onehot, axis=-1))", "sum(take_along_axis(log_softmax(s), index, axis=-1), axis=-1)")
     extremes = {"x": ("large", "spread", "neg_large", "equal")}
@@ -448,6 +455,8 @@ class LogSoftmaxPick(Rule):
             return False
         index = onehot_index(ws, m["oh"], m["x"], k)
         m.extra.update(axis=k, index=index)
+        if index is not None and index[0] == "node":
+            m.interior.append(m["oh"])  # one_hot(t) is part of what is rewritten: t is the input
         return index is not None
 
     def build(self, b, m):
@@ -478,6 +487,7 @@ class CrossEntropy(Rule):
     """
 
     name = "cross_entropy"
+    log_domain = True
     roots = ("neg", "sum", "mean")
     example = ("-sum(one_hot(t, depth=10) * log_softmax(s))", "cross_entropy(s, t, reduction='sum')")
     extremes = {"x": ("large", "spread", "neg_large", "equal")}
@@ -544,6 +554,17 @@ class CrossEntropy(Rule):
             return s, targets, True, True, [name, ls] + extra
         if node.op == "sum":
             prod = ws.nodes.get(node.inputs[0])
+            if prod is not None and prod.op == "take_along_axis":  # the form log_softmax_pick writes
+                q = self._rows(ws, prod.name)
+                if q is None:
+                    return None
+                s, targets, _, _, interior = q
+                rank = ws.type(s).rank
+                axes = reduced_axes(ws, node)
+                if axes not in ((rank - 1,), tuple(range(rank))):
+                    return None
+                per_row = axes == (rank - 1,)
+                return s, targets, per_row, per_row and ws.attrs(node)["keepdims"], [name] + interior
             if prod is None or prod.op != "mul":
                 return None
             for ls, oh in (prod.inputs, prod.inputs[::-1]):
@@ -617,8 +638,8 @@ class CrossEntropy(Rule):
         return b("expand_dims", ce, axis=-1) if m.extra["keep_axis"] else ce
 
     def risk(self, dtype):
-        return ("cross entropy spelled out: with -inf logits (masks) 0 * -inf gives NaN, and the gradient takes a "
-                "longer path; cross_entropy computes both in one stable step")
+        return ("cross entropy spelled out: cross_entropy computes the value and its gradient (softmax - onehot) in "
+                "one stable step, and a one-hot product turns -inf logits (masks) into 0 * -inf = NaN")
 
 
 # simplification rules ---------------------------------------------------------------------------

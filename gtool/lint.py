@@ -1,0 +1,255 @@
+"""Numerics lint: unstable patterns, and where overflow, log of <= 0 or division by 0 can happen.
+
+Two passes over a graph:
+
+1. Patterns. Every stability rule of `gtool.rewrite` is matched (not applied) at every node;
+   each match is an `error` naming the rule that fixes it and the concrete risk at the
+   node's dtype (exp overflows above ~88.7 in float32 and ~709.8 in float64, ...).
+2. Hazards. Intervals are propagated through the graph in topological order (declared
+   `range`s, constant values, and each op's interval rule from `gtool.intervals`). At each
+   exp / expm1, log / log1p, sqrt and div the input's interval says whether the hazard is
+   possible. A hazard the declared ranges allow is an `error`; one that is possible only
+   because some input or param on the way has no declared `range` is a `warning` (the
+   message names those tensors); a hazard the ranges rule out is counted as proven safe.
+   Nodes inside a matched pattern are left to the pattern's finding.
+
+Codes (docs/lint.md): unstable-pattern, exp-overflow, log-domain, sqrt-domain, div-zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import Diagnostic, GraphError
+from .intervals import UNKNOWN, Info, Interval, call_rule
+from .ir import Graph
+from .ops.registry import get_op
+from .rewrite.engine import Workspace
+from .rewrite.rules import EXP_MAX, STABILITY
+from .validate import check_file
+
+SEVERITY_RANK = {"warning": 1, "error": 2}
+MAX_SOURCES = 3
+
+
+@dataclass
+class Finding:
+    """A lint diagnostic and the rewrite rule that fixes it (None for a bare hazard)."""
+
+    diag: Diagnostic
+    rule: str | None = None
+
+    def to_json(self) -> dict:
+        return {**self.diag.to_json(), "severity": self.diag.severity, "rule": self.rule}
+
+
+@dataclass
+class LintReport:
+    path: str
+    findings: list[Finding] = field(default_factory=list)
+    proven_safe: int = 0  # hazard sites the declared ranges rule out
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "findings": [f.to_json() for f in self.findings], "proven_safe": self.proven_safe}
+
+    def worst(self) -> int:
+        return max((SEVERITY_RANK[f.diag.severity] for f in self.findings), default=0)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A value's interval and the tensors without a declared range that it depends on."""
+
+    interval: Interval
+    sources: frozenset = frozenset()
+
+    @property
+    def tainted(self) -> bool:
+        return bool(self.sources)
+
+
+def fmt(v: float) -> str:
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.6g}"
+
+
+def bounds(graph: Graph) -> dict[str, Bound]:
+    """Every value's Bound, in topological order."""
+    from .validate import types_of
+
+    types = types_of(graph)
+    out: dict[str, Bound] = {}
+    for name, t in graph.tensors.items():
+        if t.kind == "constant" and t.value is not None:
+            v = np.asarray(t.value, dtype=np.float64)
+            ok = v.size and not np.isnan(v).any()
+            out[name] = Bound((float(v.min()), float(v.max())) if ok else UNKNOWN)
+        elif t.range is not None:
+            out[name] = Bound((float(t.range[0]), float(t.range[1])))
+        elif t.dtype == "bool":
+            out[name] = Bound((0.0, 1.0))
+        else:
+            out[name] = Bound(UNKNOWN, frozenset([name]))
+    for name, node in graph.nodes.items():
+        op = get_op(node.op)
+        ins = [out[i] for i in node.inputs]
+        sources = frozenset().union(*(b.sources for b in ins)) if ins else frozenset()
+        if len(sources) > MAX_SOURCES:
+            sources = frozenset(sorted(sources)[:MAX_SOURCES])
+        if op.interval is None:
+            out[name] = Bound(UNKNOWN, sources | {f"<{node.op}>"})
+            continue
+        info = Info(types[name].dtype, tuple(_shape(types[i]) for i in node.inputs))
+        interval = call_rule(op.interval, [b.interval for b in ins], op.full_attrs(node.attrs), info)
+        out[name] = Bound(_refine(graph, node, interval), sources)
+    return out
+
+
+def _max_of(graph: Graph, name: str, x: str):
+    """The max node behind `name` if it is max(x, keepdims=true), possibly wrapped in
+    stop_gradient and in where(finite, max, 0) (how `--expand` writes the shift); else None."""
+    node = graph.nodes.get(name)
+    if node is not None and node.op == "stop_gradient":
+        node = graph.nodes.get(node.inputs[0])
+    if node is not None and node.op == "where":
+        node = graph.nodes.get(node.inputs[1])
+    if node is not None and node.op == "max" and node.inputs[0] == x and node.attrs.get("keepdims"):
+        return node
+    return None
+
+
+def _refine(graph: Graph, node, interval: Interval) -> Interval:
+    """What intervals alone lose, for the max-shift that stable code is written with:
+    x - max(x) <= 0, and sum(exp(x - max(x))) over the max's axes >= 1."""
+    lo, hi = interval
+    if node.op == "sub" and _max_of(graph, node.inputs[1], node.inputs[0]) is not None:
+        return lo, min(hi, 0.0)
+    if node.op == "sum":
+        e = graph.nodes.get(node.inputs[0])
+        d = graph.nodes.get(e.inputs[0]) if e is not None and e.op == "exp" else None
+        m = _max_of(graph, d.inputs[1], d.inputs[0]) if d is not None and d.op == "sub" else None
+        if m is not None and m.attrs.get("axis") == node.attrs.get("axis"):
+            return max(lo, 1.0), hi
+    return interval
+
+
+def _shape(t) -> tuple | None:
+    if any(not d.is_const for d in t.shape):
+        return tuple(d.value if d.is_const else None for d in t.shape)
+    return tuple(d.value for d in t.shape)
+
+
+def _why(b: Bound) -> str:
+    if not b.tainted:
+        return "the declared ranges allow it"
+    names = sorted(s for s in b.sources if not s.startswith("<"))
+    ops = sorted(s[1:-1] for s in b.sources if s.startswith("<"))
+    parts = []
+    if names:
+        parts.append("no range is declared for " + ", ".join(names))
+    if ops:
+        parts.append("no interval rule for " + ", ".join(ops))
+    return "possible only because " + " and ".join(parts)
+
+
+def _hazard(op: str, dtype: str, b: Bound) -> tuple[str, str] | None:
+    """(code, message) if the input bound allows this op's hazard, else None."""
+    lo, hi = b.interval
+    d = dtype if dtype in EXP_MAX else "float64"
+    where = f"its input ranges over [{fmt(lo)}, {fmt(hi)}]"
+    if op in ("exp", "expm1") and hi > EXP_MAX[d]:
+        return "exp-overflow", f"{op} overflows to inf above {EXP_MAX[d]:.1f} in {d}; {where}"
+    if op == "log" and lo <= 0:
+        what = "0 (log(0) = -inf)" if hi > 0 and lo == 0 else "0 or less (log(0) = -inf, log(x < 0) = NaN)"
+        return "log-domain", f"log of a value that can be {what}; {where}"
+    if op == "log1p" and lo <= -1:
+        return "log-domain", f"log1p of a value that can be -1 or less (-inf or NaN); {where}"
+    if op == "sqrt" and lo < 0:
+        return "sqrt-domain", f"sqrt of a value that can be negative (NaN); {where}"
+    if op == "div" and lo <= 0 <= hi:
+        return "div-zero", f"division by a value that can be 0; the divisor ranges over [{fmt(lo)}, {fmt(hi)}]"
+    return None
+
+
+FIXES = {
+    "exp-overflow": "use a stable op (logsumexp, softmax, log_softmax, softplus, sigmoid, cross_entropy) or shift by the max",
+    "log-domain": "keep the argument positive (log1p, log_softmax, -softplus(-x) for log(sigmoid(x))), or clamp it with maximum",
+    "sqrt-domain": "clamp the argument with maximum(x, 0)",
+    "div-zero": "keep the divisor away from 0 (add a small constant, or use softmax / sigmoid for normalisations)",
+}
+HAZARD_OPS = {"exp": 0, "expm1": 0, "log": 0, "log1p": 0, "sqrt": 0, "div": 1}  # op -> the input that matters
+
+
+def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
+    """Every finding for one (valid) graph."""
+    from .validate import types_of
+
+    path = path or graph.path or "<graph>"
+    report = LintReport(path)
+    types = types_of(graph)
+    bound = bounds(graph)
+    ws = Workspace(graph)
+    covered: set[str] = set()
+    for node in graph.nodes.values():
+        for rule in STABILITY:
+            if node.op not in rule.roots:
+                continue
+            m = rule.match(ws, node)
+            if m is None:
+                continue
+            covered.update(m.interior)
+            report.findings.append(Finding(_pattern_diag(graph, node, rule, m, types, bound, path), rule.name))
+            break
+    for name, node in graph.nodes.items():
+        k = HAZARD_OPS.get(node.op)
+        if k is None or name in covered:
+            continue
+        b = bound[node.inputs[k]]
+        found = _hazard(node.op, types[name].dtype, b)
+        if found is None:
+            report.proven_safe += 1
+            continue
+        code, message = found
+        severity = "warning" if b.tainted else "error"
+        hint = FIXES[code] + ("; or declare a `range` on the inputs to prove it cannot happen" if b.tainted else "")
+        report.findings.append(Finding(_diag(graph, node, code, f"{message} ({_why(b)})", hint, severity, path)))
+    report.findings.sort(key=lambda f: (f.diag.line or 0, f.diag.column or 0))
+    return report
+
+
+def _diag(graph: Graph, node, code: str, message: str, hint: str | None, severity: str, path: str) -> Diagnostic:
+    loc = node.loc
+    return Diagnostic(code, message, path=path, line=loc.line, column=loc.column, node=graph.owner(node.name),
+                      pointer=loc.pointer, op=node.op, hint=hint, severity=severity)
+
+
+def _pattern_diag(graph, node, rule, m, types, bound, path) -> Diagnostic:
+    dtype = types[node.name].dtype
+    x = m.vars.get("x")
+    note = ""
+    if x is not None:
+        b = bound[x]
+        shown = graph.owner(x) if x in graph.nodes else x
+        note = f" Here its input {shown} ranges over [{fmt(b.interval[0])}, {fmt(b.interval[1])}]"
+        note += " (no range is declared for " + ", ".join(sorted(s for s in b.sources if not s.startswith("<"))) + ")." \
+            if b.tainted and any(not s.startswith("<") for s in b.sources) else "."
+    message = f"unstable {rule.example[0]}: {rule.risk(dtype)}.{note}"
+    hint = f"`gtool rewrite --rules {rule.name}` rewrites it as {rule.example[1]}"
+    return _diag(graph, node, "unstable-pattern", message, hint, "error", path)
+
+
+def lint_file(path: str) -> LintReport:
+    """Lint one file; a file that does not load reports its errors as findings."""
+    rep = check_file(path)
+    if rep.errors:
+        return LintReport(path, [Finding(d) for d in rep.errors])
+    graph = rep.graph
+    graph.cache["inference"] = rep.inference
+    try:
+        return lint_graph(graph, path)
+    except GraphError as e:
+        return LintReport(path, [Finding(d) for d in e.diagnostics])
