@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass
 
 Monomial = tuple  # sorted tuple of factors: str (a name) or FloorDiv
@@ -293,7 +294,9 @@ def _parse(x: object, what: str) -> Dim:
     if not isinstance(x, str) or not x.strip() or len(x) > 200 or not x.isascii():
         raise ValueError(f"{what}, not {x!r}")
     try:
-        tree = ast.parse(x.strip(), mode="eval").body
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a quoted string: refused below anyway
+            warnings.simplefilter("ignore")
+            tree = ast.parse(x.strip(), mode="eval").body
     except (SyntaxError, ValueError):
         raise ValueError(f"cannot read the dim expression {x!r}") from None
     return _dim_from_ast(tree, x)

@@ -685,7 +685,9 @@ class NumbaBackend(Backend):
 
     def __init__(self) -> None:
         require_numba()
-        self.blas = blas_available()
+        # matmul inside compiled code calls SciPy's BLAS (numba's np.dot); without SciPy, or with
+        # GTOOL_NUMBA_MATMUL=beside, NumPy's matmul runs between compiled segments
+        self.blas = os.environ.get("GTOOL_NUMBA_MATMUL", "inside") == "inside" and blas_available()
         self.parallel = os.environ.get("GTOOL_NUMBA_PARALLEL", "1") != "0"
         self.last_compile_seconds = 0.0
         self.fallback_runs = 0

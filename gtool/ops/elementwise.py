@@ -100,9 +100,15 @@ def _sigmoid_fwd(x):
     t = np.negative(x)
     if not isinstance(t, np.ndarray):
         return 1.0 / (1.0 + np.exp(t))
-    np.exp(t, out=t)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
     t += 1
     np.reciprocal(t, out=t)
+    if t.size and t.min() == 0:  # e^-x overflowed: use e^x / (1 + e^x), exact into the subnormals
+        tail = x < 0
+        tail &= t == 0
+        e = np.exp(x[tail])
+        t[tail] = e / (1 + e)
     return t
 
 

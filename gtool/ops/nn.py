@@ -11,6 +11,7 @@ import numpy as np
 
 from ..dims import format_shape, parse_dim
 from ..ir import TensorType
+from .reduce import log_sum_exp_parts
 from .registry import Attr, KernelError, OpDef, ShapeError, register
 
 
@@ -113,12 +114,10 @@ def softmax_forward(x, axis=-1):
 
 
 def _shifted_log_softmax(x, axis=-1):
-    """(x - m) - log(sum(exp(x - m))), m the max: x - logsumexp(x) would round logsumexp to
-    the ulp of m first (6e-5 at 1000 in float32), while x - m is exact and the log is small."""
-    m = np.max(x, axis=axis, keepdims=True)
-    shifted = x - np.where(np.isfinite(m), m, np.zeros((), m.dtype))
-    with np.errstate(divide="ignore"):
-        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    """(x - m) - l with logsumexp = m + l (see log_sum_exp_parts): x - logsumexp(x) would
+    round logsumexp to the ulp of m first (6e-5 at 1000 in float32), while x - m is exact."""
+    m, l = log_sum_exp_parts(x, axis)
+    return (x - m) - l
 
 
 def _log_softmax_forward(x, axis=-1):

@@ -103,13 +103,31 @@ def _extreme_jvp(b, node, ts):
     return b("sum", b("mul", _extreme_mask(b, node), ts[0]), **_axis_attrs(b, node))
 
 
-def _logsumexp_fwd(x, axis=None, keepdims=False):
+def log_sum_exp_parts(x, axis):
+    """(m, l) with logsumexp(x) = m + l, m the max (0 for all-infinite rows) and l accurate.
+
+    For a single axis, l = log1p(sum of exp(x - m) over all but one argmax entry): when one
+    entry dominates, log(1 + tiny) would lose the tiny part to rounding, log1p keeps it. An
+    all -inf row gives l = -inf (so logsumexp = -inf, never NaN).
+    """
     m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, np.zeros((), m.dtype))  # all -inf (or inf) rows: no shift
-    s = np.sum(np.exp(x - m), axis=axis, keepdims=True)
-    with np.errstate(divide="ignore"):
-        out = np.log(s)
-    out += m
+    m = np.where(np.isfinite(m), m, np.zeros((), m.dtype))
+    e = np.exp(x - m)
+    if isinstance(axis, tuple) and len(axis) == 1:
+        axis = axis[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if not isinstance(axis, int) or np.ndim(x) == 0:
+            return m, np.log(np.sum(e, axis=axis, keepdims=True))
+        top = np.expand_dims(np.argmax(x, axis=axis), axis)
+        e_top = np.take_along_axis(e, top, axis)
+        np.put_along_axis(e, top, 0, axis)
+        rest = np.sum(e, axis=axis, keepdims=True)
+        return m, np.where(e_top == 1, np.log1p(rest), np.log(e_top + rest))
+
+
+def _logsumexp_fwd(x, axis=None, keepdims=False):
+    m, out = log_sum_exp_parts(x, axis)
+    out = out + m
     if not keepdims:
         out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
     return out
