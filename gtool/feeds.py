@@ -13,6 +13,7 @@ import numpy as np
 
 from .dims import Dim, format_shape
 from .errors import GraphError, UsageError, did_you_mean
+from .format.build import nonfinite
 from .ir import Graph, Tensor
 
 
@@ -223,18 +224,10 @@ def _data_value(v):
         try:
             arr = np.asarray(v)
         except (ValueError, TypeError):
-            return _nonfinite(v)
+            return nonfinite(v)
         if arr.dtype.kind in "biuf":
             return arr
-    return _nonfinite(v)
-
-
-def _nonfinite(v):
-    if isinstance(v, list):
-        return [_nonfinite(x) for x in v]
-    if isinstance(v, str) and v in ("nan", "inf", "-inf"):
-        return float(v)
-    return v
+    return nonfinite(v)
 
 
 def parse_input_flag(text: str) -> tuple[str, object]:
@@ -251,6 +244,6 @@ def parse_input_flag(text: str) -> tuple[str, object]:
         except (ValueError, OSError) as e:
             raise UsageError("bad-input", f"cannot read {raw[1:]}: {e}") from None
     try:
-        return name, _nonfinite(json.loads(raw))
+        return name, nonfinite(json.loads(raw))
     except json.JSONDecodeError:
         raise UsageError("bad-input", f"--input {name}: {raw!r} is not a number or a JSON list") from None

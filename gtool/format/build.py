@@ -193,7 +193,7 @@ class Builder:
 
     def array(self, value, dtype: str, ptr: str, name: str) -> np.ndarray | None:
         try:
-            value = _nonfinite(value)
+            value = nonfinite(value)
             arr = np.array(value, dtype=np.float64 if dtype.startswith("float") else object)
             if arr.dtype == object:
                 flat = arr.ravel()
@@ -413,9 +413,10 @@ def _valid_init(init) -> bool:
     return False
 
 
-def _nonfinite(value):
+def nonfinite(value):
+    """Numbers as files write them: the strings "nan", "inf", "-inf" (JSON has no NaN) -> floats."""
     if isinstance(value, list):
-        return [_nonfinite(v) for v in value]
+        return [nonfinite(v) for v in value]
     if isinstance(value, str) and value in ("nan", "inf", "-inf"):
         return float(value)
     return value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from gtool.errors import GraphError
@@ -165,7 +166,9 @@ class _Parser:
         except UnicodeError:
             raise self.error("the text is not valid Unicode") from None
         try:
-            tree = ast.parse(src, mode="eval")
+            with warnings.catch_warnings():  # "invalid escape sequence" in a string attr: not ours to print
+                warnings.simplefilter("ignore")
+                tree = ast.parse(src, mode="eval")
         except SyntaxError as e:
             msg = e.msg or "invalid syntax"
             if e.lineno not in (None, 1):
@@ -187,7 +190,8 @@ class _Parser:
             raise self.error("the text is not valid Unicode") from None
         except ValueError as e:  # e.g. null bytes, on some Python versions
             raise self.error(str(e)) from None
-        self._check_depth(tree.body)
+        if len(src) > MAX_DEPTH:  # a shorter text cannot nest deeper than MAX_DEPTH
+            self._check_depth(tree.body)
         if "#" in src:
             self._check_comments(tree)
         root = tree.body

@@ -116,8 +116,8 @@ def softmax_forward(x, axis=-1):
 def _shifted_log_softmax(x, axis=-1):
     """(x - m) - l with logsumexp = m + l (see log_sum_exp_parts): x - logsumexp(x) would
     round logsumexp to the ulp of m first (6e-5 at 1000 in float32), while x - m is exact."""
-    m, l = log_sum_exp_parts(x, axis)
-    return (x - m) - l
+    m, rest = log_sum_exp_parts(x, axis)
+    return (x - m) - rest
 
 
 def _log_softmax_forward(x, axis=-1):
