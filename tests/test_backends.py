@@ -188,7 +188,8 @@ def test_elementwise_forward_and_backward_fuse_into_one_loop(load_text):
     graph = load_text(ELEMENTWISE)
     c = compiled(api.grad(graph, ["x"]), "numba")
     assert c.n_compiled == 1 and c.n_fallback == 0
-    assert c.source.count(" in range(") + c.source.count(" in prange(") == 1, c.source
+    # one blocked loop (see docs/backends.md), and only the gradient is written to memory
+    assert c.source.count("for b in ") == 1 and c.source.count("np.empty((") == 1, c.source
     x = np.linspace(-3, 3, 1000)
     loss, grads = api.value_and_grad(graph, {"x": x}, wrt=["x"], backend="numba")
     t, s, e = np.tanh(x), 1 / (1 + np.exp(-x)), np.exp(-x * x)

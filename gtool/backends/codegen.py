@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class V:
     dtype: str
     weak: bool = False
 
-    @property
+    @cached_property
     def scalar(self) -> bool:
         """Every dim is the constant 1: the value is one number (kept in a scalar variable)."""
         return all(d.is_const and d.value == 1 for d in self.shape)

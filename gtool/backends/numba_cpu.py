@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import operator
 import os
 import sys
 import tempfile
@@ -593,6 +594,8 @@ class Compiled:
         self.dim_list = sorted(names.dims.items(), key=lambda kv: _vkey(kv[1]))
         tensors = program.graph.tensors
         self.const_objs = [(n, tensors[n].value) for n in consts]
+        self.const_names = [n for n, _ in self.const_objs]
+        self.const_values = [o for _, o in self.const_objs]
         self.inputs = [(n, tensors[n].value) for n in program.tensor_names if n not in consts]
         self.consts = consts
         self.compiled_fns: set = set()
@@ -625,7 +628,8 @@ class Compiled:
         dims = {code: d.evaluate(bindings) for d, code in self.dim_list}
         env: dict = {}
         get = values.get
-        if not all(get(n, o) is o for n, o in self.const_objs):  # a constant given other data?
+        if not all(map(operator.is_, map(get, self.const_names, self.const_values), self.const_values)):
+            # a constant was given other data than the graph's (its value is written into the code)
             for n, o in self.const_objs:
                 if not np.array_equal(get(n, o), o):
                     raise ValueError(f"constant '{n}' was given other data than the graph's")
