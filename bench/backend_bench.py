@@ -25,21 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-
-def _median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
-
-def _time(fn, repeat: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return _median(samples)
+from timing import time_median  # noqa: E402
 
 
 def measure_one(name, text, make_data, by_hand, repeat: int, backends) -> dict:
@@ -74,10 +60,10 @@ def measure_one(name, text, make_data, by_hand, repeat: int, backends) -> dict:
                    "max_rel_grad_diff": max(float(np.max(np.abs(grads[k] - ref_grads[k])) /
                                                   (np.max(np.abs(ref_grads[k])) + 1e-30)) for k in wrt),
                    "loss_diff": abs(float(loss) - float(ref_loss)),
-                   "ms": _time(lambda be=be: gtool.value_and_grad(graph, data, wrt=wrt, backend=be), repeat) * 1e3}
+                   "ms": time_median(lambda be=be: gtool.value_and_grad(graph, data, wrt=wrt, backend=be), repeat) * 1e3}
         del backend
-    row["numpy_backend_ms"] = _time(lambda: gtool.value_and_grad(graph, data, wrt=wrt), repeat) * 1e3
-    row["hand_ms"] = _time(lambda: by_hand(**data), repeat) * 1e3
+    row["numpy_backend_ms"] = time_median(lambda: gtool.value_and_grad(graph, data, wrt=wrt), repeat) * 1e3
+    row["hand_ms"] = time_median(lambda: by_hand(**data), repeat) * 1e3
     return row
 
 

@@ -16,38 +16,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import tracemalloc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-
-def _median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
-
-def _time(fn, repeat: int) -> float:
-    fn()  # warm-up (compiles the plan, fills caches)
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return _median(samples)
-
-
-def _peak(fn) -> int:
-    fn()
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
+from timing import peak_bytes, time_median  # noqa: E402
 
 
 def measure_one(name: str, text: str, make_data, by_hand, repeat: int) -> dict:
@@ -72,8 +46,8 @@ def measure_one(name: str, text: str, make_data, by_hand, repeat: int) -> dict:
     def theirs():
         return by_hand(**data)
 
-    t_g, t_n = _time(ours, repeat), _time(theirs, repeat)
-    m_g, m_n = _peak(ours), _peak(theirs)
+    t_g, t_n = time_median(ours, repeat), time_median(theirs, repeat)
+    m_g, m_n = peak_bytes(ours), peak_bytes(theirs)
     return {"workload": name, "gtool_ms": t_g * 1e3, "numpy_ms": t_n * 1e3, "ratio": t_g / t_n,
             "gtool_peak_mb": m_g / 2**20, "numpy_peak_mb": m_n / 2**20, "mem_ratio": m_g / max(m_n, 1),
             "max_rel_grad_diff": err, "loss_diff": abs(float(loss) - float(ref_loss))}

@@ -158,38 +158,54 @@ def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], ra
                              hint=f"did you mean '{near}'?" if near else None)
     binder = DimBinder(graph, dim_values, free)
     values: dict[str, np.ndarray] = {}
-    fixed = graph.cache.get("scalar_constants")
-    if fixed is None:  # scalar constants never bind dims: prepare them once per graph
-        fixed = graph.cache["scalar_constants"] = {
-            n: t.value.astype(t.dtype, copy=False) for n, t in graph.tensors.items()
-            if t.kind == "constant" and t.value is not None and t.value.ndim == 0}
-    for name, t in graph.tensors.items():
-        if name in fixed and name not in given:
-            if not skip_scalar_constants:
-                values[name] = fixed[name]
-            continue
+    fixed, fed = _split_tensors(graph)
+    if not skip_scalar_constants:
+        values.update(fixed)
+    for name in given:
+        if name in fixed:  # the caller overrides a scalar constant
+            fed = fed + [(name, graph.tensors[name])]
+    for name, t in fed:
         v = given.get(name, t.value)
         if v is not None:
             arr = _as_array(name, v, t)
             binder.bind(name, t.shape, arr.shape)
             values[name] = arr
-    missing = [n for n, t in graph.tensors.items() if n not in values and t.kind == "input"]
+    missing = [n for n, t in fed if n not in values and t.kind == "input"]
     if missing and not random:
         raise UsageError("missing-input", "no data for input" + ("s " if len(missing) > 1 else " ")
                          + ", ".join(f"'{m}'" for m in missing),
                          hint="give it with --input NAME=VALUE, --inputs FILE, a value in the file, or --random-inputs")
     bindings = binder.finish()
-    for name, t in graph.tensors.items():
-        if name in values or (name in fixed and name not in given):
-            if name in values and name not in fixed:
-                binder.check(name, t.shape, values[name].shape)
+    for name, t in fed:
+        if name in values:
+            binder.check(name, t.shape, values[name].shape)
             continue
         shape = binder.size(name, t.shape)
         if t.kind == "input":
             values[name] = random_value(t, shape, seed, _classes_for(graph, name, bindings, types))
-        else:
-            values[name] = _init(t, shape, seed)
+        else:  # params from their init: the same seed and shape give the same array, so keep it
+            key = ("init", name, seed, shape)
+            value = graph.cache.get(key)
+            if value is None:
+                value = graph.cache[key] = _init(t, shape, seed)
+                value.flags.writeable = False
+            values[name] = value
     return values, bindings
+
+
+def _split_tensors(graph: Graph) -> tuple[dict[str, np.ndarray], list]:
+    """(scalar constants -> value, the other tensors), computed once per graph.
+
+    Scalar constants never bind dims and never change, so a run need not look at them: a
+    graph written with many literals (a 2,000-node chain has 1,334) stays cheap to feed.
+    """
+    split = graph.cache.get("tensor_split")
+    if split is None:
+        fixed = {n: t.value.astype(t.dtype, copy=False) for n, t in graph.tensors.items()
+                 if t.kind == "constant" and t.value is not None and t.value.ndim == 0}
+        fed = [(n, t) for n, t in graph.tensors.items() if n not in fixed]
+        split = graph.cache["tensor_split"] = (fixed, fed)
+    return split
 
 
 def load_inputs_file(path: str) -> dict[str, np.ndarray]:

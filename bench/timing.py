@@ -1,0 +1,34 @@
+"""Timing helpers shared by the benchmarks: medians of time.perf_counter, tracemalloc peaks."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def time_median(fn, repeat: int) -> float:
+    """Median wall time of `fn()` over `repeat` calls, after one warm-up call (plan, caches)."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return median(samples)
+
+
+def peak_bytes(fn) -> int:
+    """tracemalloc peak of one call of `fn()` (after a warm-up call)."""
+    fn()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
