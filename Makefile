@@ -5,11 +5,17 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 GTOOL   = $(VENV)/bin/gtool
 EXTRAS ?= dev,numba,explain,precision
+DEMO_OUT ?= build/demo
 
 .PHONY: help install demo test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(DEMO_OUT):
+	mkdir -p $@
+
+demo: | $(DEMO_OUT)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +25,19 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv with gtool and its dev/optional extras
 
-demo: $(VENV)/.installed  ## validate, run, differentiate and check the bundled graphs
+demo: $(VENV)/.installed  ## validate, run, differentiate, check, lint, fix and draw the bundled graphs
 	$(GTOOL) validate graphs/
+	$(GTOOL) shapes graphs/mlp.yaml
 	$(GTOOL) run graphs/fanout.yaml
 	$(GTOOL) grad graphs/fanout.yaml --wrt x,y
-	$(GTOOL) grad graphs/linear_mse.yaml
+	$(GTOOL) explain graphs/fanout.yaml
 	$(GTOOL) grad graphs/mlp.yaml --random-inputs --dim batch=8
-	$(GTOOL) shapes graphs/mlp.yaml
+	$(GTOOL) grad-check graphs/
+	$(GTOOL) lint graphs/ --fail-on never
+	$(GTOOL) rewrite graphs/softmax_logprob_naive.yaml --all --verify -o $(DEMO_OUT)/softmax_logprob_fixed.yaml
+	$(GTOOL) grad-check $(DEMO_OUT)/softmax_logprob_fixed.yaml
+	$(GTOOL) render graphs/fanout.yaml --values --grads -o $(DEMO_OUT)/fanout.svg
+	@echo "demo outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed  ## run the test suite and the linter
 	$(PY) -m pytest
