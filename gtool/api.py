@@ -7,8 +7,27 @@ import os
 import numpy as np
 
 from . import autodiff, interp
+from .errors import UsageError
 from .ir import Graph
 from .validate import load as _load
+
+
+def _names(names):
+    """A target list as a tuple; one name may be given as a plain string (`wrt="W"`)."""
+    if names is None:
+        return None
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def _check_call(inputs=None, dims=None, seed: int = 0) -> None:
+    """Arguments the CLI checks in its flags, checked here for library callers too."""
+    if inputs is not None and not hasattr(inputs, "items"):
+        raise UsageError("usage", f"inputs must map names to arrays (a dict), not {type(inputs).__name__}")
+    for name, size in (dims or {}).items():
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+            raise UsageError("usage", f"dim '{name}' must be a positive integer, got {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError("usage", f"seed must be a non-negative integer, got {seed!r}")
 
 
 def load(path: str | os.PathLike, dims: dict[str, int] | None = None) -> Graph:
@@ -17,6 +36,7 @@ def load(path: str | os.PathLike, dims: dict[str, int] | None = None) -> Graph:
     `dims` fixes dims for the check; sizes of dims declared in the file become the new
     defaults for runs of the returned graph.
     """
+    _check_call(dims=dims)
     graph = _load(path, dims)
     declared = {k: v for k, v in (dims or {}).items() if k in graph.dims}
     return graph.evolve(dims={**graph.dims, **declared}) if declared else graph
@@ -25,13 +45,15 @@ def load(path: str | os.PathLike, dims: dict[str, int] | None = None) -> Graph:
 def run(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=None, random_inputs: bool = False,
         seed: int = 0, dims: dict[str, int] | None = None, check_numerics: bool = False) -> dict[str, np.ndarray]:
     """Forward pass: a dict output name -> array. Params without data use their value/init."""
+    _check_call(inputs, dims, seed)
     return interp.execute(graph, inputs, outputs, backend=backend, random=random_inputs, seed=seed,
                           dim_values=dims, check_numerics=check_numerics)
 
 
 def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
     """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
-    key = ("grad", tuple(wrt) if wrt else None, of)
+    wrt = _names(wrt)
+    key = ("grad", wrt or None, of)
     g = graph.cache.get(key)
     if g is None:
         g = graph.cache[key] = autodiff.grad(graph, wrt, of)
@@ -40,7 +62,8 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
 
 def jvp(graph: Graph, wrt=None, of=None) -> Graph:
     """The forward-mode (tangent) graph; see autodiff.jvp."""
-    key = ("jvp", tuple(wrt) if wrt else None, tuple(of) if of else None)
+    wrt, of = _names(wrt), _names(of)
+    key = ("jvp", wrt or None, of or None)
     g = graph.cache.get(key)
     if g is None:
         g = graph.cache[key] = autodiff.jvp(graph, wrt, of)
@@ -51,6 +74,7 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
                    random_inputs: bool = False, seed: int = 0, dims: dict[str, int] | None = None,
                    check_numerics: bool = False) -> tuple[float, dict[str, np.ndarray]]:
     """(loss value, {target name: gradient array}), reusing the compiled gradient plan."""
+    _check_call(inputs, dims, seed)
     g = grad(graph, wrt, of)
     info = g.cache["grad_info"]
     out = interp.execute(g, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
@@ -69,7 +93,8 @@ def forward_mode_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: st
     """
     from .feeds import resolve
 
-    wrt, loss = autodiff.check_targets(graph, wrt, of)
+    _check_call(inputs, dims, seed)
+    wrt, loss = autodiff.check_targets(graph, _names(wrt), of)
     tg = jvp(graph, wrt, [loss])
     prog = interp.program(tg, backend=backend)
     values, bindings = resolve(graph, inputs, types=prog.types, free=interp.free_dims(graph),

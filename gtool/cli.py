@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .commands import common, core
-from .errors import EXIT_FAILED, EXIT_USAGE, GraphError
+from .errors import EXIT_FAILED, EXIT_USAGE, GraphError, UsageError
 
 COMMAND_MODULES = ("core", "gradcheck", "rewrite", "render")
 
@@ -45,6 +45,15 @@ def _register() -> None:
 _register()
 
 
+def _wants_json(argv) -> bool:
+    """Whether the command line asks for `--format json`, read before click parses it, so that
+    errors found while parsing (a bad flag value, unreadable --input data) still give JSON."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--" in args:
+        args = args[:args.index("--")]
+    return any(a == "--format=json" or (a == "--format" and b == "json") for a, b in zip(args, args[1:] + [""]))
+
+
 def _report_error(e: GraphError) -> None:
     if common.STATE.get("format") == "json":
         from .report import dumps
@@ -60,7 +69,7 @@ def _report_error(e: GraphError) -> None:
 def main(argv=None) -> None:
     """Entry point for the console script and `python -m gtool`."""
     debug = os.environ.get("GTOOL_DEBUG") == "1"
-    common.STATE["format"] = "text"  # until a command says otherwise (main may run more than once per process)
+    common.STATE["format"] = "json" if _wants_json(argv) else "text"  # main may run more than once per process
     try:
         rv = cli.main(args=argv, prog_name="gtool", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -69,10 +78,21 @@ def main(argv=None) -> None:
             raise
         _report_error(e)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, EOFError):  # click turns EOFError into Abort too: that is a bug, not Ctrl-C
+            if debug:
+                raise e.__cause__ from None
+            click.echo(f"gtool: internal error: EOFError: {e.__cause__} (set GTOOL_DEBUG=1 for the traceback; "
+                       "please report it)", err=True)
+            sys.exit(EXIT_FAILED)
         click.echo("Aborted.", err=True)
-        sys.exit(EXIT_FAILED)
+        sys.exit(130)  # click turns Ctrl-C into Abort: exit as an interrupted program does
     except click.ClickException as e:
+        if common.STATE.get("format") == "json":
+            from .report import dumps
+
+            diag = UsageError("usage", e.format_message()).diagnostic.to_json()
+            click.echo(dumps({"error": diag, "errors": [diag]}))
         e.show()
         sys.exit(EXIT_USAGE)
     except click.exceptions.Exit as e:

@@ -7,6 +7,7 @@ Randomness is seeded per tensor name, so adding a tensor never changes another's
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
@@ -25,9 +26,15 @@ def _as_array(name: str, value, t: Tensor) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as e:
-        raise UsageError("bad-input", f"data for '{name}' is not an array: {e}") from None
+        if "inhomogeneous" not in str(e):
+            raise UsageError("bad-input", f"data for '{name}' is not an array: {e}") from None
+        raise UsageError("bad-input", f"data for '{name}' is ragged (rows of different lengths, or numbers "
+                         "mixed with lists)") from None
     if arr.dtype == object:
         raise UsageError("bad-input", f"data for '{name}' is not a rectangular numeric array")
+    if arr.dtype.kind in "US":
+        raise UsageError("bad-input", f"data for '{name}' is text, not numbers (only the strings \"nan\", "
+                         "\"inf\" and \"-inf\" stand for numbers)")
     want = np.dtype(t.dtype)
     if want.kind in "iu" and arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
@@ -75,17 +82,28 @@ class DimBinder:
 
     def size(self, name: str, shape: tuple) -> tuple[int, ...]:
         try:
-            return tuple(d.evaluate(self.bindings) for d in shape)
+            sizes = tuple(d.evaluate(self.bindings) for d in shape)
         except KeyError as e:
             raise UsageError("missing-input", f"cannot size '{name}' {format_shape(shape)}: dim {e} is not "
                              "bound by any data", hint=f"give it with --dim {e.args[0]}=SIZE") from None
+        count = 1
+        for n in sizes:
+            count *= n
+        if count * 8 >= 2 ** 63:  # NumPy's limit on bytes (8 per element at most): no array has this shape
+            declared = format_shape(shape)
+            shown = declared if declared == str(list(sizes)) else f"{declared} = {list(sizes)}"
+            raise UsageError("bad-input", f"'{name}' {shown} has more elements than an array can hold",
+                             hint="check the sizes in its shape, `dims:` and --dim")
+        return sizes
 
     def check(self, name: str, shape: tuple, data_shape: tuple) -> None:
         want = self.size(name, shape)
         if want != tuple(data_shape):
             k = next(i for i, (a, b) in enumerate(zip(want, data_shape)) if a != b)
+            declared = format_shape(shape)
+            sizes = "" if declared == str(list(want)) else f" = {list(want)}"  # only when dims were bound
             raise UsageError("bad-input", f"'{name}' has shape {list(data_shape)} but is declared "
-                             f"{format_shape(shape)} = {list(want)}: axis {k} is {data_shape[k]}, expected {want[k]}")
+                             f"{declared}{sizes}: axis {k} is {data_shape[k]}, expected {want[k]}")
 
 
 def _init(t: Tensor, shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -165,6 +183,8 @@ def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], ra
         if name in fixed:  # the caller overrides a scalar constant
             fed = fed + [(name, graph.tensors[name])]
     for name, t in fed:
+        if name in given and given[name] is None:
+            raise UsageError("bad-input", f"data for '{name}' is null; give numbers")
         v = given.get(name, t.value)
         if v is not None:
             arr = _as_array(name, v, t)
@@ -210,26 +230,35 @@ def _split_tensors(graph: Graph) -> tuple[dict[str, np.ndarray], list]:
 
 def load_inputs_file(path: str) -> dict[str, np.ndarray]:
     """`--inputs FILE`: .npz (no pickles), or .json/.yaml mapping names to (nested) numbers."""
-    import os
-
     if not os.path.exists(path):
         raise UsageError("usage", f"no such inputs file: {path}")
     if path.endswith(".npz"):
+        import zipfile
+
+        if os.path.isfile(path) and not zipfile.is_zipfile(path):
+            raise UsageError("bad-input", "the --inputs file is not a .npz archive (numpy.savez writes one)",
+                             path=path)
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (ValueError, OSError) as e:
-            raise UsageError("bad-input", f"cannot read {path}: {e}") from None
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            raise UsageError("bad-input", f"cannot read the --inputs file: {e}", path=path) from None
     if path.endswith(".npy"):
         raise UsageError("usage", "use --input NAME=@file.npy for a single .npy array")
     from .format.source import load_file
 
+    if os.path.isdir(path):
+        raise UsageError("usage", f"--inputs {path} is a directory; give a .npz, .json or .yaml file")
+    not_mapping = UsageError("bad-input", "an inputs file must map input names to arrays", path=path,
+                             hint='e.g. {"x": [1, 2], "y": 3}')
     try:
         data, _ = load_file(path, marks=False)  # data, not a graph: no source map needed (fast)
     except GraphError as e:
-        raise UsageError(e.code, str(e)) from None
+        if e.code == "bad-type" and e.diagnostic.pointer == "":  # the top level: empty, a list, a number
+            raise not_mapping from None
+        raise UsageError.many(e.diagnostics) from None  # the located diagnostics, with exit status 2
     if not isinstance(data, dict):
-        raise UsageError("bad-input", f"{path} must map input names to arrays")
+        raise not_mapping
     return {k: _data_value(v) for k, v in data.items()}
 
 
@@ -250,16 +279,24 @@ def parse_input_flag(text: str) -> tuple[str, object]:
     """`NAME=VALUE` (a number or JSON list) or `NAME=@file.npy`."""
     import json
 
-    if "=" not in text:
-        raise UsageError("usage", f"--input wants NAME=VALUE, got {text!r}")
-    name, raw = text.split("=", 1)
+    name, _, raw = text.partition("=")
     name = name.strip()
+    if "=" not in text or not name:
+        raise UsageError("usage", f"--input wants NAME=VALUE, got {text!r}")
     if raw.startswith("@"):
+        path = raw[1:]
         try:
-            return name, np.load(raw[1:], allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise UsageError("bad-input", f"cannot read {raw[1:]}: {e}") from None
+            with open(path, "rb") as f:
+                magic = f.read(6)
+            if magic != b"\x93NUMPY":  # an empty file, text, a pickle: numpy's own errors would mislead
+                raise UsageError("bad-input", f"--input {name}: {path} is not a .npy file (numpy.save writes one)")
+            return name, np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UsageError("bad-input", f"--input {name}: cannot read {path}: {getattr(e, 'strerror', None) or e}") \
+                from None
     try:
         return name, nonfinite(json.loads(raw))
     except json.JSONDecodeError:
         raise UsageError("bad-input", f"--input {name}: {raw!r} is not a number or a JSON list") from None
+    except RecursionError:
+        raise UsageError("bad-input", f"--input {name}: the list is nested too deeply") from None

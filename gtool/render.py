@@ -478,25 +478,32 @@ def _signature(graph: Graph, name: str):
 
 def mark_changes(old: Graph, new: Graph, a: Drawing, b: Drawing) -> tuple[int, int]:
     """Highlight what differs (name + op + inputs): changed/added in `b`, changed/removed in `a`."""
+
+    def differs(name: str) -> bool:
+        return _signature(old, name) != _signature(new, name)
+
+    def flag(box: Box, note: str | None = None) -> None:
+        box.marks.append("changed")
+        if note is not None:
+            box.lines.append((note, COLOR["changed"]))
+
     changed = 0
     for box in b.boxes:
         if box.id not in old:
-            box.marks.append("changed")
-            box.lines.append(("added", COLOR["changed"]))
-            changed += 1
-        elif _signature(old, box.id) != _signature(new, box.id):
-            box.marks.append("changed")
+            flag(box, "added")
+        elif differs(box.id):
             was = formula(old, box.id).split(" = ", 1)[1] if box.id in old.nodes else old.tensors[box.id].kind
-            box.lines.append((f"changed; was {was}", COLOR["changed"]))
-            changed += 1
+            flag(box, f"changed; was {was}")
+        else:
+            continue
+        changed += 1
     removed = 0
     for box in a.boxes:
         if box.id not in new:
-            box.marks.append("changed")
-            box.lines.append(("removed", COLOR["changed"]))
+            flag(box, "removed")
             removed += 1
-        elif _signature(old, box.id) != _signature(new, box.id):
-            box.marks.append("changed")
+        elif differs(box.id):
+            flag(box)
     return changed, removed
 
 

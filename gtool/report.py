@@ -88,7 +88,7 @@ def values_table(values: dict[str, np.ndarray]) -> str:
 def github(d: Diagnostic) -> str:
     """A GitHub Actions annotation line."""
     kind = "warning" if d.severity == "warning" else "error"
-    parts = [f"file={d.path}"] if d.path else []
+    parts = [f"file={_escape_property(d.path)}"] if d.path else []
     if d.line:
         parts.append(f"line={d.line}")
     if d.column:
@@ -97,3 +97,9 @@ def github(d: Diagnostic) -> str:
     msg = (f"node '{d.node}': " if d.node else "") + d.message + (f" (hint: {d.hint})" if d.hint else "")
     msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return f"::{kind} {','.join(parts)}::{msg}"
+
+
+def _escape_property(value: str) -> str:
+    """A workflow-command property value (a path may hold ',' or ':', which end or split it)."""
+    return (value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A")
+            .replace(",", "%2C"))

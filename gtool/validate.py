@@ -55,6 +55,8 @@ def expand_paths(args) -> list[str]:
                 for f in sorted(files):
                     if f.endswith(GRAPH_SUFFIXES) and not f.endswith(DATA_SUFFIXES) and not f.startswith("."):
                         found.append(str(Path(root) / f))
+            if not found:  # checking nothing must not pass a CI job silently
+                raise UsageError("usage", f"no graph files (*.yaml, *.yml, *.json) under {arg}")
             out.extend(sorted(found))
         elif p.exists():
             out.append(str(p))

@@ -84,6 +84,14 @@ def _tame(graph, feed) -> bool:
     return all(np.all(np.abs(v) < 1e3) for v in everything.values())
 
 
+def _case(load_text, dag):
+    """(text, graph, shapes, feed, seed) of a drawn DAG; None for a draw that is not tame."""
+    text, shapes, seed = dag
+    g = load_text(text)
+    feed = _feed(shapes, seed)
+    return (text, g, shapes, feed, seed) if _tame(g, feed) else None
+
+
 def _assert_close(got, want, scale, what):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * scale, err_msg=what)
 
@@ -94,11 +102,10 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 @SETTINGS
 @given(random_dags())
 def test_reverse_mode_matches_finite_differences_and_forward_mode(load_text, dag):
-    text, shapes, seed = dag
-    g = load_text(text)
-    feed = _feed(shapes, seed)
-    if not _tame(g, feed):
+    case = _case(load_text, dag)
+    if case is None:
         return
+    text, g, shapes, feed, seed = case
     names = list(shapes)
     loss, rev = gtool.value_and_grad(g, feed, wrt=names)
     fd = central_diff(lambda v: float(gtool.run(g, v)["L"]), feed, names, 1e-6)
@@ -113,11 +120,10 @@ def test_reverse_mode_matches_finite_differences_and_forward_mode(load_text, dag
 @SETTINGS
 @given(random_dags())
 def test_second_derivatives_through_the_emitted_graph(load_text, dag):
-    text, shapes, seed = dag
-    g = load_text(text)
-    feed = _feed(shapes, seed)
-    if not _tame(g, feed):
+    case = _case(load_text, dag)
+    if case is None:
         return
+    text, g, shapes, feed, seed = case
     names = list(shapes)
     data = graph_to_data(gtool.grad(g, names))  # the emitted graph, extended as a user would
     data["inputs"]["v"] = {"shape": list(shapes["x0"])}

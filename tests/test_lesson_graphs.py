@@ -36,11 +36,19 @@ def scalars(rng, *names, lo=-2.0, hi=2.0):
     return {n: float(rng.uniform(lo, hi)) for n in names}
 
 
+def at_xy(name: str, seed: int | None, x: float, y: float):
+    """A graph of scalars x and y, its feed, and the (x, y) it runs at: the file's own values
+    (x, y given here, feed None) without a seed, random ones with it."""
+    g = load(name)
+    if seed is None:
+        return g, None, (x, y)
+    feed = scalars(np.random.default_rng(seed), "x", "y")
+    return g, feed, (feed["x"], feed["y"])
+
+
 @pytest.mark.parametrize("seed", [None] + RNG_SEEDS)
 def test_fanout(seed):
-    g = load("fanout.yaml")
-    feed = None if seed is None else scalars(np.random.default_rng(seed), "x", "y")
-    x, y = (1.0, 2.0) if feed is None else (feed["x"], feed["y"])
+    g, feed, (x, y) = at_xy("fanout.yaml", seed, 1.0, 2.0)
     u = x + y
     loss, d = grads(g, feed, ["x", "y"])
     close(loss, u * y + u**2)
@@ -52,9 +60,7 @@ def test_fanout(seed):
 
 @pytest.mark.parametrize("seed", [None] + RNG_SEEDS)
 def test_sum_times_y(seed):
-    g = load("sum_times_y.yaml")
-    feed = None if seed is None else scalars(np.random.default_rng(seed), "x", "y")
-    x, y = (1.0, 2.0) if feed is None else (feed["x"], feed["y"])
+    g, feed, (x, y) = at_xy("sum_times_y.yaml", seed, 1.0, 2.0)
     loss, d = grads(g, feed)
     close(loss, (x + y) * y)
     close(d["x"], y)
@@ -65,9 +71,7 @@ def test_sum_times_y(seed):
 
 @pytest.mark.parametrize("seed", [None] + RNG_SEEDS)
 def test_sin_chain(seed):
-    g = load("sin_chain.yaml")
-    feed = None if seed is None else scalars(np.random.default_rng(seed), "x", "y")
-    x, y = (0.5, 2.0) if feed is None else (feed["x"], feed["y"])
+    g, feed, (x, y) = at_xy("sin_chain.yaml", seed, 0.5, 2.0)
     loss, d = grads(g, feed)
     close(loss, np.sin(x * y) + y)
     close(d["x"], y * np.cos(x * y))
@@ -76,9 +80,7 @@ def test_sin_chain(seed):
 
 @pytest.mark.parametrize("seed", [None] + RNG_SEEDS)
 def test_exercise_ab(seed):
-    g = load("exercise_ab.yaml")
-    feed = None if seed is None else scalars(np.random.default_rng(seed), "x", "y")
-    x, y = (1.5, -0.5) if feed is None else (feed["x"], feed["y"])
+    g, feed, (x, y) = at_xy("exercise_ab.yaml", seed, 1.5, -0.5)
     loss, d = grads(g, feed)
     close(loss, (x * y + y) ** 2)
     close(d["x"], 2 * y**2 * (x + 1))

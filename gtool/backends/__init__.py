@@ -7,6 +7,7 @@ only by name and never hold a second copy of their semantics.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Self
 
 from ..errors import UsageError
 from ..ops.registry import OpDef
@@ -25,6 +26,14 @@ class Backend:
 
     def to_host(self, x):
         return x
+
+    @classmethod
+    def instance(cls) -> Self:
+        """The one instance of this backend class in the process (compiled caches live on it)."""
+        own = cls.__dict__.get("_instance")  # not a base class's
+        if own is None:
+            own = cls._instance = cls()
+        return own
 
 
 NUMPY = Backend()

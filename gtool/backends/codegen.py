@@ -21,7 +21,8 @@ from functools import cached_property
 import numpy as np
 
 from ..dims import Dim, parse_index
-from ..ops.registry import get_op
+from ..ir import TensorType
+from ..ops.registry import get_op, result_type
 
 CHUNK = 100_000  # members per fused loop (see docs/backends.md on compile time)
 
@@ -30,21 +31,13 @@ CHUNK = 100_000  # members per fused loop (see docs/backends.md on compile time)
 
 
 @dataclass(frozen=True)
-class V:
-    """A value's static type: symbolic shape, dtype name, and NumPy 2 weakness."""
-
-    shape: tuple[Dim, ...]
-    dtype: str
-    weak: bool = False
+class V(TensorType):
+    """A value's static type (an `ir.TensorType`, dims resolved), with what the emitters ask of it."""
 
     @cached_property
     def scalar(self) -> bool:
         """Every dim is the constant 1: the value is one number (kept in a scalar variable)."""
-        return all(d.is_const and d.value == 1 for d in self.shape)
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
+        return all(is_one(d) for d in self.shape)
 
 
 def is_one(d: Dim) -> bool:
@@ -144,10 +137,7 @@ def compute_dtype(m: MNode, types: dict[str, V]) -> str:
 
 
 def _result(vs: list[V]) -> str:
-    from ..ir import TensorType
-    from ..ops.registry import result_type
-
-    return result_type([TensorType((), v.dtype, v.weak) for v in vs]).dtype
+    return result_type(vs).dtype
 
 
 # lowering: graph nodes -> micro-ops --------------------------------------------------------
@@ -503,6 +493,70 @@ def numel(shape, defaults) -> int:
 
 def np_dtype(name: str) -> np.dtype:
     return np.dtype(name)
+
+
+# fallbacks: ops without a lowering, run by their NumPy forward on the host ---------------------
+
+
+class Fallback:
+    """One op run by its NumPy forward between compiled code (both numba backends)."""
+
+    def __init__(self, m: MNode, graph) -> None:
+        self.m = m
+        self.op = op = get_op(graph.nodes[m.node].op)
+        self.kernel = op.forward
+        self.attrs = graph.nodes[m.node].attrs
+        self.static = None if any(a.kind in ("shape", "dim", "index") for a in op.attrs.values()) else op.prepare(self.attrs, {})
+
+    def kwargs(self, bindings):
+        return self.static if self.static is not None else self.op.prepare(self.attrs, bindings)
+
+    def run(self, args: list, bindings):
+        """The forward on host values, as its declared type says: a Python number when weak,
+        else the declared dtype (a forward may return another one)."""
+        out = self.kernel(*args, **self.kwargs(bindings))
+        v = self.m.v
+        if v.weak:
+            return out.item() if hasattr(out, "item") else out
+        if getattr(out, "dtype", None) != np.dtype(v.dtype):
+            return np.asarray(out).astype(v.dtype)
+        return out
+
+
+class CompiledPlan:
+    """Base of both backends' compiled programs: `compiled(values, bindings) -> outputs`, the
+    callable Program.run uses. Any exception in compiled code (a target out of range, say)
+    makes the run start again on the NumPy interpreter, which reports the located error."""
+
+    def __init__(self, program, backend) -> None:
+        self.program = program
+        self.backend = backend
+        self.compile_seconds = 0.0
+        self.fallback_runs = 0
+        self.last_error: BaseException | None = None
+
+    def __call__(self, values: dict, bindings: dict) -> dict:
+        try:
+            with np.errstate(all="ignore"):
+                return self._run(values, bindings)
+        except Exception as e:  # noqa: BLE001 - the NumPy interpreter reports errors with locations
+            self.last_error = e
+        self.fallback_runs += 1
+        self.backend.fallback_runs += 1
+        return self.program.interpret(values, bindings)
+
+    def _run(self, values: dict, bindings: dict) -> dict:  # pragma: no cover - each backend overrides it
+        raise NotImplementedError
+
+
+def to_numpy(x, v: V):
+    """A host value as NumPy code takes it: one-element values (kept as numbers) get back
+    their declared rank; weak values stay Python numbers."""
+    if v.weak:
+        return x
+    if v.scalar:
+        return np.asarray(x, dtype=v.dtype).reshape(tuple(1 for _ in v.shape))
+    return x
 
 
 # one loop body: the lines computing a group's members at one index ------------------------------

@@ -22,9 +22,24 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..ops.registry import get_op
 from . import Backend
-from .codegen import HELPERS, TEMPLATES, Body, Group, Lowering, Single, V, convert, fuse, is_one, numel, reduce_parts
+from .codegen import (
+    HELPERS,
+    TEMPLATES,
+    Body,
+    CompiledPlan,
+    Fallback,
+    Group,
+    Lowering,
+    Single,
+    V,
+    convert,
+    fuse,
+    is_one,
+    numel,
+    reduce_parts,
+    to_numpy,
+)
 
 PAR_MIN = 1 << 17  # loops with fewer elements stay on one thread (a parallel region costs ~10 us)
 BLOCK = 256  # elements per block of a vectorizable loop with sums
@@ -470,20 +485,6 @@ class Segment:
         self.lines += piece.lines
 
 
-class Fallback:
-    """One op run by its NumPy forward between compiled segments."""
-
-    def __init__(self, m, op, graph) -> None:
-        self.m = m
-        self.op = op
-        self.kernel = op.forward
-        self.attrs = graph.nodes[m.node].attrs
-        self.static = None if any(a.kind in ("shape", "dim", "index") for a in op.attrs.values()) else op.prepare(self.attrs, {})
-
-    def kwargs(self, bindings):
-        return self.static if self.static is not None else self.op.prepare(self.attrs, bindings)
-
-
 def build(program, *, blas: bool, parallel: bool):
     """Lower, fuse and emit: (module source, run steps, names, types)."""
     low = Lowering(program, blas, matmul_ok=_matmul_ok(blas))
@@ -498,7 +499,7 @@ def build(program, *, blas: bool, parallel: bool):
     for item in items:
         if isinstance(item, Single) and item.m.op == "fallback":
             seg = None
-            steps.append(Fallback(item.m, get_op(program.graph.nodes[item.m.node].op), program.graph))
+            steps.append(Fallback(item.m, program.graph))
             continue
         piece = em.item(item)
         extra += piece.extra
@@ -575,12 +576,11 @@ def _matmul_ok(blas: bool):
 # running ---------------------------------------------------------------------------------------------
 
 
-class Compiled:
-    """`compiled(values, bindings) -> outputs`: the callable Program.run uses."""
+class Compiled(CompiledPlan):
+    """The plan as numba functions (segments) and NumPy fallbacks, run in order."""
 
     def __init__(self, program, backend: NumbaBackend, source: str, steps, names: Names, types, consts) -> None:
-        self.program = program
-        self.backend = backend
+        super().__init__(program, backend)
         self.source = source
         self.types = types
         self.module = load_module(source)
@@ -599,9 +599,6 @@ class Compiled:
         self.inputs = [(n, tensors[n].value) for n in program.tensor_names if n not in consts]
         self.consts = consts
         self.compiled_fns: set = set()
-        self.compile_seconds = 0.0
-        self.fallback_runs = 0
-        self.last_error: BaseException | None = None
 
     @property
     def n_compiled(self) -> int:
@@ -610,16 +607,6 @@ class Compiled:
     @property
     def n_fallback(self) -> int:
         return sum(1 for p in self.plan if p[0] == "np")
-
-    def __call__(self, values: dict, bindings: dict) -> dict:
-        try:
-            with np.errstate(all="ignore"):
-                return self._run(values, bindings)
-        except Exception as e:  # noqa: BLE001 - the NumPy interpreter reports errors with locations
-            self.last_error = e
-        self.fallback_runs += 1
-        self.backend.fallback_runs += 1
-        return self.program.interpret(values, bindings)
 
     def _run(self, values: dict, bindings: dict) -> dict:
         import numba
@@ -649,16 +636,10 @@ class Compiled:
                 for r, v in zip(rets, res):
                     env[r] = v
             else:
-                step = fn
-                m = step.m
-                args = [_to_numpy(env[i], types[i]) for i in m.inputs]
-                out = step.kernel(*args, **step.kwargs(bindings))
-                if m.v.weak:
-                    out = out.item() if hasattr(out, "item") else out
-                elif getattr(out, "dtype", None) != np.dtype(m.v.dtype):
-                    out = np.asarray(out).astype(m.v.dtype)
+                m = fn.m
+                out = fn.run([to_numpy(env[i], types[i]) for i in m.inputs], bindings)
                 env[m.name] = _to_env(out, m.v, bindings)
-        return {name: np.asarray(_to_numpy(env[name], types[name])) for name in self.program.outputs}
+        return {name: np.asarray(to_numpy(env[name], types[name])) for name in self.program.outputs}
 
 
 def _to_env(x, v: V, bindings):
@@ -673,19 +654,10 @@ def _to_env(x, v: V, bindings):
     return x
 
 
-def _to_numpy(x, v: V):
-    if v.weak:
-        return x
-    if v.scalar:
-        return np.asarray(x, dtype=v.dtype).reshape(tuple(1 for _ in v.shape))
-    return x
-
-
 class NumbaBackend(Backend):
     """Whole-plan compilation with numba.njit (CPU). One instance per process."""
 
     name = "numba"
-    _instance: NumbaBackend | None = None
 
     def __init__(self) -> None:
         require_numba()
@@ -695,12 +667,6 @@ class NumbaBackend(Backend):
         self.parallel = os.environ.get("GTOOL_NUMBA_PARALLEL", "1") != "0"
         self.last_compile_seconds = 0.0
         self.fallback_runs = 0
-
-    @classmethod
-    def instance(cls) -> NumbaBackend:
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
 
     def compile(self, program) -> Compiled:
         source, steps, names, types, consts = build(program, blas=self.blas, parallel=self.parallel)

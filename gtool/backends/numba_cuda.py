@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UsageError
-from ..ops.registry import get_op
 from . import Backend
-from .codegen import HELPERS, Body, Group, Lowering, Single, V, convert, fuse, reduce_parts
-from .numba_cpu import Fallback, Names, _to_numpy, inline_constants, load_module, require_numba
+from .codegen import HELPERS, Body, CompiledPlan, Fallback, Group, Lowering, Single, V, convert, fuse, reduce_parts, to_numpy
+from .numba_cpu import Names, inline_constants, load_module, require_numba
 
 TILE_GPU, TILE_SIM = 16, 2  # matmul tile edge
 TPB_GPU, TPB_SIM = 128, 2  # threads per block (the simulator runs a Python thread per GPU thread)
@@ -248,12 +247,12 @@ def matmul(A, B, C, M, N, K, ta, tb):
 # running --------------------------------------------------------------------------------------------
 
 
-class CudaCompiled:
-    """`compiled(values, bindings) -> outputs` for Program.run, on the GPU."""
+class CudaCompiled(CompiledPlan):
+    """The plan as CUDA kernel launches and host fallbacks, run in order on the GPU."""
 
     def __init__(self, program, backend: CudaBackend) -> None:
-        cuda, sim = backend.cuda, backend.sim
-        self.program, self.backend, self.cuda, self.sim = program, backend, cuda, sim
+        super().__init__(program, backend)
+        self.cuda, self.sim = backend.cuda, backend.sim
         low = Lowering(program, blas=True, matmul_ok=_matmul_ok)
         nodes = low.run()
         self.types = types = low.types
@@ -261,7 +260,7 @@ class CudaCompiled:
         consts = inline_constants(program, types)
         host = {n for n in program.tensor_names if types[n].scalar} | \
             {it.m.name for it in items if isinstance(it, Single) and it.m.op == "fallback" and types[it.m.name].scalar}
-        em = CudaEmitter(types, consts, host, sim)
+        em = CudaEmitter(types, consts, host, self.sim)
         for it in items:
             em.item(it)
         self.source = em.source()
@@ -271,16 +270,13 @@ class CudaCompiled:
         self.consts = consts
         self.host = host
         self.dim_list = list(em.names.dims.items())
-        self.fallbacks = {it.m.name: Fallback(it.m, get_op(program.graph.nodes[it.m.node].op), program.graph)
+        self.fallbacks = {it.m.name: Fallback(it.m, program.graph)
                           for it in items if isinstance(it, Single) and it.m.op == "fallback"}
         tensors = program.graph.tensors
         self.inputs = [(n, tensors[n].value) for n in program.tensor_names if n not in consts]
         self.const_objs = [(n, tensors[n].value) for n in consts]
         self.tpb = em.tpb
         self.tile = em.tile
-        self.fallback_runs = 0
-        self.last_error: BaseException | None = None
-        self.compile_seconds = 0.0
 
     @property
     def n_compiled(self) -> int:
@@ -289,16 +285,6 @@ class CudaCompiled:
     @property
     def n_fallback(self) -> int:
         return sum(1 for s in self.steps if s.kind == "host")
-
-    def __call__(self, values: dict, bindings: dict) -> dict:
-        try:
-            with np.errstate(all="ignore"):
-                return self._run(values, bindings)
-        except Exception as e:  # noqa: BLE001 - the NumPy interpreter reports errors with locations
-            self.last_error = e
-        self.fallback_runs += 1
-        self.backend.fallback_runs += 1
-        return self.program.interpret(values, bindings)
 
     def _blocks(self, n: int) -> int:
         return 1 if self.sim else max(1, min((n + self.tpb - 1) // self.tpb, 4096))
@@ -369,7 +355,7 @@ class CudaCompiled:
             if hasattr(x, "copy_to_host"):
                 x = x.copy_to_host()
                 x = x.reshape(()).item() if v.weak else (x[0] if v.scalar else x)
-            out[name] = np.asarray(_to_numpy(x, v))
+            out[name] = np.asarray(to_numpy(x, v))
         return out
 
     def _matmul(self, s: Launch, env, shape_of, alloc):
@@ -397,12 +383,8 @@ class CudaCompiled:
             if hasattr(x, "copy_to_host"):
                 x = x.copy_to_host()
                 x = x[0] if types[i].scalar else x
-            args.append(_to_numpy(x, types[i]))
-        out = step.kernel(*args, **step.kwargs(bindings))
-        if m.v.weak:
-            out = out.item() if hasattr(out, "item") else out
-        elif getattr(out, "dtype", None) != np.dtype(m.v.dtype):
-            out = np.asarray(out).astype(m.v.dtype)
+            args.append(to_numpy(x, types[i]))
+        out = step.run(args, bindings)
         if m.v.scalar or m.v.weak:
             env[m.name] = out.item() if hasattr(out, "item") else out
         else:
@@ -417,18 +399,11 @@ class CudaBackend(Backend):
     """numba.cuda kernels; one instance per process."""
 
     name = "cuda"
-    _instance: CudaBackend | None = None
 
     def __init__(self) -> None:
         self.cuda, self.sim = require_cuda()
         self.fallback_runs = 0
         self.last_compile_seconds = 0.0
-
-    @classmethod
-    def instance(cls) -> CudaBackend:
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
 
     def compile(self, program) -> CudaCompiled:
         return CudaCompiled(program, self)

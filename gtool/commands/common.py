@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 import sys
 
 import click
@@ -14,14 +15,64 @@ from ..errors import GraphError, UsageError
 STATE = {"format": "text"}  # read by cli.main to format an error the way the command was asked
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def parse_dims(values) -> dict[str, int]:
-    out = {}
+    """`--dim NAME=SIZE` flags -> {name: size}; the same name twice must give the same size."""
+    out: dict[str, int] = {}
     for v in values or ():
         name, _, size = v.partition("=")
+        name = name.strip()
         if not name or not size.strip().lstrip("-").isdigit() or int(size) <= 0:
             raise UsageError("usage", f"--dim wants NAME=SIZE with a positive size, got {v!r}")
-        out[name.strip()] = int(size)
+        if not _NAME.fullmatch(name):
+            raise UsageError("usage", f"--dim {v}: {name!r} is not a valid dim name (letters, digits and _, "
+                             "not starting with a digit)")
+        if name in out and out[name] != int(size):
+            raise UsageError("usage", f"--dim {name} is given twice, as {out[name]} and {int(size)}")
+        out[name] = int(size)
     return out
+
+
+def dim_names(graph) -> set[str]:
+    """Every dim name a graph uses: declared under `dims`, in shapes, or in dim-valued attrs."""
+    from ..dims import parse_dim
+    from ..ops.registry import get_op
+
+    names = set(graph.dims)
+    for t in graph.tensors.values():
+        for d in t.shape:
+            names |= d.symbols()
+    for node in graph.nodes.values():
+        for d in node.shape or ():
+            names |= d.symbols()
+        op = get_op(node.op)
+        for key, spec in (op.attrs.items() if op else ()):
+            value = node.attrs.get(key)
+            if spec.kind not in ("shape", "dim") or value is None:
+                continue
+            for v in value if isinstance(value, (list, tuple)) else (value,):
+                try:
+                    names |= parse_dim(v).symbols()
+                except (ValueError, TypeError):
+                    pass
+    return names
+
+
+def check_dim_names(graphs, dims: dict[str, int]) -> None:
+    """A `--dim` for a name that no graph uses is a typo that would silently do nothing."""
+    from ..errors import did_you_mean
+
+    graphs = [graphs] if not isinstance(graphs, (list, tuple)) else graphs
+    known = set().union(*(dim_names(g) for g in graphs)) if graphs else set()
+    for name in dims:
+        if graphs and name not in known:
+            near = did_you_mean(name, known)
+            hint = f"did you mean '{near}'?" if near else (
+                f"its dims are {', '.join(sorted(known))}" if known else "the graph has no named dims")
+            raise UsageError("usage", f"--dim {name}: the graph has no dim named '{name}'",
+                             path=graphs[0].path if len(graphs) == 1 else None, hint=hint)
 
 
 def format_option(*choices: str):
@@ -59,17 +110,22 @@ def data_options(f):
                   help="Data for one input: a number, a JSON list, or @file.npy.")
     @click.option("--inputs", "inputs_file", metavar="FILE", help="Data for many inputs: .npz, .json or .yaml.")
     @click.option("--random-inputs", is_flag=True, help="Random data for inputs without data (seeded).")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs and param init.")
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Seed for random inputs and param init.")
     @click.option("--dim", "dim_flags", multiple=True, metavar="NAME=SIZE", help="Bind a dim to a size.")
     @functools.wraps(f)
     def wrapper(*args, input_flags, inputs_file, random_inputs, seed, dim_flags, **kwargs):
         from ..feeds import load_inputs_file, parse_input_flag
 
         given = load_inputs_file(inputs_file) if inputs_file else {}
+        files = [inputs_file] if inputs_file else []  # data files read, which outputs must not overwrite
         for flag in input_flags:
             name, value = parse_input_flag(flag)
             given[name] = value
-        data = {"inputs": given, "random_inputs": random_inputs, "seed": seed, "dims": parse_dims(dim_flags)}
+            if flag.partition("=")[2].startswith("@"):
+                files.append(flag.partition("=")[2][1:])
+        data = {"inputs": given, "random_inputs": random_inputs, "seed": seed, "dims": parse_dims(dim_flags),
+                "files": tuple(files)}
         return f(*args, data=data, **kwargs)
 
     return wrapper
@@ -80,13 +136,16 @@ def backend_option(f):
                         show_default=True, help="Where kernels run (numba and cuda need `pip install gtool[numba]`).")(f)
 
 
-def load_graph(path: str, dims: dict | None = None, dtype: str | None = None):
-    """Load a graph for a command (exit 2 for a missing file, 1 for an invalid graph)."""
+def load_graph(path: str, dims: dict | None = None, dtype: str | None = None, check_dims: bool = True):
+    """Load a graph for a command (exit 2 for a missing file or an unknown `--dim` name, 1 for an
+    invalid graph). `check_dims=False` where several files share the flags (a dim may belong to another)."""
     if not os.path.exists(path):
         raise UsageError("usage", f"no such file: {path}")
     from ..api import load as api_load
 
     graph = api_load(path, dims)
+    if dims and check_dims:
+        check_dim_names(graph, dims)
     if dtype:
         from ..interp import at_precision
 
@@ -100,6 +159,9 @@ def load_plugin(path: str) -> list[str]:
 
     if not os.path.exists(path):
         raise UsageError("usage", f"no such plugin file: {path}")
+    if not os.path.isfile(path) or not path.endswith(".py"):
+        raise UsageError("usage", f"plugin {path} is not a Python file (.py)",
+                         hint="--plugin takes the .py file that registers the ops; the graph file is the argument")
     before = {k: id(v) for k, v in REGISTRY.items()}
     name = "gtool_plugin_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -109,6 +171,8 @@ def load_plugin(path: str) -> list[str]:
         spec.loader.exec_module(module)
     except GraphError:
         raise
+    except SystemExit as e:  # sys.exit() in a plugin must not end gtool with the plugin's status
+        raise UsageError("usage", f"plugin {path} failed to load: it called sys.exit({e.code!r})") from None
     except Exception as e:  # a broken plugin is the user's code: report it, don't crash
         raise UsageError("usage", f"plugin {path} failed to load: {type(e).__name__}: {e}") from None
     added = [k for k, v in REGISTRY.items() if before.get(k) != id(v)]

@@ -9,9 +9,9 @@ import numpy as np
 
 from .. import api, report
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError
-from ..format.write import save_graph, write_atomic
+from ..format.write import refuse_input, save_graph, write_atomic
 from ..validate import check_file, expand_paths
-from .common import backend_option, data_options, format_option, load_graph, parse_dims, plugin_option
+from .common import backend_option, check_dim_names, data_options, format_option, load_graph, parse_dims, plugin_option
 
 
 @click.command()
@@ -23,6 +23,8 @@ def validate(paths, dim_flags, fmt):
     """Check graph files: structure, names, ops, attrs, cycles and shapes."""
     dims = parse_dims(dim_flags)
     reports = [check_file(p, dims) for p in expand_paths(paths)]
+    if dims:
+        check_dim_names([r.graph for r in reports if r.graph is not None], dims)
     if fmt == "json":
         click.echo(report.dumps({"files": [r.to_json() for r in reports]}))
     elif fmt == "github":
@@ -33,7 +35,8 @@ def validate(paths, dim_flags, fmt):
         for r in reports:
             if r.valid:
                 extra = f" ({len(r.warnings)} warning{'s' * (len(r.warnings) != 1)})" if r.warnings else ""
-                click.echo(f"{r.path}: ok, {len(r.graph.nodes)} nodes{extra}")
+                n = len(r.graph.nodes)
+                click.echo(f"{r.path}: ok, {n} node{'s' * (n != 1)}{extra}")
             for d in r.errors + r.warnings:
                 click.echo(d.format(), err=False)
         bad = sum(not r.valid for r in reports)
@@ -48,41 +51,45 @@ def validate(paths, dim_flags, fmt):
 @plugin_option
 def shapes(path, dim_flags, fmt):
     """Print every value's inferred shape and dtype."""
-    graph = load_graph(path, parse_dims(dim_flags))
+    dims = parse_dims(dim_flags)
+    graph = load_graph(path, dims)
+    from ..shapes import infer
     from ..validate import types_of
 
-    types = types_of(graph)
+    types = infer(graph, dims).types if dims else types_of(graph)  # with the sizes --dim binds
     rows = []
     for name, t in graph.tensors.items():
         if name.startswith("__"):
             continue
-        rows.append({"name": name, "op": t.kind, "inputs": [], "shape": [d.to_json() for d in t.shape],
-                     "dtype": t.dtype, "line": t.loc.line})
+        rows.append({"name": name, "op": t.kind, "inputs": [], "shape": [d.to_json() for d in types[name].shape],
+                     "dtype": t.dtype, "weak": types[name].weak, "line": t.loc.line})
     for name, node in graph.nodes.items():
         tt = types[name]
         rows.append({"name": name, "op": node.op, "inputs": list(node.inputs), "shape": [d.to_json() for d in tt.shape],
-                     "dtype": tt.dtype, "line": node.loc.line})
-    if fmt == "json":
-        click.echo(report.dumps({"path": path, "nodes": rows}))
+                     "dtype": tt.dtype, "weak": tt.weak, "line": node.loc.line})
+    if fmt == "json":  # the spec's keys exactly; the dtype of a weak value is the one it has on its own
+        click.echo(report.dumps({"path": path, "nodes": [{k: v for k, v in r.items() if k != "weak"} for r in rows]}))
         return
     click.echo(report.table(["name", "op", "inputs", "shape", "dtype", "line"],
-                            [[r["name"], r["op"], ", ".join(r["inputs"]),
-                              "[" + ", ".join(map(str, r["shape"])) + "]", r["dtype"], r["line"] or ""] for r in rows]))
+                            [[r["name"], r["op"], ", ".join(r["inputs"]), "[" + ", ".join(map(str, r["shape"])) + "]",
+                              r["dtype"] + " (weak)" * r["weak"], r["line"] or ""] for r in rows]))
 
 
 @click.command()
-def schema():
-    """Print the JSON Schema of graph files (for editors and other tools)."""
+@format_option()
+def schema(fmt):
+    """Print the JSON Schema of graph files (for editors and other tools); it is JSON in either format."""
     from ..format.build import SCHEMA_PATH
 
     click.echo(SCHEMA_PATH.read_text().rstrip("\n"))
 
 
-def _save_npz(path: str, arrays: dict) -> None:
+def _save_npz(path: str, arrays: dict, protect: tuple[str, ...]) -> None:
     import io
 
     if not path.endswith(".npz"):
         raise UsageError("usage", f"-o wants a .npz file, got {path}")
+    refuse_input(path, protect)
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     write_atomic(path, buf.getvalue())
@@ -109,7 +116,7 @@ def run(path, data, dtype, check_numerics, out_path, backend, fmt):
     out = api.run(graph, data["inputs"], backend=backend, random_inputs=data["random_inputs"], seed=data["seed"],
                   dims=data["dims"], check_numerics=check_numerics)
     if out_path:
-        _save_npz(out_path, out)
+        _save_npz(out_path, out, (path, *data["files"]))
     if fmt == "json":
         click.echo(report.dumps({"outputs": {k: report.tensor_json(v) for k, v in out.items()}}))
     else:
@@ -135,7 +142,7 @@ def grad(path, wrt, of, mode, emit_graph, data, dtype, check_numerics, out_path,
     gg = api.grad(graph, targets, of)
     info = gg.cache["grad_info"]
     if emit_graph:
-        save_graph(gg, emit_graph, protect=(path,))
+        save_graph(gg, emit_graph, protect=(path, *data["files"]))
     kwargs = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"])
     if mode == "forward":
         loss, grads = api.forward_mode_grad(graph, data["inputs"], info["wrt"], info["loss"], **kwargs)
@@ -143,7 +150,8 @@ def grad(path, wrt, of, mode, emit_graph, data, dtype, check_numerics, out_path,
         loss, grads = api.value_and_grad(graph, data["inputs"], info["wrt"], info["loss"],
                                          check_numerics=check_numerics, **kwargs)
     if out_path:
-        _save_npz(out_path, {info["loss"]: np.asarray(loss), **{f"grad_{k}": v for k, v in grads.items()}})
+        _save_npz(out_path, {info["loss"]: np.asarray(loss), **{f"grad_{k}": v for k, v in grads.items()}},
+                  (path, *data["files"]))
     if fmt == "json":
         click.echo(report.dumps({"loss": {"name": info["loss"], "value": loss},
                                  "gradients": {k: report.tensor_json(v) for k, v in grads.items()}}))

@@ -10,7 +10,7 @@ import click
 
 from .. import report
 from ..errors import EXIT_FAILED, EXIT_OK, GraphError, UsageError
-from ..format.write import write_atomic
+from ..format.write import refuse_input, write_atomic
 from ..gradcheck import DEFAULTS, FORWARD_RTOL, FULL_LIMIT, Result, failure_details, failure_line, junit_xml
 from ..gradcheck import grad_check as check_graph
 from ..validate import expand_paths
@@ -61,12 +61,14 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
         click.echo("gtool: warning: checking in float32: finite differences keep about 3 digits there, so the "
                    f"tolerances are loose (rtol {_D32.rtol:g}); float64 (the default) is the reliable check", err=True)
     files = expand_paths(paths)
+    if junit:
+        refuse_input(junit, tuple(files))
     targets = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
     bar = _Progress(enabled=sys.stderr.isatty())
     results: list[Result] = []
     for path in files:
         try:
-            graph = load_graph(path, data["dims"])
+            graph = load_graph(path, data["dims"], check_dims=len(files) == 1)
         except UsageError:
             raise
         except GraphError as e:

@@ -33,21 +33,25 @@ def _targets(wrt: str | None) -> list[str] | None:
               help="Collapse a bigger graph by name prefix into at most N boxes.")
 @data_options
 @backend_option
+@format_option()
 @plugin_option
 def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, saved, legend, rankdir, max_nodes,
-           data, backend):
+           data, backend, fmt):
     """Draw a graph as Graphviz DOT (or an image): shapes on edges, values, gradients, saved tensors.
 
     `gtool render --diff OLD NEW` draws two graphs side by side. See docs/render.md.
     """
     from .. import render as r
+    from ..format.write import refuse_input
 
+    if out_path:
+        refuse_input(out_path, tuple(paths))
     if diff:
         if len(paths) != 2:
             raise UsageError("usage", f"--diff wants two files, OLD and NEW; got {len(paths)}")
         if show_values or show_grads or backward:
             raise UsageError("usage", "--diff does not combine with --values, --grads or --backward")
-        old, new = (load_graph(p, data["dims"]) for p in paths)
+        old, new = (load_graph(p, data["dims"], check_dims=False) for p in paths)
         text = r.diff_to_dot(old, new, labels=tuple(paths), rankdir=rankdir, legend=legend, max_nodes=max_nodes)
     else:
         if len(paths) != 1:
@@ -67,6 +71,9 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
                         rankdir=rankdir, legend=legend, max_nodes=max_nodes, dims=data["dims"])
     if out_path:
         r.write(text, out_path)
+    if fmt == "json":  # the DOT text when it went to stdout, else the file it went to
+        click.echo(report.dumps({"output": out_path, "dot": None if out_path else text}))
+    elif out_path:
         click.echo(f"wrote {out_path}", err=True)
     else:
         click.echo(text.rstrip("\n"))

@@ -37,7 +37,7 @@ def _list_rules(fmt: str) -> None:
 @click.option("--list", "list_rules", is_flag=True, help="List the rules with their identities and exit.")
 @click.option("--samples", type=click.IntRange(1, 100_000), default=200, show_default=True,
               help="--verify: random samples, and as many extreme ones, per rewrite.")
-@click.option("--seed", type=int, default=0, show_default=True, help="--verify: seed of the samples.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="--verify: seed of the samples.")
 @click.option("--reference", type=click.Choice(["auto", "mpmath", "longdouble"]), default="auto", show_default=True,
               help="--verify: the high-precision reference for float64 graphs (auto: mpmath when installed).")
 @format_option()
@@ -70,6 +70,8 @@ def rewrite(path, rule_names, all_rules, out_path, in_place, verify, expand, lis
     graph = load_graph(path)
     result = run_rewrite(graph, rules, expand=expand, record=verify)
     target = path if in_place else out_path
+    if in_place and not result.applied:
+        target = None  # nothing changed: keep the user's file as written (comments, shorthand)
     if target:
         save_graph(result.graph, target, protect=() if in_place else (path,))
     checks = run_verify(result.applied, samples=samples, extreme_samples=samples, seed=seed, reference=reference) \
@@ -85,7 +87,7 @@ def rewrite(path, rule_names, all_rules, out_path, in_place, verify, expand, lis
 
 def _print_text(path, applied, checks, target) -> None:
     if not applied:
-        click.echo(f"{path}: no rule fired")
+        click.echo(f"{path}: no rule fired" + ("" if target else "; nothing written"))
     else:
         click.echo(f"{path}: {len(applied)} rewrite{'s' * (len(applied) != 1)}")
         rows = [[f"{a.path or path}:{a.line}" if a.line else (a.path or path), a.rule,

@@ -104,6 +104,12 @@ class Builder:
             what = f"dim '{path[1]}'" if path[0] == "dims" else "a dim"
             message = f"{what} must be a positive integer" + (", a dim name or a dim expression" if path[0] != "dims"
                                                                else "") + f", not {e.instance!r}"
+        elif v in ("anyOf", "oneOf") and len(path) == 2 and path[0] == "nodes":  # `k: 2`, `k:` (null), `k: [x]`
+            message = (f"a node is an expression string ('x * 2') or a mapping {{op, inputs, attrs}}, not "
+                       f"{_describe(e.instance)}") + (" (quote it, or declare it under constants)"
+                                                       if isinstance(e.instance, (int, float)) else "")
+        elif v in ("anyOf", "oneOf") and path and (path[0] == "constants" or "value" in path[2:]):
+            message = f"a value holds numbers (or \"nan\", \"inf\", \"-inf\"), not {_describe(e.instance)}"
         elif v == "minimum":
             message = f"'{path[-1]}' must be at least {e.validator_value}, got {e.instance!r}"
         elif v == "enum":

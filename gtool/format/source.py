@@ -101,6 +101,8 @@ def load_document(
 # --------------------------------------------------------------------------------------
 # shared helpers
 
+_REDO = object()  # a fast path's answer: "run the full parse, which will say what is wrong"
+
 
 def _decode(text: str | bytes, path: str, code: str) -> str:
     """Bytes -> str as strict UTF-8, so a bad byte is a located error, not a traceback."""
@@ -142,10 +144,10 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _position(text: str, offset: int) -> tuple[int, int]:
-    """1-based (line, column) of a character offset (slow path: errors only)."""
+def _error_in(text: str, offset: int, code: str, message: str, path: str) -> GraphError:
+    """A GraphError at the 1-based line and column of character `offset` (errors only: slow)."""
     line = text.count("\n", 0, offset) + 1
-    return line, offset - text.rfind("\n", 0, offset)
+    return GraphError(code, message, path=path, line=line, column=offset - text.rfind("\n", 0, offset))
 
 
 # --------------------------------------------------------------------------------------
@@ -198,6 +200,12 @@ def _mark(ev) -> tuple[int, int]:
     return (m.line + 1, m.column + 1)
 
 
+def _error_at(ev, code: str, message: str, path: str, pointer: str | None = None) -> GraphError:
+    """A GraphError located at the start of event `ev`."""
+    line, column = _mark(ev)
+    return GraphError(code, message, path=path, line=line, column=column, pointer=pointer)
+
+
 def _load_yaml(text: str, path: str) -> tuple[object, dict[str, tuple[int, int]], bool]:
     marks: dict[str, tuple[int, int]] = {}
     try:
@@ -210,31 +218,39 @@ def _load_yaml(text: str, path: str) -> tuple[object, dict[str, tuple[int, int]]
         where = {} if mark is None else {"line": mark.line + 1, "column": mark.column + 1}
         raise GraphError("yaml-syntax", problem, path=path, **where) from None
     except yaml.reader.ReaderError as e:
-        line, column = _position(text, min(e.position, len(text)))
         char = f" #x{e.character:04x}" if isinstance(e.character, int) else ""
-        raise GraphError(
-            "yaml-syntax",
-            f"unacceptable character{char}: {e.reason}",
-            path=path,
-            line=line,
-            column=column,
-        ) from None
+        offset = min(e.position, len(text))
+        raise _error_in(text, offset, "yaml-syntax", f"unacceptable character{char}: {e.reason}", path) from None
     except yaml.YAMLError as e:
         raise GraphError("yaml-syntax", str(e), path=path) from None
     except UnicodeEncodeError as e:  # a str with lone surrogates
-        line, column = _position(text, e.start)
-        raise GraphError(
-            "yaml-syntax", "the text is not valid Unicode", path=path, line=line, column=column
-        ) from None
+        raise _error_in(text, e.start, "yaml-syntax", "the text is not valid Unicode", path) from None
     return root, marks, empty
 
 
-def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bool]:
+def _load_yaml_plain(text: str, path: str):
+    """(data, {}, empty) or _REDO: `_compose_yaml` without pointers or marks (data files).
+
+    Same values (YAML 1.2 core scalars). Whatever the composer refuses (anchors, aliases,
+    unknown tags, merge and duplicate keys, a second document, deep nesting, a non-scalar
+    key, an int too long to convert, a syntax error) sends the caller to the full parse,
+    which locates and words it.
+    """
+    try:
+        root, empty = _compose_yaml(text, path, None, _YAML_LOADER)
+    except (GraphError, yaml.YAMLError, UnicodeEncodeError):
+        return _REDO
+    return root, {}, empty
+
+
+def _compose_yaml(text: str, path: str, marks: dict | None, loader) -> tuple[object, bool]:
     """Build plain data from the event stream, refusing anchors, aliases, merge keys,
     unknown tags and duplicate keys at their own event, before anything is expanded.
 
+    `marks` receives the source map; None skips pointers and marks altogether (the lean
+    parse of data files, whose errors the caller locates by parsing again with marks).
     The loop is the hot path (~5 events per graph node): local aliases, one class test per
-    event, pointers built only for mapping keys and sequence items.
+    event, pointers built only for mapping keys and sequence items, and only when tracked.
     """
     Scalar = yaml.ScalarEvent
     MapStart = yaml.MappingStartEvent
@@ -251,9 +267,11 @@ def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bo
     push = stack.append
     pop = stack.pop
     max_depth = MAX_DEPTH
+    track = marks is not None
 
     # the container being filled, its pointer, whether it is a mapping, and (mappings)
-    # the key waiting for its value (None: the next scalar is a key) and its pointer
+    # the key waiting for its value (None: the next scalar is a key) and its pointer;
+    # untracked, the pointers stay "" (they only serve error messages and marks)
     cur: dict | list | None = None
     ptr = ""
     is_map = False
@@ -275,31 +293,22 @@ def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bo
                     raise _tag_error(ev, tag, path, ptr)
                 if v in cur:
                     kp = f"{ptr}/{_escape(v)}"
-                    fl, fc = marks.get(kp, ("?", "?"))
-                    line, column = _mark(ev)
-                    raise GraphError(
+                    fl, fc = marks.get(kp, ("?", "?")) if track else ("?", "?")
+                    raise _error_at(
+                        ev,
                         "duplicate-key",
                         f"duplicate key '{v}' (first defined at line {fl}, column {fc}); "
                         "a key may appear only once in a mapping",
-                        path=path,
-                        line=line,
-                        column=column,
-                        pointer=kp,
+                        path,
+                        kp,
                     )
                 if v == "<<" and not ev.style:
-                    line, column = _mark(ev)
-                    raise GraphError(
-                        "yaml-alias",
-                        "merge keys (<<) are not supported; write the entries out",
-                        path=path,
-                        line=line,
-                        column=column,
-                        pointer=ptr,
-                    )
+                    raise _tag_error(ev, _MERGE, path, ptr)
                 key = v
-                kptr = f"{ptr}/{v}" if "/" not in v and "~" not in v else f"{ptr}/{_escape(v)}"
-                m = ev.start_mark
-                marks[kptr] = (m.line + 1, m.column + 1)
+                if track:
+                    kptr = f"{ptr}/{v}" if "/" not in v and "~" not in v else f"{ptr}/{_escape(v)}"
+                    m = ev.start_mark
+                    marks[kptr] = (m.line + 1, m.column + 1)
                 continue
             if tag is None:
                 if not ev.style:  # plain: YAML 1.2 core schema
@@ -315,12 +324,14 @@ def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bo
                 cur[key] = v
                 key = None
             elif cur is not None:
-                m = ev.start_mark
-                marks[f"{ptr}/{len(cur)}"] = (m.line + 1, m.column + 1)
+                if track:
+                    m = ev.start_mark
+                    marks[f"{ptr}/{len(cur)}"] = (m.line + 1, m.column + 1)
                 cur.append(v)
             else:  # a scalar document
                 root = v
-                marks[""] = _mark(ev)
+                if track:
+                    marks[""] = _mark(ev)
                 empty = v is None and ev.value == "" and tag is None and not ev.style
         elif c is MapStart or c is SeqStart:
             if ev.anchor is not None:
@@ -331,39 +342,31 @@ def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bo
             new: dict | list = {} if c is MapStart else []
             if is_map:
                 if key is None:
-                    line, column = _mark(ev)
-                    raise GraphError(
+                    raise _error_at(
+                        ev,
                         "yaml-syntax",
-                        "mapping keys must be scalars (a name), not a "
-                        + ("mapping" if c is MapStart else "list"),
-                        path=path,
-                        line=line,
-                        column=column,
-                        pointer=ptr,
+                        "mapping keys must be scalars (a name), not a " + ("mapping" if c is MapStart else "list"),
+                        path,
+                        ptr,
                     )
                 cur[key] = new
                 child = kptr
             elif cur is not None:
-                child = f"{ptr}/{len(cur)}"
-                m = ev.start_mark
-                marks[child] = (m.line + 1, m.column + 1)
+                child = ""
+                if track:
+                    child = f"{ptr}/{len(cur)}"
+                    m = ev.start_mark
+                    marks[child] = (m.line + 1, m.column + 1)
                 cur.append(new)
             else:
                 root = new
                 child = ""
-                marks[""] = _mark(ev)
+                if track:
+                    marks[""] = _mark(ev)
                 empty = False
             push((cur, ptr, is_map))
             if len(stack) > max_depth:
-                line, column = _mark(ev)
-                raise GraphError(
-                    "yaml-syntax",
-                    f"nesting deeper than {max_depth} levels",
-                    path=path,
-                    line=line,
-                    column=column,
-                    pointer=child,
-                )
+                raise _error_at(ev, "yaml-syntax", f"nesting deeper than {max_depth} levels", path, child)
             cur = new
             ptr = child
             is_map = c is MapStart
@@ -372,137 +375,31 @@ def _compose_yaml(text: str, path: str, marks: dict, loader) -> tuple[object, bo
             cur, ptr, is_map = pop()
             key = None
         elif c is Alias:
-            line, column = _mark(ev)
-            raise GraphError(
+            raise _error_at(
+                ev,
                 "yaml-alias",
                 f"aliases (*{ev.anchor}) are not supported; write the value out",
-                path=path,
-                line=line,
-                column=column,
-                pointer=kptr if is_map and key is not None else ptr,
+                path,
+                kptr if is_map and key is not None else ptr,
             )
         elif c is DocStart:
             docs += 1
             if docs > 1:
-                line, column = _mark(ev)
-                raise GraphError(
+                raise _error_at(
+                    ev,
                     "yaml-syntax",
-                    "the file holds more than one YAML document (a second '---'); "
-                    "a graph file is one document",
-                    path=path,
-                    line=line,
-                    column=column,
+                    "the file holds more than one YAML document (a second '---'); a graph file is one document",
+                    path,
                 )
         # StreamStart, StreamEnd, DocumentEnd: nothing to do
     return root, empty
-
-
-_REDO = object()  # a fast path's answer: "run the full parse, which will say what is wrong"
-
-
-def _load_yaml_plain(text: str, path: str):
-    """(data, {}, empty) or _REDO: `_compose_yaml`'s lean twin, without pointers or marks.
-
-    Same values (YAML 1.2 core scalars); anything the full composer refuses or treats
-    specially (anchors, aliases, tags, merge and duplicate keys, a second document, deep
-    nesting, a non-scalar key, an int too long to convert) sends the caller to it instead.
-    Syntax errors are reported as the full loader reports them.
-    """
-    try:
-        return _compose_yaml_plain(text, _YAML_LOADER)
-    except (yaml.YAMLError, UnicodeEncodeError):
-        return _REDO  # the full loader locates and words it
-
-
-def _compose_yaml_plain(text: str, loader):
-    Scalar = yaml.ScalarEvent
-    MapStart = yaml.MappingStartEvent
-    SeqStart = yaml.SequenceStartEvent
-    MapEnd = yaml.MappingEndEvent
-    SeqEnd = yaml.SequenceEndEvent
-    DocStart = yaml.DocumentStartEvent
-    Alias = yaml.AliasEvent
-    special = _SPECIAL
-    numstart = _NUMSTART
-    num_match = _NUM.fullmatch
-    number = _number
-    stack: list[tuple] = []
-    push = stack.append
-    pop = stack.pop
-    cur: dict | list | None = None
-    is_map = False
-    key: str | None = None
-    root: object = None
-    empty = True
-    docs = 0
-    for ev in yaml.parse(text, Loader=loader):
-        c = ev.__class__
-        if c is Scalar:
-            if ev.anchor is not None or ev.tag is not None:
-                return _REDO
-            v = ev.value
-            if is_map and key is None:
-                if v in cur or (v == "<<" and not ev.style):
-                    return _REDO
-                key = v
-                continue
-            if not ev.style:
-                if v in special:
-                    v = special[v]
-                elif v[0] in numstart:
-                    nm = num_match(v)
-                    if nm is not None:
-                        try:
-                            v = number(nm)
-                        except ValueError:
-                            return _REDO
-            if is_map:
-                cur[key] = v
-                key = None
-            elif cur is not None:
-                cur.append(v)
-            else:
-                root = v
-                empty = v is None and ev.value == "" and not ev.style
-        elif c is MapStart or c is SeqStart:
-            if ev.anchor is not None or ev.tag is not None:
-                return _REDO
-            new: dict | list = {} if c is MapStart else []
-            if is_map:
-                if key is None:
-                    return _REDO
-                cur[key] = new
-            elif cur is not None:
-                cur.append(new)
-            else:
-                root = new
-                empty = False
-            push((cur, is_map))
-            if len(stack) > MAX_DEPTH:
-                return _REDO
-            cur = new
-            is_map = c is MapStart
-            key = None
-        elif c is MapEnd or c is SeqEnd:
-            cur, is_map = pop()
-            key = None
-        elif c is Alias:
-            return _REDO
-        elif c is DocStart:
-            docs += 1
-            if docs > 1:
-                return _REDO
-    return root, {}, empty
 
 
 def _int_or_error(m: re.Match, ev, path: str, number) -> int | float:
     try:
         return number(m)
     except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
-        line, column = _mark(ev)
-        raise GraphError(
-            "yaml-syntax", "the integer has too many digits", path=path, line=line, column=column
-        ) from None
+        raise _error_at(ev, "yaml-syntax", "the integer has too many digits", path) from None
 
 
 def _tagged(ev, tag: str, path: str, pointer: str) -> object:
@@ -522,48 +419,20 @@ def _tagged(ev, tag: str, path: str, pointer: str) -> object:
             return _int_or_error(m, ev, path, _number)
         if tag == _FLOAT:
             return float(_int_or_error(m, ev, path, _number))
-    line, column = _mark(ev)
-    raise GraphError(
-        "yaml-syntax",
-        f"'{v}' is not a valid {_short_tag(tag)}",
-        path=path,
-        line=line,
-        column=column,
-        pointer=pointer,
-    )
+    raise _error_at(ev, "yaml-syntax", f"'{v}' is not a valid {_short_tag(tag)}", path, pointer)
 
 
 def _tag_error(ev, tag: str, path: str, pointer: str) -> GraphError:
-    line, column = _mark(ev)
+    """The error for an unsupported tag; `!!merge` (and a plain `<<` key) is a merge key."""
     if tag == _MERGE:
-        return GraphError(
-            "yaml-alias",
-            "merge keys (<<) are not supported; write the entries out",
-            path=path,
-            line=line,
-            column=column,
-            pointer=pointer,
-        )
-    return GraphError(
-        "yaml-syntax",
-        f"tags are not supported (found {_short_tag(tag)}); write the plain value",
-        path=path,
-        line=line,
-        column=column,
-        pointer=pointer,
+        return _error_at(ev, "yaml-alias", "merge keys (<<) are not supported; write the entries out", path, pointer)
+    return _error_at(
+        ev, "yaml-syntax", f"tags are not supported (found {_short_tag(tag)}); write the plain value", path, pointer
     )
 
 
 def _anchor_error(ev, path: str, pointer: str) -> GraphError:
-    line, column = _mark(ev)
-    return GraphError(
-        "yaml-alias",
-        f"anchors (&{ev.anchor}) are not supported; write the value out in full",
-        path=path,
-        line=line,
-        column=column,
-        pointer=pointer,
-    )
+    return _error_at(ev, "yaml-alias", f"anchors (&{ev.anchor}) are not supported; write the value out in full", path, pointer)
 
 
 # --------------------------------------------------------------------------------------
@@ -675,16 +544,7 @@ def _load_json(text: str, path: str) -> tuple[object, dict[str, tuple[int, int]]
                     )
                 child = f"{ptr}/{k}" if "/" not in k and "~" not in k else f"{ptr}/{_escape(k)}"
                 marks[child] = at(kpos)
-                if bracket is None:
-                    if s is not None:
-                        cur[k] = s if "\\" not in s else _unescape(text, m.start(3) - 1, path)
-                    elif num is not None:
-                        cur[k] = _json_number(num, text, m.start(4), path)
-                    else:
-                        cur[k] = literals[lit]
-                else:
-                    new: dict | list = {} if bracket == "{" else []
-                    cur[k] = new
+                sg = 3  # the group of the string value; the number's is next
             else:
                 m = arr_match(text, pos)
                 if m is None:
@@ -692,16 +552,20 @@ def _load_json(text: str, path: str) -> tuple[object, dict[str, tuple[int, int]]
                 _, s, num, lit, d, bracket = m.groups()
                 child = f"{ptr}/{len(cur)}"
                 marks[child] = at(m.start(1))
-                if bracket is None:
-                    if s is not None:
-                        cur.append(s if "\\" not in s else _unescape(text, m.start(2) - 1, path))
-                    elif num is not None:
-                        cur.append(_json_number(num, text, m.start(3), path))
-                    else:
-                        cur.append(literals[lit])
+                sg = 2
+            if bracket is None:
+                if s is not None:
+                    v = s if "\\" not in s else _unescape(text, m.start(sg) - 1, path)
+                elif num is not None:
+                    v = _json_number(num, text, m.start(sg + 1), path)
                 else:
-                    new = {} if bracket == "{" else []
-                    cur.append(new)
+                    v = literals[lit]
+            else:
+                v = new = {} if bracket == "{" else []
+            if is_obj:
+                cur[k] = v
+            else:
+                cur.append(v)
             pos = m.end()
             if bracket is not None:
                 push((cur, ptr, is_obj))
@@ -774,8 +638,7 @@ def _unescape(text: str, quote: int, path: str) -> str:
     try:
         return json.decoder.scanstring(text, quote + 1, True)[0]
     except json.JSONDecodeError as e:
-        line, column = _position(text, e.pos)
-        raise GraphError("json-syntax", e.msg, path=path, line=line, column=column) from None
+        raise _error_in(text, e.pos, "json-syntax", e.msg, path) from None
 
 
 def _json_number(raw: str, text: str, offset: int, path: str) -> int | float:
@@ -784,10 +647,7 @@ def _json_number(raw: str, text: str, offset: int, path: str) -> int | float:
     try:
         return int(raw)
     except ValueError:  # more digits than int() converts
-        line, column = _position(text, offset)
-        raise GraphError(
-            "json-syntax", "the integer has too many digits", path=path, line=line, column=column
-        ) from None
+        raise _error_in(text, offset, "json-syntax", "the integer has too many digits", path) from None
 
 
 _NON_JSON = re.compile(r"NaN|-?Infinity")
@@ -803,17 +663,10 @@ def _json_fail(text: str, pos: int, path: str):
         json.loads(text, parse_constant=_refuse_constant)
     except _NonJSONConstant as e:
         m = _NON_JSON.search(text, pos)
-        line, column = _position(text, m.start() if m else pos)
-        raise GraphError(
-            "json-syntax",
-            f"{e.args[0]} is not valid JSON; write numbers only",
-            path=path,
-            line=line,
-            column=column,
-        ) from None
+        offset = m.start() if m else pos
+        raise _error_in(text, offset, "json-syntax", f"{e.args[0]} is not valid JSON; write numbers only", path) from None
     except json.JSONDecodeError as e:
         raise GraphError("json-syntax", e.msg, path=path, line=e.lineno, column=e.colno) from None
     except (ValueError, RecursionError):
         pass
-    line, column = _position(text, pos)
-    raise GraphError("json-syntax", "invalid JSON", path=path, line=line, column=column)
+    raise _error_in(text, pos, "json-syntax", "invalid JSON", path)

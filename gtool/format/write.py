@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 
 import numpy as np
@@ -128,26 +129,46 @@ def dumps(graph: Graph, fmt: str = "yaml") -> str:
 
 
 def write_atomic(path: str, text: str | bytes) -> None:
-    """Write via a temporary file in the same folder and rename, so a reader never sees half a file."""
+    """Write via a temporary file in the same folder and rename, so a reader never sees half a file.
+
+    The file gets the mode an ordinary write would give (an existing file keeps its own; a new
+    one follows the umask), not the 0600 of the temporary file.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError("usage", f"cannot write {path}: no such folder {folder}")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gtool-", suffix=".tmp")
+    if os.path.isdir(path):
+        raise UsageError("usage", f"cannot write {path}: it is a directory")
     try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gtool-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode() if isinstance(text, str) else text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as e:
+        raise UsageError("usage", f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def refuse_input(path: str, protect: tuple[str, ...]) -> None:
+    """A UsageError if `path` is one of the input files (the same file under any name)."""
+    if any(os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path) for p in protect):
+        raise UsageError("usage", f"refusing to overwrite the input file {path}",
+                         hint="choose another -o path (or --in-place where the command offers it)")
 
 
 def save_graph(graph: Graph, path: str, *, protect: tuple[str, ...] = ()) -> None:
     """Write a graph file (format from the extension); refuses to overwrite a protected path."""
-    if any(os.path.exists(p) and os.path.exists(path) and os.path.samefile(p, path) for p in protect):
-        raise UsageError("usage", f"refusing to overwrite the input file {path}",
-                         hint="choose another -o path (or --in-place where the command offers it)")
+    refuse_input(path, protect)
     fmt = "json" if path.endswith(".json") else "yaml"
     if not path.endswith((".json", ".yaml", ".yml")):
         raise UsageError("usage", f"cannot tell the format of {path}: use .yaml, .yml or .json")

@@ -93,14 +93,22 @@ def _extreme_mask(b, node):
     return b("div", hit, b("sum", hit, axis=b.attrs(node)["axis"], keepdims=True))
 
 
-def _extreme_vjp(b, node, g):
-    return [b("mul", _extreme_mask(b, node), keep(b, node, g))]
+def _weighted_rules(weights):
+    """(vjp, jvp) of a reduction whose derivative weighs each entry of x by `weights(b, node)`
+    (shaped like x): the VJP is w * g broadcast back, the JVP the reduced sum of w * t."""
+
+    def vjp(b, node, g):
+        return [b("mul", weights(b, node), keep(b, node, g))]
+
+    def jvp(b, node, ts):
+        if ts[0] is None:
+            return None
+        return b("sum", b("mul", weights(b, node), ts[0]), **_axis_attrs(b, node))
+
+    return vjp, jvp
 
 
-def _extreme_jvp(b, node, ts):
-    if ts[0] is None:
-        return None
-    return b("sum", b("mul", _extreme_mask(b, node), ts[0]), **_axis_attrs(b, node))
+_extreme_vjp, _extreme_jvp = _weighted_rules(_extreme_mask)
 
 
 def log_sum_exp_parts(x, axis):
@@ -138,14 +146,7 @@ def _lse_weights(b, node):
     return b("exp", b("sub", node.inputs[0], keep(b, node, node.name)))
 
 
-def _logsumexp_vjp(b, node, g):
-    return [b("mul", _lse_weights(b, node), keep(b, node, g))]
-
-
-def _logsumexp_jvp(b, node, ts):
-    if ts[0] is None:
-        return None
-    return b("sum", b("mul", _lse_weights(b, node), ts[0]), **_axis_attrs(b, node))
+_logsumexp_vjp, _logsumexp_jvp = _weighted_rules(_lse_weights)
 
 
 def _np_reduce(fn):

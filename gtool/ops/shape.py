@@ -25,28 +25,11 @@ def _product(shape) -> Dim:
 
 
 def _divide(total: Dim, known: Dim) -> Dim | None:
-    """total / known when it is exact for every binding (known a single monomial), else None."""
-    if known.is_const:
-        k = known.value
-        if k <= 0:
-            return None
-        if total.is_const:
-            return Dim.const(total.value // k) if total.value % k == 0 else None
-        return total // k if all(c % k == 0 for _, c in total.terms) else None
-    if len(known.terms) != 1:
-        return total.exact_div(known)
-    (mono, c), = known.terms
-    terms = {}
-    for m, tc in total.terms:
-        rest = list(m)
-        for f in mono:
-            if f not in rest:
-                return None
-            rest.remove(f)
-        if tc % c:
-            return None
-        terms[tuple(rest)] = tc // c
-    return Dim(terms)
+    """total / known when it is exact for every binding (polynomial division), else None;
+    None too for a constant known <= 0, which no reshape target has."""
+    if known.is_const and known.value <= 0:
+        return None
+    return total.exact_div(known)
 
 
 def _shape_attr(value) -> tuple:

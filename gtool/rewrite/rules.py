@@ -757,43 +757,40 @@ class DeadNodes(Rule):
         return list(owners.values())
 
 
-class MulOne(Rule):
+class _ToX(Rule):
+    """Base of the algebraic identities whose right-hand side is the matched `x` itself."""
+
+    kind = "simplify"
+
+    def build(self, b, m):
+        return m["x"]
+
+
+class MulOne(_ToX):
     """x * 1 = x, x / 1 = x"""
 
     name = "mul_one"
-    kind = "simplify"
     roots = ("mul", "div")
     example = ("x * 1", "x")
     pattern = either(op("mul", X, Const(1)), op("div", X, Const(1)))
 
-    def build(self, b, m):
-        return m["x"]
 
-
-class AddZero(Rule):
+class AddZero(_ToX):
     """x + 0 = x, x - 0 = x"""
 
     name = "add_zero"
-    kind = "simplify"
     roots = ("add", "sub")
     example = ("x + 0", "x")
     pattern = either(op("add", X, Const(0)), op("sub", X, Const(0)))
 
-    def build(self, b, m):
-        return m["x"]
 
-
-class NegNeg(Rule):
+class NegNeg(_ToX):
     """-(-x) = x"""
 
     name = "neg_neg"
-    kind = "simplify"
     roots = ("neg",)
     example = ("-(-x)", "x")
     pattern = op("neg", op("neg", X))
-
-    def build(self, b, m):
-        return m["x"]
 
 
 class TransposeTranspose(Rule):
