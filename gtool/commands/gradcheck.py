@@ -14,7 +14,7 @@ from ..format.write import refuse_input, write_atomic
 from ..gradcheck import DEFAULTS, FORWARD_RTOL, FULL_LIMIT, Result, failure_details, failure_line, junit_xml
 from ..gradcheck import grad_check as check_graph
 from ..validate import expand_paths
-from .common import backend_option, data_options, format_option, load_graph, plugin_option
+from .common import backend_option, check_dim_names, data_options, format_option, load_graph, plugin_option
 
 _D64, _D32 = DEFAULTS["float64"], DEFAULTS["float32"]
 
@@ -64,16 +64,25 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
     if junit:
         refuse_input(junit, tuple(files))
     targets = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
-    bar = _Progress(enabled=sys.stderr.isatty())
-    results: list[Result] = []
+    loaded: list[tuple[str, object]] = []  # (path, Graph, or the failed Result of an invalid file), in order
     for path in files:
         try:
-            graph = load_graph(path, data["dims"], check_dims=len(files) == 1)
+            loaded.append((path, load_graph(path, data["dims"], check_dims=False)))
         except UsageError:
             raise
         except GraphError as e:
-            results.append(Result(path, None, False, mode="invalid", message=e.diagnostic.message,
-                                  diagnostics=list(e.diagnostics)))
+            loaded.append((path, Result(path, None, False, mode="invalid", message=e.diagnostic.message,
+                                        diagnostics=list(e.diagnostics))))
+    graphs = [g for _, g in loaded if not isinstance(g, Result)]
+    if len(graphs) == len(files):  # with every file loaded, a name that none of them has is a typo
+        check_dim_names(graphs, data["dims"])
+        if len(files) > 1:  # one file: the run names a wrong data name itself
+            _check_data_names(graphs, data["inputs"])
+    bar = _Progress(enabled=sys.stderr.isatty())
+    results: list[Result] = []
+    for path, graph in loaded:
+        if isinstance(graph, Result):
+            results.append(graph)
             continue
         given = data["inputs"]
         if len(files) > 1:  # data names that a file does not have belong to another file
@@ -105,6 +114,18 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
                    f"{len(results) - bad} passed, {bad} failed" + (f" ({kinks} entries at a kink accepted)" if kinks else ""),
                    err=True)
     sys.exit(EXIT_OK if passed else EXIT_FAILED)
+
+
+def _check_data_names(graphs, given: dict) -> None:
+    """Data is handed to the files that have its name; a name no file has would be dropped silently."""
+    from ..errors import did_you_mean
+
+    known = set().union(*(g.tensors for g in graphs))
+    for name in given:
+        if name not in known:
+            near = did_you_mean(name, known)
+            raise UsageError("unknown-name", f"data given for '{name}', which no graph checked has",
+                             hint=f"did you mean '{near}'?" if near else None)
 
 
 def _text(results: list[Result], dtype: str, against: str, order: int) -> str:

@@ -280,12 +280,17 @@ class Builder:
         n = len(node.inputs)
         if (op.arity is None and n < 1) or (op.arity is not None and n != op.arity):
             want = "at least 1" if op.arity is None else str(op.arity)
-            self.error("arity", f"{node.op} takes {want} input(s), got {n}", ptr, owner, op=node.op)
+            hint = None
+            if node.op in ("max", "min") and n == 2:  # numpy's max(a, b) habit
+                hint = f"{node.op} reduces one input; the elementwise {node.op} of two is {node.op}imum(a, b)"
+            elif op.arity is not None and n > op.arity and op.attrs:
+                hint = f"attrs are passed by name: {node.op}(x, {next(iter(op.attrs))}=...)"
+            self.error("arity", f"{node.op} takes {want} input(s), got {n}", ptr, owner, op=node.op, hint=hint)
             return False
         for key, value in node.attrs.items():
             spec = op.attrs.get(key)
             if spec is None:
-                near = did_you_mean(key, op.attrs)
+                near = _ATTR_ALIASES.get(key) if _ATTR_ALIASES.get(key) in op.attrs else did_you_mean(key, op.attrs)
                 allowed = ", ".join(op.attrs) or "none"
                 self.error("bad-attr", f"{node.op} has no attr '{key}' (its attrs: {allowed})",
                            ptr + (f"/attrs/{key}" if explicit else ""), owner, op=node.op,
@@ -388,6 +393,9 @@ def _escape(key) -> str:
 
 def _pointer(path) -> str:
     return "".join("/" + _escape(p) for p in path)
+
+
+_ATTR_ALIASES = {"dim": "axis", "axes": "axis", "keepdim": "keepdims"}  # the PyTorch and ONNX spellings
 
 
 def _describe(value) -> str:

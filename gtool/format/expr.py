@@ -320,6 +320,8 @@ class _Parser:
         if isinstance(node, ast.List):
             raise self.at(node, "lists are only allowed as attr values (k=[1, 2])")
         detail = _REFUSED.get(type(node), f"{type(node).__name__} is not supported")
+        if isinstance(node, ast.Attribute) and node.attr in ("T", "mT"):  # numpy's x.T
+            detail += "; write transpose(x) (or transpose(x, perm=[...]))"
         raise self.at(node, detail)
 
     def call(self, node: ast.Call, root: bool) -> str | None:
