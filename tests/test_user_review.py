@@ -484,3 +484,32 @@ def test_habits_from_numpy_and_pytorch_get_a_useful_hint(capsys, tmp_path, expr,
     g.write_text(f"gtool: 1\ninputs:\n  x: [2, 3]\nnodes:\n  y: {expr}\noutputs: [y]\n")
     status, out, err = cli(capsys, "validate", g)
     assert status == 1 and hint in out, out
+
+
+def test_grad_check_on_a_folder_records_a_forward_only_graph_as_a_failed_file(tmp_path):
+    """In a folder, a graph with nothing to differentiate fails that file (exit 1), not the run (exit 2)."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy("graphs/fanout.yaml", tmp_path / "fanout.yaml")
+    (tmp_path / "fwd.yaml").write_text(
+        "gtool: 1\ninputs:\n  x: {shape: [3], value: [1.0, 2.0, 3.0]}\nnodes:\n  y: x * 2\noutputs: [y]\n")
+    r = subprocess.run([sys.executable, "-m", "gtool", "grad-check", str(tmp_path), "--format", "json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    by_path = {}
+    for res in doc["results"]:
+        by_path.setdefault(res["path"].rsplit("/", 1)[-1], []).append(res["passed"])
+    assert by_path["fanout.yaml"] == [True, True]
+    assert by_path["fwd.yaml"] == [False]
+
+
+def test_a_huge_or_endless_file_is_refused_not_read_forever(monkeypatch):
+    from gtool.errors import UsageError
+    from gtool.format import source
+
+    monkeypatch.setattr(source, "MAX_FILE_BYTES", 4096)
+    with pytest.raises(UsageError, match="larger than"):
+        source.load_file("/dev/zero")

@@ -93,8 +93,12 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
                                   order=order, rtol=rtol, atol=atol, eps=eps, dtype=dtype, strict=strict,
                                   full_limit=full_limit, seed=data["seed"], dims=data["dims"], backend=backend,
                                   progress=bar)
-        except UsageError:
-            raise
+        except UsageError as e:
+            if len(files) == 1 or e.code not in ("non-scalar-loss", "dtype-mismatch"):
+                raise
+            # in a folder, a graph with nothing to differentiate is that file's failure, not a misuse
+            results.append(Result(path, None, False, mode="error", message=e.diagnostic.message,
+                                  diagnostics=list(e.diagnostics)))
         except GraphError as e:  # the graph failed to run on the check's data
             results.append(Result(path, None, False, mode="error", message=e.diagnostic.message,
                                   diagnostics=list(e.diagnostics)))

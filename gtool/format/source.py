@@ -36,6 +36,9 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 _EMPTY_MESSAGE = "the file is empty; a graph file is a mapping"
 
 
+MAX_FILE_BYTES = 512 << 20
+
+
 def load_file(path: str, *, marks: bool = True) -> tuple[object, dict[str, tuple[int, int]]]:
     """Read `path` (bytes, so the UTF-8 check is ours) and load it as `load_document` does.
 
@@ -43,13 +46,16 @@ def load_file(path: str, *, marks: bool = True) -> tuple[object, dict[str, tuple
     """
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)  # a cap, so /dev/zero or a huge file cannot eat the memory
     except FileNotFoundError:
         raise UsageError("usage", f"no such file: {path}", path=path) from None
     except IsADirectoryError:
         raise UsageError("usage", f"{path} is a directory, not a graph file", path=path) from None
     except OSError as e:
         raise UsageError("usage", f"cannot read {path}: {e.strerror or e}", path=path) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError("usage", f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB; gtool reads graph and data "
+                         "files up to that size (use .npz for big data)", path=path)
     return load_document(data, path, marks=marks)
 
 
