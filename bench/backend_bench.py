@@ -30,18 +30,13 @@ from timing import time_median  # noqa: E402
 
 def measure_one(name, text, make_data, by_hand, repeat: int, backends) -> dict:
     import numpy as np
+    from workloads import prepare
 
     import gtool
     from gtool import api, interp
     from gtool.backends import get_backend
 
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(text)
-    graph = gtool.load(f.name)
-    os.unlink(f.name)
-    data = make_data(np.random.default_rng(0))
-    wrt = [n for n in graph.tensors if graph.tensors[n].kind == "param"] or [
-        n for n in graph.tensors if graph.tensors[n].kind == "input" and graph.tensors[n].dtype.startswith("float")]
+    graph, data, wrt = prepare(text, make_data)
     ref_loss, ref_grads = by_hand(**data)
     row = {"workload": name}
     gg = api.grad(graph, wrt)

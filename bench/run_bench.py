@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -26,16 +25,11 @@ from timing import peak_bytes, time_median  # noqa: E402
 
 def measure_one(name: str, text: str, make_data, by_hand, repeat: int) -> dict:
     import numpy as np
+    from workloads import prepare
 
     import gtool
 
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(text)
-    graph = gtool.load(f.name)
-    os.unlink(f.name)
-    data = make_data(np.random.default_rng(0))
-    wrt = [n for n in graph.tensors if graph.tensors[n].kind == "param"] or [
-        n for n in graph.tensors if graph.tensors[n].kind == "input" and graph.tensors[n].dtype.startswith("float")]
+    graph, data, wrt = prepare(text, make_data)
     loss, grads = gtool.value_and_grad(graph, data, wrt=wrt)
     ref_loss, ref_grads = by_hand(**data)
     err = max(float(np.max(np.abs(grads[k] - ref_grads[k])) / (np.max(np.abs(ref_grads[k])) + 1e-30)) for k in wrt)

@@ -164,3 +164,23 @@ WORKLOADS = {
     "elementwise_1M": (ELEMENTWISE_YAML, elementwise_data, elementwise_numpy),
     "chain_2000": (chain_yaml(), chain_data, chain_numpy),
 }
+
+
+def prepare(text: str, make_data):
+    """(graph, data, wrt) for a workload: its graph loaded from text, seeded data, and the
+    targets (the params, else the float inputs), as every benchmark measures them."""
+    import os
+    import tempfile
+
+    import gtool
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        graph = gtool.load(f.name)
+    finally:
+        os.unlink(f.name)
+    data = make_data(np.random.default_rng(0))
+    t = graph.tensors
+    wrt = [n for n in t if t[n].kind == "param"] or [n for n in t if t[n].kind == "input" and t[n].dtype.startswith("float")]
+    return graph, data, wrt
