@@ -229,9 +229,15 @@ def _check_finite(graph: Graph, name: str, value, op: str | None, args: list) ->
         if a.dtype.kind in "fiu" and a.size:
             ranges.append(f"[{np.nanmin(a):.4g}, {np.nanmax(a):.4g}]")
     what = f"produced {bad}" if op else f"holds {bad} in its data"
-    message = f"'{name}' {what}" + (f"; its inputs range over {', '.join(ranges)}" if ranges else "")
+    subject, node = f"'{name}'", graph.owner(name)
+    if name.startswith("__bwd_"):  # a backward node: say whose backward it belongs to
+        forward = name[len("__bwd_"):].rsplit("_", 1)[0]
+        if forward in graph:
+            node = graph.owner(forward)
+            subject = f"the backward of '{node}' (its step '{name}')"
+    message = f"{subject} {what}" + (f"; its inputs range over {', '.join(ranges)}" if ranges else "")
     loc = graph.loc(name)
-    raise GraphError("non-finite", message, node=graph.owner(name), op=op, **loc.where(),
+    raise GraphError("non-finite", message, node=node, op=op, **loc.where(),
                      hint="look for exp overflow, log of <= 0 or 0/0; `gtool lint` may name a stable rewrite")
 
 

@@ -513,3 +513,12 @@ def test_a_huge_or_endless_file_is_refused_not_read_forever(monkeypatch):
     monkeypatch.setattr(source, "MAX_FILE_BYTES", 4096)
     with pytest.raises(UsageError, match="larger than"):
         source.load_file("/dev/zero")
+
+
+def test_check_numerics_in_the_backward_pass_names_the_forward_node(capsys, tmp_path):
+    g = tmp_path / "g.yaml"
+    g.write_text("gtool: 1\ninputs:\n  x: {shape: [2], value: [0.0, 1.0]}\nnodes:\n  r: sqrt(x)\n  L: sum(r)\n"
+                 "outputs: [L]\nloss: L\n")
+    status, out, err = cli(capsys, "grad", g, "--check-numerics")
+    assert status == 1
+    assert "node 'r'" in err and "the backward of 'r'" in err and ":5:" in err, err
