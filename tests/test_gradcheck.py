@@ -377,3 +377,16 @@ def test_non_finite_loss_fails_cleanly(load_text):
                   "outputs: [L]\nloss: L\n")
     r, = gtool.grad_check(g)
     assert not r.passed and "nan" in r.message
+
+
+def test_an_infinite_derivative_is_reported_as_a_singular_point_not_a_wrong_rule(tmp_path):
+    import gtool
+    from gtool.gradcheck import grad_check
+
+    p = tmp_path / "sq0.yaml"
+    p.write_text("gtool: 1\ninputs:\n  x: {shape: [2], value: [0.0, 1.0]}\nnodes:\n  L: sum(sqrt(x))\n"
+                 "outputs: [L]\nloss: L\n")
+    (res,) = grad_check(gtool.load(p))
+    assert not res.passed
+    assert "infinite at element [0]" in res.message
+    assert res.culprit is None

@@ -145,7 +145,12 @@ def analytic_gradient(prob: _Problem, x: str, res: Result) -> np.ndarray | None:
         res.message = f"the loss is {prob.f0} at these inputs: nothing to compare"
         return None
     if not np.all(np.isfinite(a)):
-        res.message = f"the gradient of '{x}' holds NaN or Inf"
+        bad = [int(i) for i in np.argwhere(~np.isfinite(a))[0]]
+        if np.isnan(a).any():
+            res.message = f"the gradient of '{x}' holds NaN (first at element {bad})"
+        else:
+            res.message = (f"the gradient of '{x}' is infinite at element {bad}: the loss is not differentiable "
+                           "there (e.g. sqrt or log at 0); choose inputs away from it")
         return None
     return a
 
