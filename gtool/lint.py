@@ -2,7 +2,8 @@
 
 Two passes over a graph:
 
-1. Patterns. Every stability rule of `gtool.rewrite` is matched (not applied) at every node;
+1. Patterns. Every stability rule of `gtool.rewrite` is matched (not applied) at every node
+   over a read-only `GraphView` (lint imports the rules and the matcher, never the engine);
    each match is an `error` naming the rule that fixes it and the concrete risk at the
    node's dtype (exp overflows above ~88.7 in float32 and ~709.8 in float64, ...).
 2. Hazards. Intervals are propagated through the graph in topological order (declared
@@ -27,8 +28,9 @@ from .errors import Diagnostic, GraphError
 from .intervals import UNKNOWN, Info, Interval, call_rule
 from .ir import Graph
 from .ops.registry import get_op
-from .rewrite.engine import Workspace
-from .rewrite.rules import EXP_MAX, STABILITY
+from .rewrite.base import EXP_MAX
+from .rewrite.pattern import GraphView
+from .rewrite.stability import STABILITY
 from .validate import check_file
 
 SEVERITY_RANK = {"warning": 1, "error": 2}
@@ -192,13 +194,13 @@ def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
     report = LintReport(path)
     types = types_of(graph)
     bound = bounds(graph)
-    ws = Workspace(graph)
+    view = GraphView(graph)
     covered: set[str] = set()
     for node in graph.nodes.values():
         for rule in STABILITY:
             if node.op not in rule.roots:
                 continue
-            m = rule.match(ws, node)
+            m = rule.match(view, node)
             if m is None:
                 continue
             covered.update(m.interior)
