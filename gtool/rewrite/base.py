@@ -99,12 +99,18 @@ def broadcast_axis(ws, node: Node) -> int | None:
 
 
 def shifted(ws, name: str) -> bool:
-    """x - m with m a max or a stop_gradient: already max-shifted (e.g. by `--expand`)."""
+    """x - m with m = max(x) (possibly inside stop_gradient, and where(finite, m, 0) as
+    `--expand` writes it): already max-shifted, so exp cannot overflow. A shift by anything
+    else (min(x), the max of another tensor) leaves the exp unstable: not shifted."""
     node = ws.nodes.get(name)
     if node is None or node.op != "sub":
         return False
     m = ws.nodes.get(node.inputs[1])
-    return m is not None and m.op in ("stop_gradient", "max")
+    if m is not None and m.op == "stop_gradient":
+        m = ws.nodes.get(m.inputs[0])
+    if m is not None and m.op == "where":
+        m = ws.nodes.get(m.inputs[1])
+    return m is not None and m.op == "max" and m.inputs[0] == node.inputs[0]
 
 
 def axis_of(ws, node: Node) -> int:
