@@ -106,9 +106,30 @@ def bounds(graph: Graph) -> dict[str, Bound]:
             out[name] = Bound(UNKNOWN, sources | {f"<{node.op}>"})
             continue
         info = Info(types[name].dtype, tuple(_shape(types[i]) for i in node.inputs))
-        interval = call_rule(op.interval, [b.interval for b in ins], op.full_attrs(node.attrs), info)
+        interval = rule_interval(op.interval, [b.interval for b in ins], op.full_attrs(node.attrs), info)
         out[name] = Bound(_refine(graph, node, interval), sources)
     return out
+
+
+def rule_interval(rule, bounds: list[Interval], attrs: dict, info: Info) -> Interval:
+    """An op's interval rule, with the ends rounded outward to the result's dtype.
+
+    Rules compute their ends in float64; a float32 op rounds (or overflows) in float32, so
+    its value can lie a float32 rounding outside the float64 ends (a product of 2.6e38 and 2
+    is inf in float32, not 5.2e38). Rounding lo down and hi up to float32 (past its largest
+    value: to -inf / inf) keeps the interval sound; float64 ends are the op's own roundings.
+    """
+    lo, hi = call_rule(rule, bounds, attrs, info)
+    if info.dtype in ("float32", "float16"):
+        dt = np.dtype(info.dtype).type
+        with np.errstate(over="ignore"):
+            lo32, hi32 = dt(lo), dt(hi)
+        if float(lo32) > lo:
+            lo32 = np.nextafter(lo32, dt(-np.inf))
+        if float(hi32) < hi:
+            hi32 = np.nextafter(hi32, dt(np.inf))
+        lo, hi = float(lo32), float(hi32)
+    return lo, hi
 
 
 def _max_of(graph: Graph, name: str, x: str):
