@@ -488,3 +488,12 @@ def test_float32_checks_see_five_percent_not_five_hundredths(load_text):
     assert not r.passed
     r, = gtool.grad_check(_near(load_text, 5e-4, "cube_near32"), {"x": X_NEAR}, dtype="float32")
     assert r.passed
+
+
+def test_order_two_refines_strong_curvature_and_passes(load_text):
+    """Order 2 on sin(300 x): the gradient's one-sided differences disagree by curvature,
+    which sends every direction through the refinement at a quarter of the step; the refined
+    difference must still match H d (a refinement at a wrong step would not)."""
+    g = load_text("gtool: 1\ninputs:\n  x: [3]\nnodes:\n  L: sum(sin(300 * x))\noutputs: [L]\nloss: L\n")
+    r, = gtool.grad_check(g, {"x": np.array([0.31, -0.52, 0.77])}, order=2)
+    assert r.passed and r.max_rel_error < 1e-5 and r.kinks == 0, r.to_json()
