@@ -143,7 +143,9 @@ CASES: dict[str, dict[str, list[str]]] = {
     },
     "cross_entropy": {
         "match": ["y: -sum(onehot * log_softmax(s))", "y: -mean(sum(one_hot(t, depth=4) * log_softmax(s), axis=-1))",
-                  "y: -sum(take_along_axis(log_softmax(s), expand_dims(t, axis=-1), axis=-1))"],
+                  "y: -sum(take_along_axis(log_softmax(s), expand_dims(t, axis=-1), axis=-1))",
+                  # reduction of the negated pick: one fused op with reduction 'mean', not a per-row one
+                  ("y: mean(-take_along_axis(log_softmax(s), expand_dims(t, axis=-1), axis=-1))", "cross_entropy")],
         "miss": ["y: -sum(smooth * log_softmax(s))",  # label smoothing: not one-hot
                  "y: -sum(twohot * log_softmax(s))",
                  "y: sum(onehot * log_softmax(s))",  # no minus: the log-likelihood, not the loss
@@ -218,8 +220,9 @@ def test_every_rule_has_near_misses():
 
 
 def _params(kind: str):
-    return [pytest.param(name, text, id=f"{name}-{i}") for name, case in CASES.items()
-            for i, text in enumerate(case[kind])]
+    """(rule, text, op y must have afterwards or None); a case is a text or (text, op)."""
+    return [pytest.param(name, *(text if isinstance(text, tuple) else (text, None)), id=f"{name}-{i}")
+            for name, case in CASES.items() for i, text in enumerate(case[kind])]
 
 
 def _feed(g: gtool.Graph, seed: int) -> dict:
@@ -233,11 +236,12 @@ def _feed(g: gtool.Graph, seed: int) -> dict:
     return feed
 
 
-@pytest.mark.parametrize(("name", "text"), _params("match"))
-def test_rule_fires_and_preserves_values(load_text, name, text):
+@pytest.mark.parametrize(("name", "text", "root_op"), _params("match"))
+def test_rule_fires_and_preserves_values(load_text, name, text, root_op):
     g = graph(load_text, text)
     r = rewrite(g, [RULE_BY_NAME[name]])
     assert name in {a.rule for a in r.applied}, text
+    assert root_op is None or r.graph.nodes["y"].op == root_op, r.graph.nodes["y"]
     for seed in range(3):
         feed = _feed(g, seed)
         with np.errstate(all="ignore"):
@@ -247,8 +251,8 @@ def test_rule_fires_and_preserves_values(load_text, name, text):
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-300)
 
 
-@pytest.mark.parametrize(("name", "text"), _params("miss"))
-def test_rule_does_not_fire_on_a_near_miss(load_text, name, text):
+@pytest.mark.parametrize(("name", "text", "_"), _params("miss"))
+def test_rule_does_not_fire_on_a_near_miss(load_text, name, text, _):
     g = graph(load_text, text)
     rule = RULE_BY_NAME[name]
     r = rewrite(g, [rule])
