@@ -14,7 +14,8 @@ places (two of them in numba code generation, which mutmut cannot reach inside f
 Operators, applied one at a time to the functions of the target modules: arithmetic swap
 (+ <-> -, * <-> /, ** -> *), comparison flip (< <-> >=, > <-> <=, == <-> !=, in <-> not in,
 is <-> is not), constant tweak (int n -> n + 1, float c -> 10 c, 0.0 -> 1.0), drop-negation
-(-x -> x, not x -> x) and return-None. Sites inside docstrings, f-strings, type annotations
+(-x -> x, not x -> x) and return-None (not for `return None/False/0`, where it is all but
+equivalent). Sites inside docstrings, f-strings, type annotations
 and `raise` statements are skipped (they change messages, not results).
 
 Each mutant is run in a scratch copy of the repository (`python -m pytest -x` puts the copy
@@ -143,7 +144,7 @@ def _kind(node: ast.AST) -> tuple[str, str] | None:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
         return "negation", f"drop {type(node.op).__name__}"
     if isinstance(node, ast.Return) and node.value is not None and not (
-            isinstance(node.value, ast.Constant) and node.value.value is None):
+            isinstance(node.value, ast.Constant) and not node.value.value):  # None, False, 0: ~equivalent
         return "return", "-> return None"
     return None
 
