@@ -270,6 +270,8 @@ def test_a_failing_rule_gives_unknown_not_an_error():
 
     assert call_rule(broken, [(0.0, 1.0)], {}, Info()) == (-INF, INF)
     assert call_rule(lambda b, a: (2.0, 1.0), [(0.0, 1.0)], {}, Info()) == (1.0, 2.0)  # two-argument form, ends sorted
+    assert call_rule(lambda b, a: (math.nan, 1.0), [(0.0, 1.0)], {}, Info()) == (-INF, 1.0)  # a NaN end: open
+    assert call_rule(lambda b, a: (0.0, math.nan), [(0.0, 1.0)], {}, Info()) == (0.0, INF)
 
 
 @pytest.mark.xfail(strict=True, reason="div rule: a divisor interval ending at 0 holds -0.0 (gap known, see above)")
