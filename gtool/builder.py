@@ -88,6 +88,10 @@ class GraphBuilder:
     def attrs(self, node: Node) -> dict:
         return get_op(node.op).full_attrs(node.attrs)
 
+    def shape_of(self, name: str) -> tuple:
+        """A value's shape with every dim resolved as far as the graph's bindings allow."""
+        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
+
     def _same_shape(self, a: str, b: str) -> bool:
         sa, sb = self.types[a].shape, self.types[b].shape
         return len(sa) == len(sb) and all(self.ctx.resolve(x) == self.ctx.resolve(y) for x, y in zip(sa, sb))

@@ -89,9 +89,6 @@ class Workspace(GraphBuilder):
         return (ta.dtype == tb.dtype and ta.weak == tb.weak and ta.rank == tb.rank
                 and all(self.ctx.resolve(x) == self.ctx.resolve(y) for x, y in zip(ta.shape, tb.shape)))
 
-    def shape_of(self, name: str) -> tuple:
-        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
-
     # building -----------------------------------------------------------------------------
     def const(self, value: float) -> str:
         key = (float(value),)
