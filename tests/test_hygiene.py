@@ -3,6 +3,7 @@ skip for a missing optional dependency in CI, numba's cache kept out of the user
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import settings
 CONFTEST = (Path(__file__).parent / "conftest.py").read_text()
 
 INNER = """
+import ast
 import os
 import pytest
 
@@ -91,3 +93,55 @@ def test_hypothesis_runs_the_derandomized_profile_unless_asked_for_dev():
     assert not settings.get_profile("dev").derandomize
     current = os.environ.get("HYPOTHESIS_PROFILE") or "ci"
     assert settings().derandomize == settings.get_profile(current).derandomize
+
+
+# assertions that cannot fail, and clocks ----------------------------------------------------------
+
+CLOCKS = {"perf_counter", "time", "monotonic", "process_time", "perf_counter_ns", "monotonic_ns", "time_ns"}
+
+
+def _truthy(e: ast.expr) -> bool:
+    return isinstance(e, ast.Constant) and bool(e.value)
+
+
+def _vacuous(e: ast.expr) -> str | None:
+    """Why the truth value `e` (an assert's test) holds whatever the code does, if it does."""
+    if isinstance(e, ast.BoolOp):
+        if isinstance(e.op, ast.Or) and any(_truthy(v) for v in e.values):
+            return "`or <true constant>`"
+        return next((r for r in map(_vacuous, e.values) if r), None)
+    if isinstance(e, ast.IfExp):
+        if _truthy(e.body) or _truthy(e.orelse):
+            return "a branch that is a true constant"
+        return _vacuous(e.body) or _vacuous(e.orelse)
+    return None
+
+
+def weak_asserts(source: str) -> list[str]:
+    """Asserts that hold whatever the code does (`x or True`, `a if c else True`) and asserts
+    on a clock (a timing limit fails on a busy machine and passes a slow regression)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Assert):
+            continue
+        why = _vacuous(node.test)
+        if why:
+            found.append(f"line {node.lineno}: {why}")
+        for sub in ast.walk(node.test):
+            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) and sub.func.attr in CLOCKS \
+                    and isinstance(sub.func.value, ast.Name) and sub.func.value.id == "time":
+                found.append(f"line {node.lineno}: a clock")
+    return found
+
+
+def test_the_weak_assert_check_catches_the_near_misses():
+    src = ("assert a == b or True\nassert f(x) == x if x >= 0 else True\nassert time.perf_counter() - t0 < 1\n"
+           "assert a or b\nassert not a or b in c\nassert x if y else z\nassert n == (2 if c else 1)\n")
+    assert weak_asserts(src) == ["line 1: `or <true constant>`", "line 2: a branch that is a true constant", "line 3: a clock"]
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.glob("*.py")), ids=lambda p: p.name)
+def test_no_assertion_that_cannot_fail_and_no_clock(path):
+    if path.name == "test_hygiene.py":  # holds the near misses above as text only
+        return
+    assert weak_asserts(path.read_text()) == []
