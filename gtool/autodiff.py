@@ -20,6 +20,7 @@ from .ops.registry import get_op
 from .shapes import Inference
 from .validate import inference_of, types_of, with_inference
 
+# GraphBuilder lives in gtool.builder; the name stays importable from here for older plugins.
 __all__ = ["Gradient", "GraphBuilder", "check_targets", "default_wrt", "grad", "grad_name", "jvp", "tangent_name"]
 
 
@@ -27,12 +28,14 @@ __all__ = ["Gradient", "GraphBuilder", "check_targets", "default_wrt", "grad", "
 class Gradient:
     """What `grad` returns: the gradient graph, and what its names mean.
 
-    `outputs` maps each target to the output of `graph` holding its gradient (the loss's value
-    is the output `loss`). `contributions` maps each differentiated value to the
-    (consumer, node) pairs whose sum is its gradient (consumer "" is the seed of the loss);
-    `total` maps each value to the node holding its whole gradient; `sums` maps each value that
-    fans out to the last `add` of the chain that sums its contributions. `explain`, `render` and
-    grad-check's localisation read these instead of parsing names.
+    `source` is the forward graph differentiated (the part the loss needs). `outputs` maps each
+    target to the output of `graph` holding its gradient (usually `__grad_<x>`, but not when
+    that name is taken, e.g. in a second derivative); the loss's value is the output `loss`.
+    `contributions` maps each differentiated value to the (consumer, node) pairs whose sum is
+    its gradient (consumer "" is the seed of the loss); `total` maps each value to the node
+    holding its whole gradient; `sums` maps each value that fans out to the last `add` of the
+    chain that sums its contributions. `explain`, `render` and grad-check's localisation read
+    these instead of parsing names.
     """
 
     graph: Graph
