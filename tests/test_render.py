@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import gtool
+from gtool import api
 from gtool import render
 from gtool.cli import main
 from gtool.dims import format_shape
@@ -162,7 +163,7 @@ def test_shorthand_parts_are_clustered_with_their_owner():
 
 def test_values_and_gradients_are_shown():
     graph = gtool.load(ROOT / "graphs/fanout.yaml")
-    dot = render.to_dot(graph, values=render.evaluate(graph), grads=render.gradients(graph))
+    dot = render.to_dot(graph, values=api.all_values(graph), grads=api.all_grads(graph))
     boxes = nodes_of(dot)
     assert "= 3<" in boxes["u"] and "dL/du = 8<" in boxes["u"]
     assert "= 2<" in boxes["y"] and "dL/dy = 11<" in boxes["y"]
@@ -180,7 +181,7 @@ def test_tensor_values_show_min_mean_max(capsys):
 
 def test_grads_of_every_node_match_finite_differences():
     graph = gtool.load(ROOT / "graphs/sin_chain.yaml")
-    grads = render.gradients(graph)
+    grads = api.all_grads(graph)
     x, y = 0.5, 2.0
     assert grads["x"] == pytest.approx(y * np.cos(x * y))
     assert grads["u"] == pytest.approx(np.cos(x * y))  # an intermediate: dz/du
@@ -366,7 +367,7 @@ def test_names_that_are_dot_keywords(load_text, tmp_path):
 
 def test_a_gradient_that_is_inf_while_values_are_finite(load_text):
     graph = load_text("gtool: 1\ninputs: {x: {shape: [], value: 0.0}}\nnodes:\n  r: sqrt(x)\n  L: 3 * r\noutputs: [L]\n")
-    dot = render.to_dot(graph, values=render.evaluate(graph), grads=render.gradients(graph))
+    dot = render.to_dot(graph, values=api.all_values(graph), grads=api.all_grads(graph))
     boxes = nodes_of(dot)
     assert "color=red" in boxes["x"] and "color=red" not in boxes["r"]
     assert "first non-finite: 'x' gradient is Inf" in dot
