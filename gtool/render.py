@@ -196,7 +196,7 @@ def _arrows(graph: Graph, drawn: list[str], types, fanout=frozenset(), kind_of=N
 _BWD = re.compile(r"^__bwd_(.+)_\d+$")
 
 
-def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, str]]:
+def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, tuple[str, bool]]]:
     """What each backward node means: `dL/dv` (a total) or `dL/dv via c` (one contribution),
     user names first; and the `add` nodes that sum the contributions at a fan-out."""
     loss, order = info["loss"], {n: k for k, n in enumerate(graph.names())}
@@ -206,7 +206,7 @@ def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, st
             totals.setdefault(n, []).append(v)
     roles = {n: [f"d{loss}/d{v}" for v in sorted(vs, key=lambda v: (v.startswith("__"), order.get(v, 0)))]
              for n, vs in totals.items()}
-    accumulate: dict[str, str] = {}
+    accumulate: dict[str, tuple[str, bool]] = {}  # add node -> (the value, a partial sum?)
     for v, parts in info["contributions"].items():
         for consumer, c in parts:
             if consumer and c not in totals:
@@ -216,7 +216,7 @@ def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, st
             for k in range(len(parts) - 1):
                 if n in names or n not in info.get("nodes", {n: 0}):
                     break
-                accumulate[n] = v if k == 0 else f"{v} (partial)"
+                accumulate[n] = (v, k > 0)
                 n = info["nodes"][n].inputs[0]
     return roles, accumulate
 
@@ -259,7 +259,8 @@ def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: st
             if name in wrt_out:
                 kind, head = "gradient", f"{sigma}d{loss}/d{wrt_out[name]}"
             elif name in accumulate:
-                kind, head = "accumulate", f"Σ d{loss}/d{accumulate[name]}"
+                v, partial = accumulate[name]
+                kind, head = "accumulate", f"Σ d{loss}/d{v}" + (" (partial)" if partial else "")
             else:
                 kind, head = "backward", role[0] if role else op_text(gg, node)
             box = Box(name, head, kind, tag=name, op=node.op)
@@ -267,7 +268,7 @@ def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: st
             if op_line != head:
                 box.lines.append((op_line, "#000000"))
             if sigma:
-                n_parts = len(info["contributions"][accumulate[name].split(" ")[0]])
+                n_parts = len(info["contributions"][accumulate[name][0]])
                 box.lines.append((f"sum of {n_parts} contributions (fan-out)", COLOR["fanout"]))
             bare = head.removeprefix("Σ ")
             rest = [r for r in role if r != bare and not bare.startswith(r + " ")]
@@ -425,9 +426,10 @@ def owners(graph: Graph) -> dict[str, str]:
 
 def to_dot(graph: Graph, *, values=None, grads=None, saved: bool = True, backward: bool = False, wrt=None,
            of: str | None = None, rankdir: str = "TB", legend: bool = True, max_nodes: int | None = None,
-           dims: dict | None = None) -> str:
+           dims: dict | None = None, html_labels: bool = True) -> str:
     """DOT text for a graph (or, with `backward`, for its gradient graph; then `values` are the
-    gradient graph's values). `saved` marks what backward keeps, when the graph has a loss."""
+    gradient graph's values). `saved` marks what backward keeps, when the graph has a loss.
+    `html_labels=False` writes plain-text labels, for a Graphviz without HTML-like labels (graphviz.wasm)."""
     if max_nodes is not None and max_nodes < 1:
         raise UsageError("usage", f"--max-nodes must be at least 1, got {max_nodes}")
     if backward:
@@ -442,11 +444,11 @@ def to_dot(graph: Graph, *, values=None, grads=None, saved: bool = True, backwar
         own = owners(graph)
     if max_nodes is not None:
         drawing = collapse(drawing, max_nodes, own)
-    return emit(drawing, rankdir=rankdir, legend=legend)
+    return emit(drawing, rankdir=rankdir, legend=legend, html_labels=html_labels)
 
 
 def diff_to_dot(old: Graph, new: Graph, *, labels: tuple[str, str] | None = None, rankdir: str = "TB",
-                legend: bool = True, max_nodes: int | None = None) -> str:
+                legend: bool = True, max_nodes: int | None = None, html_labels: bool = True) -> str:
     """DOT text with `old` and `new` side by side, what changed highlighted."""
     a, b = draw(old), draw(new)
     changed, removed = mark_changes(old, new, a, b)
@@ -454,4 +456,4 @@ def diff_to_dot(old: Graph, new: Graph, *, labels: tuple[str, str] | None = None
         a, b = collapse(a, max_nodes, owners(old)), collapse(b, max_nodes, owners(new))
     labels = labels or (old.path or "old", new.path or "new")
     line = f"{changed} changed or added, {removed} removed" if changed or removed else "no differences"
-    return emit_diff(a, b, labels, rankdir=rankdir, legend=legend, summary_line=line)
+    return emit_diff(a, b, labels, rankdir=rankdir, legend=legend, summary_line=line, html_labels=html_labels)

@@ -51,8 +51,9 @@ LEGEND = {  # key -> (swatch attrs, text); only the keys a drawing uses are show
     "saved_edge": ("edge", "dashed purple arrow: a saved value read by backward"),
     "changed": ("mark", "magenta thick border: changed, added or removed"),
 }
+_MARK_COLOR = {"fanout": COLOR["fanout"], "saved": COLOR["saved"], "nonfinite": "red", "changed": COLOR["changed"]}
+_EDGE_COLOR = {"grad_edge": COLOR["grad"], "saved_edge": COLOR["saved"]}
 RANKDIRS = ("TB", "LR")
-IMAGE_FORMATS = ("svg", "png", "pdf")
 
 
 # the drawing model ---------------------------------------------------------------------------
@@ -140,6 +141,18 @@ def html_text(text: str) -> str:
     return html.escape(clean(text), quote=False)
 
 
+class Esc(str):
+    """A plain label built here (an escString: its parts went through `esc_text`, lines end in \\n)."""
+
+    __slots__ = ()
+
+
+def esc_text(text: str) -> str:
+    """Text for inside a quoted DOT string: cleaned, backslashes doubled, quotes escaped, and & as
+    &amp; (Graphviz reads `&name;` and `&#N;` in strings as characters, so `&#0;` would be one)."""
+    return clean(text).replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
+
+
 def quote(value) -> str:
     """A DOT ID or attribute value: bare when it is a plain identifier or number, else a quoted
     string. In a quoted string DOT knows one escape, \\" for a quote; a backslash is doubled
@@ -147,10 +160,13 @@ def quote(value) -> str:
     in a backslash gets a space so the backslash cannot escape the closing quote."""
     if isinstance(value, Html):
         return f"<{value}>"
-    text = clean(str(value))
-    if _PLAIN_ID.fullmatch(text) and text.lower() not in KEYWORDS:
-        return text
-    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if isinstance(value, Esc):
+        text = str(value)
+    else:
+        text = clean(str(value))
+        if _PLAIN_ID.fullmatch(text) and text.lower() not in KEYWORDS:
+            return text
+        text = esc_text(text)
     return f'"{text} "' if text.endswith("\\") else f'"{text}"'
 
 
@@ -200,7 +216,15 @@ class Dot:
 # DOT output -------------------------------------------------------------------------------------
 
 
-def _label(box: Box) -> Html:
+def _plain(rows: list[str]) -> Esc:
+    return Esc("\\n".join(esc_text(r) for r in rows))
+
+
+def _label(box: Box, html_labels: bool = True) -> Html | Esc:
+    """Title (bold), tag (small grey) and one coloured line per annotation; without HTML-like
+    labels (graphviz.wasm has none) the same lines as plain text, uncoloured."""
+    if not html_labels:
+        return _plain([box.title + (f"  ({box.tag})" if box.tag else "")] + [t for t, _ in box.lines])
     head = f"<b>{html_text(box.title)}</b>"
     if box.tag:
         head += f' <font point-size="9" color="{COLOR["note"]}">{html_text(box.tag)}</font>'
@@ -244,7 +268,7 @@ def _arrow_attrs(a: Arrow) -> dict[str, str]:
     return {}
 
 
-def _emit_body(g: Dot, drawing: Drawing, prefix: str = "") -> None:
+def _emit_body(g: Dot, drawing: Drawing, prefix: str = "", html_labels: bool = True) -> None:
     """Boxes in drawing order; a cluster is written where its first box comes."""
     done: set[str] = set()
     for box in drawing.boxes:
@@ -257,9 +281,9 @@ def _emit_body(g: Dot, drawing: Drawing, prefix: str = "") -> None:
                        fontcolor=COLOR["note"], fontsize="10")
                 for m in drawing.boxes:
                     if m.cluster == box.cluster:
-                        c.node(prefix + m.id, _label(m), **_box_attrs(m))
+                        c.node(prefix + m.id, _label(m, html_labels), **_box_attrs(m))
         else:
-            g.node(prefix + box.id, _label(box), **_box_attrs(box))
+            g.node(prefix + box.id, _label(box, html_labels), **_box_attrs(box))
     for a in drawing.arrows:
         g.edge(prefix + a.src, prefix + a.dst, label=a.label, **_arrow_attrs(a))
 
@@ -270,12 +294,12 @@ def _legend(keys: list[str]) -> Html:
     for k in keys:
         kind, text = LEGEND[k]
         if kind == "mark":
-            color = {"fanout": COLOR["fanout"], "saved": COLOR["saved"], "nonfinite": "red", "changed": COLOR["changed"]}[k]
+            color = _MARK_COLOR[k]
             swatch = f'<td border="2" color="{color}" bgcolor="#ffffff" width="22"> </td>'
         elif kind == "text":
             swatch = f'<td width="22"><font color="{COLOR[k]}" point-size="10">1.5</font></td>'
         elif kind == "edge":
-            color = {"grad_edge": COLOR["grad"], "saved_edge": COLOR["saved"]}[k]
+            color = _EDGE_COLOR[k]
             swatch = f'<td width="22"><font color="{color}" point-size="10">⟶</font></td>'
         else:
             swatch = f'<td border="1" color="#888888" bgcolor="{FILL[kind]}" width="22"> </td>'
@@ -284,13 +308,29 @@ def _legend(keys: list[str]) -> Html:
                 + "".join(rows) + "</table>")
 
 
-def _add_legend(g: Dot, keys: list[str]) -> None:
+def _add_legend(g: Dot, keys: list[str], html_labels: bool = True) -> None:
     with g.subgraph("legend") as s:
         s.attr(rank="sink")
-        s.node("__legend", _legend(keys), shape="plaintext", margin="0")
+        if html_labels:
+            s.node("__legend", _legend(keys), shape="plaintext", margin="0")
+            return
+        for k in keys:  # no tables without HTML-like labels: one small box per style, drawn in that style
+            kind, text = LEGEND[k]
+            if kind == "text":
+                continue  # plain labels have no coloured lines
+            attrs = {"shape": "box", "fontsize": "9", "style": "filled", "fillcolor": "#ffffff"}
+            if kind in FILL:
+                attrs["fillcolor"] = FILL[kind]
+            elif kind == "mark":
+                attrs.update(color=_MARK_COLOR[k], penwidth="2")
+            else:  # coloured arrows
+                attrs.update(shape="plaintext", fontcolor=_EDGE_COLOR[k])
+            s.node(f"__legend_{k}", _plain([text]), **attrs)
 
 
-def _title(drawing: Drawing) -> Html:
+def _title(drawing: Drawing, html_labels: bool = True) -> Html | Esc:
+    if not html_labels:
+        return _plain([drawing.title] + [t for t, _ in drawing.notes])
     rows = [f"<b>{html_text(drawing.title)}</b>"]
     rows += [f'<font point-size="10" color="{c}">{html_text(t)}</font>' for t, c in drawing.notes]
     return Html("<br/>".join(rows))
@@ -308,28 +348,28 @@ def _digraph(name: str, rankdir: str) -> Dot:
     )
 
 
-def emit(drawing: Drawing, *, rankdir: str = "TB", legend: bool = True) -> str:
-    """The DOT text of a drawing."""
+def emit(drawing: Drawing, *, rankdir: str = "TB", legend: bool = True, html_labels: bool = True) -> str:
+    """The DOT text of a drawing (`html_labels=False`: plain-text labels, for graphviz.wasm)."""
     g = _digraph(drawing.name, rankdir)
-    g.attr(label=_title(drawing))
-    _emit_body(g, drawing)
+    g.attr(label=_title(drawing, html_labels))
+    _emit_body(g, drawing, html_labels=html_labels)
     keys = drawing.legend_keys()
     if legend and keys:
-        _add_legend(g, keys)
+        _add_legend(g, keys, html_labels)
     return g.source
 
 
 def emit_diff(a: Drawing, b: Drawing, labels: tuple[str, str], *, rankdir: str = "TB", legend: bool = True,
-              summary_line: str = "") -> str:
+              summary_line: str = "", html_labels: bool = True) -> str:
     """Two drawings side by side, each in its own cluster."""
     g = _digraph("diff", rankdir)
     g.attr(label=_title(Drawing("diff", f"{labels[0]} → {labels[1]}", [], [], {},
-                                [(summary_line, COLOR["changed"])] if summary_line else [])))
+                                [(summary_line, COLOR["changed"])] if summary_line else []), html_labels))
     for prefix, d, label in (("old.", a, labels[0]), ("new.", b, labels[1])):
         with g.subgraph(f"cluster_{prefix[:-1]}") as c:
-            c.attr(label=_title(Drawing(d.name, label, [], [], {}, d.notes)), style="rounded", color="#666666")
-            _emit_body(c, d, prefix)
+            c.attr(label=_title(Drawing(d.name, label, [], [], {}, d.notes), html_labels), style="rounded", color="#666666")
+            _emit_body(c, d, prefix, html_labels)
     keys = [k for k in LEGEND if k in set(a.legend_keys()) | set(b.legend_keys())]
     if legend and keys:
-        _add_legend(g, keys)
+        _add_legend(g, keys, html_labels)
     return g.source

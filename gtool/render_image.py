@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import GraphError, UsageError
@@ -30,16 +31,21 @@ class Image:
     renderer: str  # the program that drew it, with its Graphviz version
 
 
-def render_image(dot_text: str, fmt: str) -> Image:
+def render_image(dot_text: str, fmt: str, plain: str | Callable[[], str] | None = None) -> Image:
     """Draw DOT text as `fmt`: with `dot` when installed, else SVG with graphviz.wasm; a usage
-    error (exit 2) naming what to install when neither can draw this format."""
+    error (exit 2) naming what to install when neither can draw this format.
+
+    graphviz.wasm is built without HTML-like labels (it would draw each box with its bare name),
+    so it draws `plain` instead when given: the same drawing with plain-text labels.
+    """
     exe = shutil.which("dot")
     if exe is not None:
         return _with_dot(exe, dot_text, fmt)
     if fmt in WASM_FORMATS:
         wasm = _wasm_render()
         if wasm is not None:
-            return _with_wasm(wasm, dot_text, fmt)
+            text = (plain() if callable(plain) else plain) if plain is not None else dot_text
+            return _with_wasm(wasm, text, fmt)
         raise UsageError("usage", f"drawing a .{fmt} needs Graphviz: neither the `dot` program nor graphviz.wasm "
                          "is installed", hint=f"{INSTALL_WASM}; or install Graphviz: {INSTALL_DOT}; "
                                               "or write DOT text with -o FILE.dot")
@@ -91,9 +97,9 @@ def _with_wasm(render, dot_text: str, fmt: str) -> Image:
     return Image(data, "graphviz.wasm" + (f" {m.group(1)}" if m else ""))
 
 
-def write(dot_text: str, path: str) -> str | None:
+def write(dot_text: str, path: str, plain: str | Callable[[], str] | None = None) -> str | None:
     """Write DOT text (.dot, .gv) or an image (.svg, .png, .pdf), choosing by the extension;
-    returns the renderer that drew an image, None for DOT text."""
+    returns the renderer that drew an image, None for DOT text. `plain`: see render_image."""
     from .format.write import write_atomic
 
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
@@ -102,6 +108,6 @@ def write(dot_text: str, path: str) -> str | None:
         return None
     if ext not in IMAGE_FORMATS:
         raise UsageError("usage", f"-o {path}: the extension must be .dot, .gv, .svg, .png or .pdf")
-    image = render_image(dot_text, ext)
+    image = render_image(dot_text, ext, plain)
     write_atomic(path, image.data)
     return image.renderer

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 
 import gtool
-from gtool import api
-from gtool import render
+from gtool import api, render
 from gtool.cli import main
 from gtool.dims import format_shape
 from gtool.validate import types_of

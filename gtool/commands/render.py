@@ -53,7 +53,9 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
         if show_values or show_grads or backward:
             raise UsageError("usage", "--diff does not combine with --values, --grads or --backward")
         old, new = (load_graph(p, data["dims"], check_dims=False) for p in paths)
-        text = r.diff_to_dot(old, new, labels=tuple(paths), rankdir=rankdir, legend=legend, max_nodes=max_nodes)
+        kw = dict(labels=tuple(paths), rankdir=rankdir, legend=legend, max_nodes=max_nodes)
+        text = r.diff_to_dot(old, new, **kw)
+        plain = lambda: r.diff_to_dot(old, new, **kw, html_labels=False)
     else:
         if len(paths) != 1:
             raise UsageError("usage", f"render draws one FILE (use --diff OLD NEW for two); got {len(paths)}")
@@ -68,9 +70,11 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
             values = api.all_values(api.grad(graph, targets, of) if backward else graph, data["inputs"], **run)
         if show_grads:
             grads = api.all_grads(graph, data["inputs"], of=of, **run)
-        text = r.to_dot(graph, values=values, grads=grads, saved=saved, backward=backward, wrt=targets, of=of,
-                        rankdir=rankdir, legend=legend, max_nodes=max_nodes, dims=data["dims"])
-    renderer = r.write(text, out_path) if out_path else None
+        kw = dict(values=values, grads=grads, saved=saved, backward=backward, wrt=targets, of=of, rankdir=rankdir,
+                  legend=legend, max_nodes=max_nodes, dims=data["dims"])
+        text = r.to_dot(graph, **kw)
+        plain = lambda: r.to_dot(graph, **kw, html_labels=False)  # for graphviz.wasm (no HTML-like labels)
+    renderer = r.write(text, out_path, plain) if out_path else None
     if fmt == "json":  # the DOT text when it went to stdout, else the file it went to (and what drew it)
         doc = {"output": out_path, "dot": None if out_path else text}
         click.echo(report.dumps({**doc, "renderer": renderer} if renderer else doc))
