@@ -234,8 +234,8 @@ def _label(box: Box, html_labels: bool = True) -> Html | Esc:
 
 def _box_attrs(box: Box) -> dict[str, str]:
     attrs = {"shape": "box", "style": "filled", "fillcolor": FILL[box.kind]}
-    if box.tooltip:
-        attrs["tooltip"] = box.tooltip
+    if box.tooltip:  # a doc may have several lines: they stay lines (escString \n), other controls are escaped
+        attrs["tooltip"] = _plain(box.tooltip.splitlines())
     if box.kind in ROUNDED:
         attrs["style"] = "rounded,filled" + (",dashed" if box.kind == "constant" else "")
     if box.kind in ("output", "loss", "gradient"):

@@ -109,12 +109,18 @@ def test_hostile_text_gives_dot_that_graphviz_parses_as_intended(key, backward):
 
 
 def test_escapes_are_visible_and_escstrings_are_not_expanded():
-    dot = render.to_dot(hostile_graph(HOSTILE["controls"] + HOSTILE["escstring"]))
-    doc = parsed(dot)
+    doc = parsed(render.to_dot(hostile_graph(HOSTILE["controls"])))
     assert "\\x1b[31mred" in doc["label"] and "\\x00\\x01\\x07" in doc["label"]  # shown, not sent to a terminal
+    doc = parsed(render.to_dot(hostile_graph(HOSTILE["escstring"])))
     tip = next(o["tooltip"] for o in doc["objects"] if "tooltip" in o)
     # a tooltip is an escString: \\ is one backslash; \N (the node's name) must not be left single
     assert "\\\\N \\\\G" in tip and not re.search(r"(?<!\\)\\[NGLlrnETH]", tip.replace("\\\\", ""))
+
+
+def test_a_doc_of_several_lines_is_a_tooltip_of_several_lines():
+    dot = render.to_dot(hostile_graph("first line\nsecond \x1b line\n"))
+    tips = {o["tooltip"] for o in parsed(dot)["objects"] if "tooltip" in o}
+    assert tips == {"first line\\nsecond \\\\x1b line"}  # escString: \n breaks the line; \\ is one backslash
 
 
 def test_a_name_that_closes_the_graph_stays_one_graph_name():
