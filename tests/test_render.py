@@ -1,4 +1,5 @@
-"""gtool render: DOT for every bundled graph (and SVG through the real `dot`), the annotations
+"""gtool render: DOT for every bundled graph (and SVG drawn both by the real `dot` and by
+graphviz.wasm with `dot` hidden from PATH), which renderer drew an image, the annotations
 (shapes on edges, fan-out, values, gradients, saved bytes, red NaN nodes), --backward, --diff,
 --max-nodes, determinism, and the golden DOT of the fan-out example.
 
