@@ -67,10 +67,11 @@ def saved_for_backward(graph: Graph, gg: Graph, values: dict | None = None, dims
 
 
 def gradient_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph:
-    """The gradient graph that --backward draws (cached on the graph by api.grad)."""
-    from . import api
+    """The gradient graph that --backward draws: built by autodiff (a graph, nothing is run; its
+    generated names are deterministic, so values computed on api.grad's copy match it)."""
+    from . import autodiff
 
-    return api.grad(graph, wrt, of)
+    return autodiff.grad(graph, (wrt,) if isinstance(wrt, str) else wrt, of)
 
 
 def backward_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph | None:

@@ -445,3 +445,21 @@ def test_a_gradient_that_is_inf_while_values_are_finite(load_text):
     boxes = nodes_of(dot)
     assert "color=red" in boxes["x"] and "color=red" not in boxes["r"]
     assert "first non-finite: 'x' gradient is Inf" in dot
+
+
+def test_render_modules_run_no_graph():
+    """Rendering draws the values it is given: no render module imports the executor, a
+    backend or the API that runs graphs (lazy imports inside functions count too)."""
+    import ast
+
+    forbidden = ("interp", "backends", "api", "feeds")
+    for path in sorted((ROOT / "gtool").glob("render*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}".strip(".") for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for n in names:
+                assert not any(n == f or n.startswith(f + ".") or n.endswith("." + f) for f in forbidden), (path.name, n)
