@@ -323,7 +323,8 @@ def test_same_file_gives_byte_identical_dot():
     assert again[0] == again[1]
 
 
-@pytest.mark.parametrize("name,kwargs", [("fanout", {}), ("fanout_backward", {"backward": True})])
+@pytest.mark.parametrize("name,kwargs", [("fanout", {}), ("fanout_backward", {"backward": True}),
+                                         ("fanout_plain", {"html_labels": False})])
 def test_golden_dot(name, kwargs):
     dot = render.to_dot(gtool.load(ROOT / "graphs/fanout.yaml"), **kwargs)
     path = GOLDEN / f"{name}.dot"
