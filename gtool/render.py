@@ -28,7 +28,7 @@ from .render_image import IMAGE_FORMATS, render_image, write
 from .render_text import formula, human_bytes, is_literal, nonfinite, num, op_text, summary, type_text
 from .validate import types_of
 
-__all__ = ["COLOR", "FILL", "IMAGE_FORMATS", "LEGEND", "diff_to_dot", "draw", "draw_backward", "emit", "formula",
+__all__ = ["COLOR", "FILL", "IMAGE_FORMATS", "LEGEND", "diff_to_dot", "draw", "draw_backward", "emit", "formula", "save",
            "is_literal", "render_image", "saved_for_backward", "to_dot", "write"]
 
 SHAPE_ONLY = {("sum_to", 1), ("size", 0)}  # (op, input position) read for its shape only: not saved
@@ -458,3 +458,10 @@ def diff_to_dot(old: Graph, new: Graph, *, labels: tuple[str, str] | None = None
     labels = labels or (old.path or "old", new.path or "new")
     line = f"{changed} changed or added, {removed} removed" if changed or removed else "no differences"
     return emit_diff(a, b, labels, rankdir=rankdir, legend=legend, summary_line=line, html_labels=html_labels)
+
+
+def save(graph: Graph, path: str, **options) -> str | None:
+    """Draw a graph into a file (.dot, .gv, .svg, .png, .pdf) with `to_dot`'s options; returns the
+    renderer of an image. Unlike `write(to_dot(...))`, graphviz.wasm then gets the plain-label
+    form it can draw (it has no HTML-like labels)."""
+    return write(to_dot(graph, **options), path, plain=lambda: to_dot(graph, **options, html_labels=False))

@@ -133,8 +133,7 @@ def test_every_graph_renders_to_svg(path, tmp_path, renderer):
     graph = gtool.load(path)
     for backward in (False, True):
         out = tmp_path / ("b.svg" if backward else "f.svg")
-        drawn_by = render.write(render.to_dot(graph, backward=backward), str(out),
-                                plain=lambda b=backward: render.to_dot(graph, backward=b, html_labels=False))
+        drawn_by = render.save(graph, str(out), backward=backward)
         assert drawn_by.startswith({"dot": "dot ", "wasm": "graphviz.wasm "}[renderer]), drawn_by
         texts = svg_texts(out.read_bytes())
         lines = [t.strip() for t in texts]
@@ -433,8 +432,7 @@ def test_names_that_are_dot_keywords(load_text, tmp_path, renderer):
                       "outputs: [digraph]\n")
     for backward in (False, True):
         out = tmp_path / "k.svg"
-        render.write(render.to_dot(graph, backward=backward), str(out),
-                     plain=lambda b=backward: render.to_dot(graph, backward=b, html_labels=False))
+        render.save(graph, str(out), backward=backward)
         lines = [t.strip() for t in svg_texts(out.read_bytes())]
         for name in ("subgraph", "digraph", "Strict", "node", "edge"):  # each box titled by its name (and tag)
             assert any(line == name or line.startswith(name + " (") for line in lines), (name, lines)
