@@ -51,7 +51,7 @@ AREAS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "ops": (["gtool/ops/elementwise.py", "gtool/ops/reduce.py", "gtool/ops/nn.py", "gtool/intervals.py"],
             ["tests/test_ops.py", "tests/test_autodiff.py", "tests/test_autodiff_props.py", "tests/test_lint.py"],
             ["tests/test_intervals.py"]),
-    "autodiff": (["gtool/autodiff.py"],
+    "autodiff": (["gtool/autodiff.py", "gtool/builder.py"],
                  ["tests/test_autodiff.py", "tests/test_autodiff_props.py", "tests/test_gradcheck.py"], []),
     "gradcheck": (["gtool/gradcheck/compare.py", "gtool/gradcheck/localise.py", "gtool/gradcheck/__init__.py"],
                   ["tests/test_gradcheck.py"], NEW_GRADCHECK),
