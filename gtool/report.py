@@ -1,17 +1,36 @@
-"""Formatting results in one place: text tables, JSON documents, GitHub annotations.
+"""Formatting results in one place: text tables, JSON documents, GitHub annotations, SARIF.
 
 JSON follows the spec: non-finite numbers are the strings "nan", "inf", "-inf", and stdout
-holds exactly one document.
+holds exactly one document. Text meant for a terminal goes through `escape_text`: a graph
+file's names and docs are untrusted, and an escape sequence in a name must not drive the
+user's terminal (the CLI applies it to everything it prints in text mode).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 
 from .errors import Diagnostic
+
+# C0 controls but tab and newline, DEL, C1 controls (0x9b is CSI on 8-bit terminals), the bidi
+# controls that reorder what a line shows, lone surrogates (unencodable) and noncharacters
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+
+
+def escape_text(text: str) -> str:
+    """`text` with every character that could drive a terminal (or not be encodable) written as a
+    visible escape: ESC becomes `\\x1b`, U+202E `\\u202e`; tab and newline stay."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _escape_char(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
 
 
 def jsonable(x):

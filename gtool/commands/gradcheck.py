@@ -164,6 +164,11 @@ def _g(x, digits: int = 3) -> str:
     return "" if x is None else f"{x:.{digits}g}"
 
 
+def _raw_stderr():
+    """stderr under the CLI's escaping wrapper (which would print the bar's control characters)."""
+    return getattr(sys.stderr, "raw", sys.stderr)
+
+
 class _Progress:
     """A one-line progress bar on stderr, drawn only on a TTY and once a check runs past 0.5 s."""
 
@@ -183,12 +188,13 @@ class _Progress:
         self.last = now
         frac = min(1.0, done / total)
         fill = int(30 * frac)
-        click.echo(f"\r{self.path} {label} [{'#' * fill}{'.' * (30 - fill)}] {done}/{total}", nl=False, err=True)
+        path = report.escape_text(self.path)  # the terminal control below is gtool's own, the path is not
+        click.echo(f"\r{path} {label} [{'#' * fill}{'.' * (30 - fill)}] {done}/{total}", nl=False, file=_raw_stderr())
         self.drawn = True
 
     def done(self) -> None:
         if self.drawn:
-            click.echo("\r\033[K", nl=False, err=True)
+            click.echo("\r\033[K", nl=False, file=_raw_stderr())
             self.drawn = False
 
 
