@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dims import Dim
+from .dims import Dim, format_shape
 from .errors import GraphError, UsageError, did_you_mean
 from .ir import Graph, Loc, Node, Tensor, TensorType
 from .ops.registry import get_op
@@ -125,6 +125,19 @@ class GraphBuilder:
         return g
 
 
+def _check_plugin_gradient(b: GraphBuilder, op, node: Node, inp: str, gi: str) -> None:
+    """A plugin's VJP must give each needed input a gradient of that input's shape: a wrong one
+    broadcasts into a wrong result without any error. (`input` on the error: which one.)"""
+    want, got = b.type(inp).shape, b.type(gi).shape
+    if len(want) == len(got) and all(b.ctx.resolve(x) == b.ctx.resolve(y) for x, y in zip(want, got)):
+        return
+    err = GraphError("plugin-bad-vjp", f"plugin {op.plugin}: the VJP of op '{op.name}' gives a gradient of shape "
+                     f"{format_shape(got)} for input `{inp}` of shape {format_shape(want)}",
+                     node=node.owner or node.name, op=op.name, **node.loc.where())
+    err.input = inp
+    raise err
+
+
 def _float(t: TensorType) -> bool:
     return t.dtype.startswith("float")
 
@@ -201,6 +214,8 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
         for inp, gi in zip(node.inputs, outs):
             if gi is None or inp not in need or not _float(types[inp]):
                 continue
+            if op.plugin is not None:
+                _check_plugin_gradient(b, op, node, inp, gi)
             contribs.setdefault(inp, []).append((node.name, gi))
     outputs = [loss]
     for w in wrt:

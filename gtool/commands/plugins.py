@@ -4,8 +4,9 @@ them honest.
 A plugin is the user's code running inside gtool, so every rule it registers is wrapped once at
 load time: an exception (even a `BaseException` such as `SystemExit` or `GeneratorExit`) becomes
 an error naming the plugin file, the op and the node (exit 1, the plugin's traceback only under
-GTOOL_DEBUG=1); a forward whose result disagrees with the op's own shape rule, or a VJP whose
-gradient has another shape than its input, is an error instead of a wrong result. Replacing a
+GTOOL_DEBUG=1); a forward whose result disagrees with the op's own shape rule, or a VJP that
+returns a gradient per input in another number, is an error instead of a wrong result (autodiff
+checks the shape of each gradient a plugin's VJP gives). Replacing a
 built-in op needs the plugin's explicit `GTOOL_REPLACES = ["name", ...]`.
 Built-in ops are never wrapped: the checks cost one shape-rule call per plugin kernel call.
 """
@@ -220,14 +221,6 @@ def _guard_vjp(op, raw):
         if len(outs) != len(node.inputs):
             raise GraphError("plugin-bad-vjp", f"plugin {op.plugin}: the VJP of op '{op.name}' returns {len(outs)} "
                              f"gradients for {len(node.inputs)} inputs", op=op.name, **_node_where(node))
-        for inp, gi in zip(node.inputs, outs):
-            if gi is None:
-                continue
-            want, got = b.type(inp).shape, b.type(gi).shape
-            if len(want) != len(got) or not all(b.ctx.resolve(x) == b.ctx.resolve(y) for x, y in zip(want, got)):
-                raise GraphError("plugin-bad-vjp", f"plugin {op.plugin}: the VJP of op '{op.name}' gives a gradient "
-                                 f"of shape {_shape(got)} for input `{inp}` of shape {_shape(want)}",
-                                 op=op.name, **_node_where(node))
         return outs
 
     return vjp
