@@ -55,8 +55,13 @@ def _wants_json(argv) -> bool:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" in args:
         args = args[:args.index("--")]
-    return any(a in (f"--format={f}" for f in JSON_FORMATS) or (a == "--format" and b in JSON_FORMATS)
-               for a, b in zip(args, args[1:] + [""]))
+    last = None  # click keeps the last of repeated options
+    for a, b in zip(args, args[1:] + [""]):
+        if a == "--format":
+            last = b
+        elif a.startswith("--format="):
+            last = a.partition("=")[2]
+    return last in JSON_FORMATS
 
 
 def _report_error(e: GraphError) -> None:

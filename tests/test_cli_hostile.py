@@ -288,3 +288,20 @@ def test_junit_stays_well_formed_with_control_characters(capsys, tmp_path):
     failure = root.find(".//failure")
     assert failure is not None and "unknown op" in failure.get("message")
     assert "\\x1b[2J" in failure.get("message") and "\\x01" in root.find("testsuite").get("name")
+
+
+# found by the fuzzing campaign ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("--rtol", "0"), ("--rtol", "-1"), ("--eps", "0"), ("--atol", "nan")])
+def test_grad_check_tolerances_out_of_range_are_usage_errors(capsys, args):
+    status, out, err = cli(capsys, "grad-check", LINEAR, *args)
+    assert status == 2 and "[usage]" in err and "internal error" not in err
+
+
+def test_the_last_format_counts_for_json_mode(capsys):
+    # click keeps the last of repeated options: so must the choice of JSON for errors
+    status, out, err = cli(capsys, "validate", "nowhere.yaml", "--format", "json", "--format", "text")
+    assert status == 2 and out == "" and "[usage]" in err
+    status, out, err = cli(capsys, "validate", "nowhere.yaml", "--format", "text", "--format", "json")
+    assert status == 2 and json.loads(out)["error"]["code"] == "usage"

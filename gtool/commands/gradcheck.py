@@ -54,8 +54,9 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
     invalid), 2 for a wrong call. Where data is missing, inputs are random (seeded).
     """
     for name, value in (("--rtol", rtol), ("--atol", atol), ("--eps", eps)):
-        if value is not None and (not math.isfinite(value) or value < 0 or (name == "--eps" and value == 0)):
-            raise UsageError("usage", f"{name} must be a finite number {'above' if name == '--eps' else 'at least'} 0, "
+        positive = name in ("--eps", "--rtol")  # rtol 0 would ask finite differences to be exact (and divide by it)
+        if value is not None and (not math.isfinite(value) or value < 0 or (positive and value == 0)):
+            raise UsageError("usage", f"{name} must be a finite number {'above' if positive else 'at least'} 0, "
                              f"got {value}")
     if dtype == "float32":
         click.echo("gtool: warning: checking in float32: finite differences keep about 3 digits there, so the "
