@@ -153,7 +153,7 @@ def sarif(items: list[tuple[str, Diagnostic, dict]], version: str, root: str | N
         region = {"startLine": d.line if d.line and d.line > 0 else 1}
         if d.line and d.column and d.column > 0:
             region["startColumn"] = d.column
-        text = (f"node '{d.node}': " if d.node else "") + d.message + (f" (hint: {d.hint})" if d.hint else "")
+        text = escape_text((f"node '{d.node}': " if d.node else "") + d.message + (f" (hint: {d.hint})" if d.hint else ""))
         result = {"ruleId": d.code, "ruleIndex": rules[d.code], "level": _LEVELS.get(d.severity, "error"),
                   "message": {"text": text},
                   "locations": [{"physicalLocation": {"artifactLocation": _artifact(d.path or path, root),
