@@ -113,6 +113,7 @@ class Campaign:
         self.backends = backends
         self.folder = Path(tempfile.mkdtemp(prefix="gtool-fuzz-"))
         self.ws = workspace(self.folder)
+        self.pristine = {f: Path(f).read_bytes() for f in snapshot(self.ws)}
         self.tried = 0
         self.failures: dict[str, Path] = {}
         self.arcs = Arcs()
@@ -131,9 +132,9 @@ class Campaign:
             check_outcome(argv, status, out, err, before, after)
         except AssertionError as e:
             self.record(target, argv, status, out, err, e)
-        if inputs and before != after and "--in-place" in argv:  # a deliberate rewrite: put the graph back
-            for g in self.ws["graphs"]:
-                shutil.copy(ROOT / "graphs" / Path(g).name, g)
+        if inputs and before != after:  # a deliberate write (--in-place, -o onto a file it does not read): undo it
+            for f, data in self.pristine.items():
+                Path(f).write_bytes(data)
 
     def record(self, target: str, argv, status, out: str, err: str, e: AssertionError) -> None:
         detail = str(e.args[0][1] if isinstance(e.args[0], tuple) and len(e.args[0]) > 1 else e)

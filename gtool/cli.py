@@ -57,7 +57,7 @@ def _wants_json(argv) -> bool:
         args = args[:args.index("--")]
     last = None  # click keeps the last of repeated options
     for a, b in zip(args, args[1:] + [""]):
-        if a == "--format":
+        if a == "--format" and b:  # a last `--format` without a value is click's error, not a choice
             last = b
         elif a.startswith("--format="):
             last = a.partition("=")[2]

@@ -97,6 +97,10 @@ class Custom(BaseException):
     pass
 
 
+class FakeInterrupt(KeyboardInterrupt):
+    pass
+
+
 def raises(exc):
     def forward(x):
         raise exc
@@ -118,6 +122,7 @@ register(OpDef("h_raises", 1, same, raises(ValueError("kaboom"))))
 register(OpDef("h_exits", 1, same, raises(SystemExit(3))))
 register(OpDef("h_custom", 1, same, raises(Custom("custom base"))))
 register(OpDef("h_genexit", 1, same, raises(GeneratorExit())))
+register(OpDef("h_interrupt", 1, same, raises(FakeInterrupt("not a Ctrl-C"))))
 register(OpDef("h_bad_rule", 1, bad_rule, lambda x: x))
 register(OpDef("h_noisy", 1, same, noisy, vjp=lambda b, node, g: [b("mul", g, b.const(2.0))]))
 register(OpDef("h_vjp_shape", 1, same, lambda x: 2 * x, vjp=lambda b, node, g: [b("sum", g)]))
@@ -158,6 +163,7 @@ def graph_using(tmp_path, op: str) -> Path:
     ("run", "h_exits", "plugin-failed", "raised SystemExit: 3"),
     ("run", "h_custom", "plugin-failed", "raised Custom: custom base"),
     ("run", "h_genexit", "plugin-failed", "raised GeneratorExit"),
+    ("run", "h_interrupt", "plugin-failed", "raised FakeInterrupt: not a Ctrl-C"),
     ("validate", "h_bad_rule", "plugin-failed", "the shape rule of op 'h_bad_rule' raised KeyError"),
     ("grad", "h_vjp_shape", "plugin-bad-vjp", "gives a gradient of shape [] for input `x` of shape [3]"),
     ("grad", "h_vjp_raises", "plugin-failed", "the VJP of op 'h_vjp_raises' raised IndexError"),
@@ -179,6 +185,15 @@ def test_a_plugin_traceback_only_under_gtool_debug(capsys, hostile, monkeypatch)
         main(["run", "--plugin", str(plugin), str(graph_using(d, "h_raises"))])
     err = capsys.readouterr().err
     assert "Traceback" in err and str(plugin) in err and "kaboom" in err
+
+
+@pytest.mark.parametrize("body", ["raise GeneratorExit()", "class Boom(BaseException): pass\nraise Boom('x')",
+                                  "raise SystemExit(0)"])
+def test_a_plugin_raising_base_exceptions_at_import_is_a_usage_error(capsys, tmp_path, body):
+    p = tmp_path / "bad.py"
+    p.write_text(body + "\n")
+    status, out, err = cli(capsys, "validate", "--plugin", p, FANOUT, "--format", "json")
+    assert status == 2 and json.loads(out)["error"]["code"] == "usage" and "failed to load" in err
 
 
 def test_a_plugin_may_not_silently_replace_a_built_in(capsys, tmp_path):

@@ -65,13 +65,12 @@ def _registering(path: str, run, replaces, what: str = "plugin") -> list[str]:
         run()
     except GraphError:
         raise
-    except KeyboardInterrupt:
-        raise
     except SystemExit as e:  # sys.exit() in a plugin must not end gtool with the plugin's status
         _restore(before)
         raise UsageError("usage", f"{what} {path} failed to load: it called sys.exit({e.code!r})") from None
     except BaseException as e:  # a broken plugin is the user's code: report it, don't crash
         _restore(before)
+        _reraise_interrupt(e)
         _debug_traceback(e)
         raise UsageError("usage", f"{what} {path} failed to load: {type(e).__name__}: {e}") from None
     added = [k for k, v in REGISTRY.items() if before.get(k) is not v]
@@ -96,6 +95,13 @@ def _restore(before: dict) -> None:
 
     REGISTRY.clear()
     REGISTRY.update(before)
+
+
+def _reraise_interrupt(e: BaseException) -> None:
+    """A real Ctrl-C (exactly KeyboardInterrupt) stays an interrupt; a plugin's own BaseException
+    subclasses, KeyboardInterrupt's included, are the plugin's failure."""
+    if type(e) is KeyboardInterrupt:
+        raise e
 
 
 def _debug_traceback(e: BaseException) -> None:
@@ -141,9 +147,10 @@ def _guard_infer(op, raw):
     def infer(ctx, types, attrs):
         try:
             out = raw(ctx, types, attrs)
-        except (ShapeError, KeyboardInterrupt):
+        except ShapeError:
             raise
         except BaseException as e:
+            _reraise_interrupt(e)
             raise ShapeError("plugin-failed", _failed(op, "shape rule", e)) from None
         if not isinstance(out, TensorType):
             raise ShapeError("plugin-failed", f"plugin {op.plugin}: the shape rule of op '{op.name}' returned "
@@ -160,9 +167,10 @@ def _guard_forward(op, raw, raw_infer):
     def forward(*args, **kwargs):
         try:
             out = raw(*args, **kwargs)
-        except (KernelError, KeyboardInterrupt):
+        except KernelError:
             raise
         except BaseException as e:
+            _reraise_interrupt(e)
             raise KernelError("plugin-failed", _failed(op, "forward", e)) from None
         _check_forward(op, raw_infer, args, kwargs, out)
         return out
@@ -214,9 +222,10 @@ def _guard_vjp(op, raw):
     def vjp(b, node, g):
         try:
             outs = list(raw(b, node, g))
-        except (GraphError, KeyboardInterrupt):
+        except GraphError:
             raise
         except BaseException as e:
+            _reraise_interrupt(e)
             raise GraphError("plugin-failed", _failed(op, "VJP", e), op=op.name, **_node_where(node)) from None
         if len(outs) != len(node.inputs):
             raise GraphError("plugin-bad-vjp", f"plugin {op.plugin}: the VJP of op '{op.name}' returns {len(outs)} "
@@ -231,9 +240,10 @@ def _guard_jvp(op, raw):
     def jvp(b, node, tangents):
         try:
             out = raw(b, node, tangents)
-        except (GraphError, KeyboardInterrupt):
+        except GraphError:
             raise
         except BaseException as e:
+            _reraise_interrupt(e)
             raise GraphError("plugin-failed", _failed(op, "JVP", e), op=op.name, **_node_where(node)) from None
         if out is not None and node.name in b.types:
             want, got = b.type(node.name).shape, b.type(out).shape
@@ -251,9 +261,8 @@ def _guard_interval(op, raw):
     def interval(*args, **kwargs):
         try:
             return raw(*args, **kwargs)
-        except KeyboardInterrupt:
-            raise
         except BaseException as e:
+            _reraise_interrupt(e)
             raise GraphError("plugin-failed", _failed(op, "interval rule", e), op=op.name) from None
 
     return interval
