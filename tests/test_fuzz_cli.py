@@ -83,7 +83,7 @@ def test_inputs_files_and_flags_fail_cleanly(ws, capsys, data):
     check_outcome(argv, status, out, err)
 
 
-@FAST
+@settings(FAST, max_examples=100)
 @given(st.data())
 def test_random_command_lines_fail_cleanly(ws, capsys, data):
     argv = data.draw(command_lines(ws))
