@@ -197,6 +197,24 @@ class Campaign:
         fmt_flag = ["--format", data.draw(st.sampled_from(("json", "text")))]
         self.check("mutate", [command, str(path), *extra, *fmt_flag])
 
+    def target_graphs(self, data) -> None:
+        """Random valid graphs (tests/test_fuzz_files.py's generator: predicted shapes, free and rigid
+        dims, many ops) through random command lines in place of the bundled graphs."""
+        import test_fuzz_files as tf
+
+        from gtool.cli import cli
+
+        _, fmt, text, _ = data.draw(tf.random_graphs())
+        path = self.folder / f"g.{fmt}"
+        path.write_text(text)
+        argv = data.draw(command_lines(self.ws, self.backends))
+        argv = [str(path) if a in self.ws["graphs"] else a for a in argv]
+        if any(p.name == "dim_flags" for p in cli.commands[argv[0]].params) and data.draw(st.booleans()):
+            argv += ["--dim", "n=2"]
+        if argv[0] in ("run", "grad", "render", "explain", "grad-check") and data.draw(st.booleans()):
+            argv.append("--random-inputs")
+        self.check("graphs", argv, inputs=True)
+
     def target_data(self, data) -> None:
         argv = ["run", data.draw(st.sampled_from(self.ws["graphs"])), "--format", "json"]
         if data.draw(st.booleans()):
@@ -253,8 +271,8 @@ def replay(folder: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=5.0, help="how long to run (default 5)")
-    ap.add_argument("--targets", default="expr,document,mutate,data,cli",
-                    help="comma-separated: expr,document,mutate,data,cli")
+    ap.add_argument("--targets", default="expr,document,mutate,graphs,data,cli",
+                    help="comma-separated: expr,document,mutate,graphs,data,cli")
     ap.add_argument("--backends", default="numpy", help="backends the cli target may pick (numpy,numba,cuda)")
     ap.add_argument("--examples", type=int, default=200, help="examples per hypothesis round")
     ap.add_argument("--out", default="fuzz-failures", help="folder for reproducers")
