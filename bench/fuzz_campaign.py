@@ -88,31 +88,77 @@ class Arcs:
             threading.settrace(None)
 
 
+class _Slow(BaseException):
+    """Raised by the alarm in an input that runs too long (a BaseException: gtool must not catch it)."""
+
+
+def _alarm(signum, frame):
+    raise _Slow()
+
+
+TIMEOUT = [10.0]  # seconds one input may run (--timeout)
+
+
 def run_gtool(argv: list[str]) -> tuple[int, str, str]:
-    """gtool's main in-process, its stdout/stderr captured."""
+    """gtool's main in-process, its stdout/stderr captured; an input past TIMEOUT is stopped."""
+    import signal
+
     from gtool.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     status = None
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(), \
-            np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            main(argv)
-        except SystemExit as e:
-            status = e.code
-        except BaseException as e:  # noqa: BLE001 - anything escaping main is a finding
-            err.write(f"Traceback (escaped main): {type(e).__name__}: {e}\n")
-            status = "escaped"
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, TIMEOUT[0])
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings(), \
+                np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                main(argv)
+            except SystemExit as e:
+                status = e.code
+            except _Slow:
+                err.write(f"Traceback (slow): still running after {TIMEOUT[0]:g} s\n")
+                status = "slow"
+            except BaseException as e:  # noqa: BLE001 - anything escaping main is a finding
+                err.write(f"Traceback (escaped main): {type(e).__name__}: {e}\n")
+                status = "escaped"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
     return status, out.getvalue(), err.getvalue()
 
 
+# graphs from the hostile review (issue 10): the cli target draws them with the bundled ones
+HOSTILE_GRAPHS = {
+    "keyword_name.yaml": "gtool: 1\ninputs:\n  lambda: {shape: [2], value: [1.0, 2.0]}\nnodes:\n"
+                         "  y: lambda * 2\n  L: sum(y)\noutputs: [L]\nloss: L\n",
+    "nfkc_names.yaml": "gtool: 1\ninputs:\n  x: {shape: [2], value: [1.0, 2.0]}\n  \uff58: {shape: [2], value: [3.0, 4.0]}\n"
+                       "nodes:\n  L: sum(x * \uff58)\noutputs: [L]\nloss: L\n",
+    "int_overflow.yaml": "gtool: 1\ninputs:\n  k: {shape: [2], dtype: int32, value: [2147483647, 1]}\nnodes:\n"
+                         "  y: k + 1\n  z: k * 3000000000\noutputs: [y, z]\n",
+    "huge_range.yaml": "gtool: 1\ninputs:\n  x: {shape: [3], range: [-inf, inf]}\n  i: {shape: [2], dtype: int64, "
+                       "range: [-1e30, 1e30]}\nnodes:\n  L: sum(exp(x))\noutputs: [L]\nloss: L\n",
+    "bombs.yaml": "gtool: 1\ninputs:\n  x: {shape: [2], value: [1.0, 2.0]}\n  t: {shape: [2], dtype: int64, "
+                  "value: [0, 1]}\nnodes:\n  h: {op: one_hot, inputs: [t], attrs: {depth: 100000000000}}\n"
+                  "  b: {op: broadcast_to, inputs: [x], attrs: {shape: [100000, 100000, 2]}}\n  L: sum(b)\n"
+                  "outputs: [L]\nloss: L\n",
+    "escapes.yaml": "gtool: 1\nname: \"evil\\e[31m\\x07\"\ndoc: \"\\u202e\\x01\"\ninputs:\n"
+                    "  x: {shape: [2], value: [1.0, 2.0], doc: \"\\e]0;title\\x07\"}\nnodes:\n  L: sum(x)\n"
+                    "outputs: [L]\nloss: L\n",
+}
+
+
 class Campaign:
-    def __init__(self, out: Path, backends: tuple[str, ...]) -> None:
+    def __init__(self, out: Path, backends: tuple[str, ...], hostile: bool = True) -> None:
         self.out = out
         self.backends = backends
         self.folder = Path(tempfile.mkdtemp(prefix="gtool-fuzz-"))
         self.ws = workspace(self.folder)
+        if hostile:
+            for name, text in HOSTILE_GRAPHS.items():
+                (self.folder / "graphs" / name).write_text(text, encoding="utf-8")
+                self.ws["graphs"].append(str(self.folder / "graphs" / name))
         self.pristine = {f: Path(f).read_bytes() for f in snapshot(self.ws)}
         self.tried = 0
         self.failures: dict[str, Path] = {}
@@ -138,7 +184,7 @@ class Campaign:
 
     def record(self, target: str, argv, status, out: str, err: str, e: AssertionError) -> None:
         detail = str(e.args[0][1] if isinstance(e.args[0], tuple) and len(e.args[0]) > 1 else e)
-        key = target + ":" + (_first_line(err) or detail)[:160]
+        key = target + ":" + (argv[0] + " " if status == "slow" else "") + (_first_line(err) or detail)[:160]
         if key in self.failures:
             return
         where = self.out / f"{target}-{len(self.failures) + 1:04d}"
@@ -242,6 +288,8 @@ class Campaign:
 
 
 def _first_line(err: str) -> str:
+    if "Traceback (slow)" in err:
+        return "slow: " + err.split("Traceback (slow):")[1].splitlines()[0].strip()
     for line in err.splitlines():
         if "internal error" in line or "Traceback" in line or "Error" in line:
             return line.strip()
@@ -278,11 +326,22 @@ def main() -> int:
     ap.add_argument("--out", default="fuzz-failures", help="folder for reproducers")
     ap.add_argument("--seed", type=int, default=0, help="first round's seed (each round adds 1)")
     ap.add_argument("--replay", metavar="DIR", help="run one saved reproducer again and exit")
+    ap.add_argument("--no-hostile", action="store_true", help="leave out the hostile-review graphs")
+    ap.add_argument("--timeout", type=float, default=5.0, help="seconds one input may run before it counts as a "
+                    "hang (default 5)")
+    ap.add_argument("--max-memory-gb", type=float, default=8.0, help="address-space limit of the campaign, so a "
+                    "memory bomb is a MemoryError rather than the OOM killer (default 8; 0: none)")
     args = ap.parse_args()
     if args.replay:
         return replay(Path(args.replay))
     os.environ.pop("GTOOL_DEBUG", None)
-    campaign = Campaign(Path(args.out), tuple(args.backends.split(",")))
+    TIMEOUT[0] = args.timeout
+    if args.max_memory_gb > 0:
+        import resource
+
+        limit = int(args.max_memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    campaign = Campaign(Path(args.out), tuple(args.backends.split(",")), hostile=not args.no_hostile)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     start = time.monotonic()
     deadline = campaign.deadline = start + 60 * args.minutes
