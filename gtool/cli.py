@@ -115,6 +115,11 @@ def main(argv=None) -> None:
         failed = e
     finally:
         sys.stdout, sys.stderr = real_out, real_err
+        if not json_mode and failed is None and out.failed is None:
+            try:  # what the command printed before an exception that GTOOL_DEBUG lets through
+                out.flush()
+            except streams.OutputFailed as e:
+                failed = e
         if json_mode:
             noise, doc = streams.split_document(out.getvalue())
             if noise:
