@@ -127,6 +127,8 @@ register(OpDef("h_bad_rule", 1, bad_rule, lambda x: x))
 register(OpDef("h_noisy", 1, same, noisy, vjp=lambda b, node, g: [b("mul", g, b.const(2.0))]))
 register(OpDef("h_vjp_shape", 1, same, lambda x: 2 * x, vjp=lambda b, node, g: [b("sum", g)]))
 register(OpDef("h_vjp_raises", 1, same, lambda x: 2 * x, vjp=lambda b, node, g: [][0]))
+register(OpDef("h_jvp_shape", 1, same, lambda x: 2 * x, jvp=lambda b, node, ts: b("sum", ts[0])))
+register(OpDef("h_jvp_raises", 1, same, lambda x: 2 * x, jvp=lambda b, node, ts: 1 / 0))
 '''
 
 USES = """\
@@ -176,6 +178,17 @@ def test_a_misbehaving_plugin_is_a_located_error(capsys, hostile, command, op, c
     assert f"[{code}]" in text and words in text
     assert f"plugin {plugin}" in text and "node 'y'" in text and ":5:3:" in text  # plugin file, node, its line
     assert "Traceback" not in text and "internal error" not in text
+
+
+@pytest.mark.parametrize("op, code, words", [
+    ("h_jvp_shape", "plugin-bad-vjp", "gives a tangent of shape [] for an output of shape [3]"),
+    ("h_jvp_raises", "plugin-failed", "the JVP of op 'h_jvp_raises' raised ZeroDivisionError"),
+])
+def test_a_misbehaving_plugin_jvp_is_a_located_error(capsys, hostile, op, code, words):
+    plugin, d = hostile
+    status, out, err = cli(capsys, "grad", "--plugin", plugin, graph_using(d, op), "--mode", "forward")
+    assert status == 1 and f"[{code}]" in err and words in err and "node 'y'" in err
+    assert "Traceback" not in err and "internal error" not in err
 
 
 def test_a_plugin_traceback_only_under_gtool_debug(capsys, hostile, monkeypatch):
@@ -316,7 +329,10 @@ def test_grad_check_tolerances_out_of_range_are_usage_errors(capsys, args):
 
 def test_the_last_format_counts_for_json_mode(capsys):
     # click keeps the last of repeated options: so must the choice of JSON for errors
-    status, out, err = cli(capsys, "validate", "nowhere.yaml", "--format", "json", "--format", "text")
+    # (a click parse error comes before the command sees its --format: only the pre-parse decides)
+    status, out, err = cli(capsys, "lint", LINEAR, "--fail-on", "sometimes", "--format", "json", "--format", "text")
     assert status == 2 and out == "" and "[usage]" in err
-    status, out, err = cli(capsys, "validate", "nowhere.yaml", "--format", "text", "--format", "json")
+    status, out, err = cli(capsys, "lint", LINEAR, "--fail-on", "sometimes", "--format", "text", "--format", "json")
     assert status == 2 and json.loads(out)["error"]["code"] == "usage"
+    status, out, err = cli(capsys, "lint", LINEAR, "--format", "json", "--fail-on", "sometimes", "--format")
+    assert status == 2 and json.loads(out)["error"]["code"] == "usage"  # a last --format without a value
