@@ -13,7 +13,9 @@ sys.settrace, and distinct lines), and failures: each distinct failure (by its f
 is saved once under --out as a reproducer folder (argv.json with the workspace as `{ws}`, the data
 files it names, and what gtool printed) that `--replay` runs again. Hypothesis atheris-style
 coverage guidance is not used (atheris needs a libFuzzer toolchain); new arcs are counted per round
-so a flat curve shows when the campaign stops finding new paths.
+so a flat curve shows when the campaign stops finding new paths. An input past --timeout is a
+finding ("slow"); the alarm that stops it fires only when control returns to Python, so one long
+NumPy call (a sum over a huge broadcast view) overruns the timeout and the campaign's end.
 """
 
 from __future__ import annotations
