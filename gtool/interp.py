@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backends import Backend, get_backend
+from .datafit import fitted
 from .dims import Dim
 from .errors import GraphError, UsageError, did_you_mean
 from .ir import Graph
@@ -287,7 +288,12 @@ def at_precision(graph: Graph, dtype: str) -> Graph:
 
     tensors = {}
     for n, t in graph.tensors.items():
-        value = t.value.astype(conv(t.dtype)) if t.value is not None else None
+        value = None
+        if t.value is not None:
+            value, why = fitted(n, t.value, conv(t.dtype))
+            if why is not None:  # 1e300 in float32 would silently become inf
+                raise GraphError("bad-value", f"the value does not fit {dtype} (--dtype): {why}",
+                                 node=graph.owner(n), **graph.loc(n).where())
         tensors[n] = replace(t, type=TensorType(t.shape, conv(t.dtype), t.type.weak), value=value)
     nodes = {}
     for n, node in graph.nodes.items():
