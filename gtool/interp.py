@@ -140,7 +140,7 @@ class Program:
                 out = step.kernel(*args, **self._kwargs(step, bindings))
             except KernelError as e:
                 raise self._error(step, e.code, e.message) from None
-            except (ValueError, TypeError, IndexError, FloatingPointError) as e:
+            except (ValueError, TypeError, IndexError, FloatingPointError, OverflowError) as e:
                 raise self._error(step, "kernel-failed", f"{step.op} failed: {e}") from None
             if step.dtype is None:
                 if hasattr(out, "item"):
@@ -202,7 +202,7 @@ class Program:
                 k += 1
         except KernelError as e:
             raise self._error(self.steps[k], e.code, e.message) from None
-        except (ValueError, TypeError, IndexError, FloatingPointError) as e:
+        except (ValueError, TypeError, IndexError, FloatingPointError, OverflowError) as e:
             raise self._error(self.steps[k], "kernel-failed", f"{self.steps[k].op} failed: {e}") from None
 
     def _error(self, step: Step, code: str, message: str) -> GraphError:
