@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 
 from .dims import Dim, format_shape
+from .budget import check_value
 from .datafit import fitted, scalar_misfit
 from .errors import GraphError, UsageError, did_you_mean
 from .format.build import nonfinite
@@ -200,13 +201,14 @@ def _check_range(t: Tensor) -> None:
 
 def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], random: bool = False,
             seed: int = 0, dim_values: dict[str, int] | None = None,
-            skip_scalar_constants: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+            skip_scalar_constants: bool = False, check=None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Every tensor's value and the dim bindings for one run.
 
     Precedence: given data, then the file's `value`, then random data (inputs, with
     `random=True`) or `init` (params). A missing input is an error naming all that are missing.
     With `skip_scalar_constants`, scalar constants the caller did not override are left out
-    (a compiled Program already holds them).
+    (a compiled Program already holds them). `check(bindings)` runs once dims are bound and
+    before any random input or param is allocated (Program.check_budget refuses a run too big).
     """
     given = dict(given or {})
     for name in given:
@@ -237,17 +239,21 @@ def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], ra
                          + ", ".join(f"'{m}'" for m in missing),
                          hint="give it with --input NAME=VALUE, --inputs FILE, a value in the file, or --random-inputs")
     bindings = binder.finish()
+    if check is not None:
+        check(bindings)
     for name, t in fed:
         if name in values:
             binder.check(name, t.shape, values[name].shape)
             continue
         shape = binder.size(name, t.shape)
         if t.kind == "input":
+            check_value(name, shape, t.dtype, **t.loc.where())
             values[name] = random_value(t, shape, seed, _classes_for(graph, name, bindings, types))
         else:  # params from their init: the same seed and shape give the same array, so keep it
             key = ("init", name, seed, shape)
             value = graph.cache.get(key)
             if value is None:
+                check_value(name, shape, t.dtype, **t.loc.where())
                 value = graph.cache[key] = _init(t, shape, seed)
                 value.flags.writeable = False
             values[name] = value

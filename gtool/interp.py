@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import budget
 from .backends import Backend, get_backend
 from .datafit import fitted
 from .dims import Dim
@@ -99,11 +100,39 @@ class Program:
         self._fast: dict[tuple, list] = {}
         self._sizes: dict[int, int] = {}
         self._has_dims = any(st.dims_in_attrs for st in steps)
+        self._symbolic = any(d.symbols() for n in list(names) + [st.node for st in steps] for d in types[n].shape)
+        self._budget_key = None
         self.out_slots = tuple(slot[o] for o in outputs)
         self.compiled = backend.compile(self)
 
-    def run(self, values: dict[str, np.ndarray], bindings: dict[str, int], check_numerics: bool = False) -> dict:
-        """Execute; `values` holds every tensor's data (see feeds.resolve)."""
+    def check_budget(self, bindings: dict[str, int]) -> None:
+        """Refuse the run before it allocates when a value or the peak is too big (gtool/budget.py).
+        Checked once per (bindings, limits): a repeated run pays one tuple comparison."""
+        key = (tuple(sorted(bindings.items())) if self._symbolic else (), budget.limits_key())
+        if key == self._budget_key:
+            return
+        plan = []
+        for name in self.tensor_names:
+            plan.append((name, None, *self._size(name, bindings), False, ()))
+        for st in self.steps:
+            plan.append((st.node, st.op, *self._size(st.node, bindings), get_op(st.op).view, st.free))
+        graph = self.graph
+        budget.check_plan(plan, len(self.tensor_names), lambda n: {**graph.loc(n).where(), "node": graph.owner(n)})
+        self._budget_key = key
+
+    def _size(self, name: str, bindings: dict[str, int]) -> tuple[tuple[int, ...], str]:
+        t = self.types[name]
+        try:
+            return tuple(d.evaluate(bindings) for d in t.shape), t.dtype
+        except KeyError:  # a dim no data binds: the run fails later, naming it
+            return (), t.dtype
+
+    def run(self, values: dict[str, np.ndarray], bindings: dict[str, int], check_numerics: bool = False,
+            budget_checked: bool = False) -> dict:
+        """Execute; `values` holds every tensor's data (see feeds.resolve). `budget_checked`: the
+        caller already ran check_budget for these bindings (execute does, before allocating)."""
+        if not budget_checked:
+            self.check_budget(bindings)
         if self.compiled is not None and not check_numerics:
             return self.compiled(values, bindings)
         return self.interpret(values, bindings, check_numerics)
@@ -273,8 +302,8 @@ def execute(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=N
 
     prog = program(graph, outputs, backend)
     values, bindings = resolve(graph, inputs, types=prog.types, free=free_dims(graph), random=random, seed=seed,
-                               dim_values=dim_values, skip_scalar_constants=True)
-    return prog.run(values, bindings, check_numerics=check_numerics)
+                               dim_values=dim_values, skip_scalar_constants=True, check=prog.check_budget)
+    return prog.run(values, bindings, check_numerics=check_numerics, budget_checked=True)
 
 
 def at_precision(graph: Graph, dtype: str) -> Graph:
