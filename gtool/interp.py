@@ -111,11 +111,12 @@ class Program:
         key = (tuple(sorted(bindings.items())) if self._symbolic else (), budget.limits_key())
         if key == self._budget_key:
             return
-        plan = []
-        for name in self.tensor_names:
-            plan.append((name, None, *self._size(name, bindings), False, ()))
+        plan, types = [], self.types
+        for name in self.tensor_names:  # weak scalars are Python numbers: they cost nothing, like views
+            plan.append((name, None, *self._size(name, bindings), types[name].weak, ()))
         for st in self.steps:
-            plan.append((st.node, st.op, *self._size(st.node, bindings), get_op(st.op).view, st.free))
+            plan.append((st.node, st.op, *self._size(st.node, bindings), get_op(st.op).view or st.dtype is None,
+                         st.free))
         graph = self.graph
         budget.check_plan(plan, len(self.tensor_names), lambda n: {**graph.loc(n).where(), "node": graph.owner(n)})
         self._budget_key = key
