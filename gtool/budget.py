@@ -158,17 +158,23 @@ def check_plan(values: list[tuple[str, str | None, tuple[int, ...], str, bool, t
     """
     mem, mem_from, max_count, count_from = limits()
     sizes = []
+    itemsize = {d: np.dtype(d).itemsize for d in {v[3] for v in values}}
+    counts: dict[tuple, int] = {}
     for name, op, shape, dtype, view, _ in values:
-        count = 1
-        for n in shape:
-            count *= n
+        count = counts.get(shape)
+        if count is None:
+            count = 1
+            for n in shape:
+                count *= n
+            counts[shape] = count
         if count > max_count:
             raise too_many(name, op, shape, dtype, count, max_count, count_from, **where(name))
-        sizes.append(0 if view else count * np.dtype(dtype).itemsize)
+        sizes.append(0 if view else count * itemsize[dtype])
     live = peak = sum(sizes[:n_tensors])
     for k in range(n_tensors, len(values)):
         live += sizes[k]
-        peak = max(peak, live)
+        if live > peak:
+            peak = live
         for s in values[k][5]:
             live -= sizes[s]
     if mem is not None and peak > mem:

@@ -12,9 +12,9 @@ import zlib
 
 import numpy as np
 
-from .dims import Dim, format_shape
 from .budget import check_value
 from .datafit import fitted, scalar_misfit
+from .dims import Dim, format_shape
 from .errors import GraphError, UsageError, did_you_mean
 from .format.build import nonfinite
 from .ir import Graph, Tensor

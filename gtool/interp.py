@@ -102,6 +102,7 @@ class Program:
         self._has_dims = any(st.dims_in_attrs for st in steps)
         self._symbolic = any(d.symbols() for n in list(names) + [st.node for st in steps] for d in types[n].shape)
         self._budget_key = None
+        self._budget_items: list | None = None
         self.out_slots = tuple(slot[o] for o in outputs)
         self.compiled = backend.compile(self)
 
@@ -111,22 +112,26 @@ class Program:
         key = (tuple(sorted(bindings.items())) if self._symbolic else (), budget.limits_key())
         if key == self._budget_key:
             return
-        plan, types = [], self.types
-        for name in self.tensor_names:  # weak scalars are Python numbers: they cost nothing, like views
-            plan.append((name, None, *self._size(name, bindings), types[name].weak, ()))
-        for st in self.steps:
-            plan.append((st.node, st.op, *self._size(st.node, bindings), get_op(st.op).view or st.dtype is None,
-                         st.free))
+        if self._budget_items is None:  # (name, op, shape, dtype, costs no memory, slots freed after it)
+            types = self.types  # weak scalars are Python numbers: they cost nothing, like views
+            self._budget_items = [(n, None, types[n].shape, types[n].dtype, types[n].weak, ())
+                                  for n in self.tensor_names]
+            self._budget_items += [(st.node, st.op, types[st.node].shape, types[st.node].dtype,
+                                    get_op(st.op).view or st.dtype is None, st.free) for st in self.steps]
+        sizes: dict[tuple, tuple[int, ...]] = {}  # most values share a few shapes: evaluate each once
+        plan = []
+        for name, op, shape, dtype, costless, freed in self._budget_items:
+            size = sizes.get(shape)
+            if size is None:
+                try:
+                    size = tuple(d.evaluate(bindings) for d in shape)
+                except KeyError:  # a dim no data binds: the run fails later, naming it
+                    size = ()
+                sizes[shape] = size
+            plan.append((name, op, size, dtype, costless, freed))
         graph = self.graph
         budget.check_plan(plan, len(self.tensor_names), lambda n: {**graph.loc(n).where(), "node": graph.owner(n)})
         self._budget_key = key
-
-    def _size(self, name: str, bindings: dict[str, int]) -> tuple[tuple[int, ...], str]:
-        t = self.types[name]
-        try:
-            return tuple(d.evaluate(bindings) for d in t.shape), t.dtype
-        except KeyError:  # a dim no data binds: the run fails later, naming it
-            return (), t.dtype
 
     def run(self, values: dict[str, np.ndarray], bindings: dict[str, int], check_numerics: bool = False,
             budget_checked: bool = False) -> dict:
