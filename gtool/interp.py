@@ -177,6 +177,8 @@ class Program:
                 raise self._error(step, e.code, e.message) from None
             except (ValueError, TypeError, IndexError, FloatingPointError, OverflowError) as e:
                 raise self._error(step, "kernel-failed", f"{step.op} failed: {e}") from None
+            except MemoryError:
+                raise self._out_of_memory(step) from None
             if step.dtype is None:
                 if hasattr(out, "item"):
                     out = out.item()
@@ -239,6 +241,16 @@ class Program:
             raise self._error(self.steps[k], e.code, e.message) from None
         except (ValueError, TypeError, IndexError, FloatingPointError, OverflowError) as e:
             raise self._error(self.steps[k], "kernel-failed", f"{self.steps[k].op} failed: {e}") from None
+        except MemoryError:
+            raise self._out_of_memory(self.steps[k]) from None
+
+    def _out_of_memory(self, step: Step) -> UsageError:
+        """A kernel ran out of memory although the sizes passed the check (kernels need scratch
+        space the estimate leaves out, and other programs use memory too): name the node."""
+        loc = self.graph.loc(step.node)
+        return UsageError("too-much-memory", f"{step.op} ran out of memory", node=self.graph.owner(step.node),
+                          op=step.op, **loc.where(), hint="lower --max-memory to refuse such runs up front, "
+                          "or use smaller sizes")
 
     def _error(self, step: Step, code: str, message: str) -> GraphError:
         loc = self.graph.loc(step.node)

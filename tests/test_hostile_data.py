@@ -323,3 +323,20 @@ def test_parse_size_units():
     assert budget.parse_size("2GiB") == 2 * 2**30 == budget.parse_size("2g")
     assert budget.parse_size("1.5 MB") == 1_500_000
     assert budget.parse_size("1e9") == 10**9
+
+
+def test_a_kernel_out_of_memory_is_a_located_error(tmp_path):
+    """The estimate leaves out kernels' scratch space: a MemoryError inside a kernel must still
+    be a coded error at the node (a JSON error in json mode), not a bare 'out of memory'."""
+    from gtool import interp
+
+    g = api.load(graph(tmp_path, "inputs:\n  x: [3]\nnodes:\n  y: exp(x)\noutputs: [y]\n"))
+    prog = interp.program(g)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    prog.steps[0].kernel = no_memory
+    with pytest.raises(api.UsageError) as e:
+        api.run(g, {"x": np.ones(3)})
+    assert e.value.code == "too-much-memory" and e.value.diagnostic.node == "y" and e.value.diagnostic.line == 5
