@@ -32,6 +32,8 @@ def _as_array(name: str, value, t: Tensor) -> np.ndarray:
             raise UsageError("bad-input", f"data for '{name}' is not an array: {e}") from None
         raise UsageError("bad-input", f"data for '{name}' is ragged (rows of different lengths, or numbers "
                          "mixed with lists)") from None
+    if isinstance(value, list) and arr.dtype.kind == "f" and t.dtype.startswith("int"):
+        arr = np.array(value, dtype=object)  # exact Python ints: float64 would round 2**53 + 1, or 2**63 + 1
     if arr.dtype == object and not all(isinstance(v, (int, float)) for v in arr.ravel()):
         raise UsageError("bad-input", f"data for '{name}' is not a rectangular numeric array")
     if arr.dtype.kind in "US":

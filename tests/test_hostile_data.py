@@ -340,3 +340,49 @@ def test_a_kernel_out_of_memory_is_a_located_error(tmp_path):
     with pytest.raises(api.UsageError) as e:
         api.run(g, {"x": np.ones(3)})
     assert e.value.code == "too-much-memory" and e.value.diagnostic.node == "y" and e.value.diagnostic.line == 5
+
+
+# the rules against an independent reference: Python integers and struct's float32 packing ------------
+
+def _fits_reference(v, dtype: str) -> bool:
+    import math
+    import struct
+
+    if dtype == "bool":
+        return v in (0, 1)
+    if dtype.startswith("int"):
+        bits = int(dtype[3:])
+        whole = isinstance(v, int) or (math.isfinite(v) and v.is_integer())
+        return whole and -(2 ** (bits - 1)) <= v <= 2 ** (bits - 1) - 1
+    if dtype == "float32" and isinstance(v, float) and math.isfinite(v):
+        try:
+            struct.pack("<f", v)  # raises OverflowError where the float32 would be inf
+        except OverflowError:
+            return False
+    return True
+
+
+def test_the_fit_rules_match_python_arithmetic():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gtool.datafit import misfit
+
+    edges = [2**31 - 1, 2**31, -2**31, -2**31 - 1, 2**63 - 1, 2**63, -2**63, -2**63 - 1, 0, 1, 2]
+    ints = st.one_of(st.sampled_from(edges), st.integers(-2**70, 2**70))
+    floats = st.one_of(st.sampled_from([3.4028234663852886e38, 3.4028235677973366e38, 3.402823567797337e38, 1e300,
+                                        2.0**63, -2.0**63, 2.0**31, 0.5, float("nan"), float("inf")]),
+                       st.floats(allow_nan=True, allow_infinity=True))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.lists(ints, min_size=1, max_size=4), st.lists(floats, min_size=1, max_size=4)),
+           st.sampled_from(["int32", "int64", "float32", "float64", "bool"]))
+    def check(values, dtype):
+        big = any(isinstance(v, int) and not -2**63 <= v < 2**63 for v in values)
+        arr = np.array(values, dtype=object) if big else np.asarray(values)
+        if arr.dtype.kind == "u":  # a lone uint64 list; the reference sees the same numbers
+            values = [int(v) for v in arr]
+        expected = all(_fits_reference(v, dtype) for v in values)
+        assert (misfit("x", arr, dtype) is None) == expected, (values, dtype, misfit("x", arr, dtype))
+
+    check()
