@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
 
 def _at(name: str, arr: np.ndarray, mask: np.ndarray) -> tuple[str, object]:
     """`x[1, 2]` (or `x` for a scalar) and the value there, for the first True of `mask`."""
@@ -68,6 +70,8 @@ def misfit(name: str, arr: np.ndarray, dtype) -> str | None:
 def _int_misfit(name: str, arr: np.ndarray, want: np.dtype) -> str | None:
     info = np.iinfo(want)
     span = f"outside {want}'s range [{info.min}, {info.max}]"
+    if arr.dtype.kind == "O":  # Python ints too long for int64, maybe with floats: check as Python numbers
+        return _objects_misfit(name, arr, want, span)
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -79,22 +83,32 @@ def _int_misfit(name: str, arr: np.ndarray, want: np.dtype) -> str | None:
             return f"{where} is {_show(v)}, not a whole number (the dtype is {want})"
         # the bounds as floats are exact powers of two: min itself fits, 2**63 (or 2**31) does not
         bad = (arr < float(info.min)) | (arr >= float(info.max) + 1.0)
-    elif arr.dtype.kind in "iu":
+    else:
         if np.can_cast(arr.dtype, want):
             return None
         lo, hi = int(arr.min()), int(arr.max())
         if info.min <= lo and hi <= info.max:
             return None
         bad = (arr < info.min) | (arr > info.max)  # NumPy 2 compares mixed signedness exactly
-    else:  # an object array: Python ints too long for int64, maybe with floats
-        def ok(v) -> bool:
-            if isinstance(v, float):
-                return v.is_integer() and info.min <= v < info.max + 1
-            return info.min <= v <= info.max
-        bad = np.array([not ok(v) for v in arr.ravel()]).reshape(arr.shape)
     if bad.any():
         where, v = _at(name, arr, bad)
         return f"{where} is {_show(v)}, {span}"
+    return None
+
+
+def _objects_misfit(name: str, arr: np.ndarray, want: np.dtype, span: str) -> str | None:
+    info = np.iinfo(want)
+    for k, v in enumerate(arr.ravel()):
+        if isinstance(v, float) and not np.isfinite(v):
+            why = "which no integer dtype can hold"
+        elif isinstance(v, float) and not v.is_integer():
+            why = f"not a whole number (the dtype is {want})"
+        elif not info.min <= v <= info.max:
+            why = span
+        else:
+            continue
+        where, _ = _at(name, arr, np.arange(arr.size).reshape(arr.shape) == k)
+        return f"{where} is {_show(v)}, {why}"
     return None
 
 
@@ -102,6 +116,10 @@ def scalar_misfit(value, dtype: str) -> str | None:
     """Why the number `value` (a literal) cannot take `dtype` ("outside int32's range ..."), or None."""
     if isinstance(value, bool):
         return None
+    if dtype == "int32" and isinstance(value, int) and -2**31 <= value < 2**31:
+        return None  # the common cases, without NumPy (inference checks every literal it meets)
+    if dtype == "float32" and isinstance(value, (int, float)) and not abs(value) > _F32_MAX:
+        return None  # nan compares False: it stays nan, as written
     big = isinstance(value, int) and not -2**63 <= value < 2**63
     why = misfit("", np.asarray(value, object) if big else np.asarray(value), dtype)
     return None if why is None else why.split(", ", 1)[1]

@@ -133,6 +133,7 @@ class Inference:
 
 
 _DIM_KINDS = ("shape", "dim", "index")
+_NARROW = ("int32", "float32")  # the dtypes a literal (int64, float64 or bool) may not fit
 
 
 def _dim_attrs(op, attrs: dict, ctx: ShapeCtx, fixed: dict[str, Dim]) -> dict:
@@ -196,7 +197,7 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
                         "shape-mismatch",
                         f"inferred {format_shape(inferred)} but declared {format_shape(ctx.resolve_shape(declared))}",
                     )
-            if any(t.weak for t in ins):
+            if (out.weak or out.dtype in _NARROW) and any(t.weak for t in ins):
                 _check_literals(graph, node, op, ins, out, known)
             types[name] = out
         except ShapeError as e:
@@ -248,7 +249,7 @@ def _check_literals(graph: Graph, node, op, ins: list, out: TensorType, known: d
                 except (ValueError, TypeError, OverflowError, ArithmeticError):
                     pass
         return
-    if out.dtype == "bool":
+    if out.dtype not in _NARROW:  # literals are int64, float64 or bool: they fit the wider dtypes
         return
     for i, t in zip(node.inputs, ins):
         if not t.weak:
