@@ -129,6 +129,8 @@ def check_value(name: str, shape: tuple[int, ...], dtype: str, op: str | None = 
     count = 1
     for n in shape:
         count *= n
+    if count <= 2**20:  # small: not worth reading the limits (/proc/meminfo) on every random draw
+        return
     mem, mem_from, max_count, count_from = limits()
     size = count * np.dtype(dtype).itemsize
     if count > max_count:
