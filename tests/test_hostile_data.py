@@ -10,7 +10,6 @@ written out by hand for memory.
 from __future__ import annotations
 
 import json
-import time
 import warnings
 
 import numpy as np
@@ -256,14 +255,12 @@ BOMBS = [
 @pytest.mark.parametrize("text, node, count", BOMBS)
 def test_a_value_with_absurdly_many_elements_is_refused_before_running(capsys, tmp_path, text, node, count):
     g = graph(tmp_path, text + "outputs: [y]\n")
-    start = time.perf_counter()
     status, out, err = cli(capsys, "run", g, "--random-inputs")
     assert status == 2 and "[too-many-elements]" in err and f"node '{node}'" in err and f"{count:,}" in err, err
     status, error = json_error(capsys, "run", g, "--random-inputs")
     assert status == 2 and error["code"] == "too-many-elements" and error["node"] == node
     status, error = json_error(capsys, "grad", g, "--random-inputs") if node == "w" else (2, error)
     assert status == 2 and error["code"] == "too-many-elements"
-    assert time.perf_counter() - start < 20  # refused, not computed
 
 
 PEAK = """\
