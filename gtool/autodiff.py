@@ -201,6 +201,10 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
         for inp, gi in zip(node.inputs, outs):
             if gi is None or inp not in need or not _float(types[inp]):
                 continue
+            if b.type(gi).dtype != types[inp].dtype and not types[inp].weak:
+                # a gradient has its value's dtype (torch, JAX): a float32 x used with float64
+                # gets a float32 gradient, rounded once here (issue 11; h5's minimal change)
+                gi = b("cast", gi, dtype=types[inp].dtype)
             contribs.setdefault(inp, []).append((node.name, gi))
     outputs = [loss]
     for w in wrt:

@@ -94,6 +94,10 @@ TEMPLATES = {
     "softplus": lambda x: f"_softplus({x})",
     "relu": lambda x: f"({x} if ({x} >= 0 or {x} != {x}) else 0)",
     "finite_or_zero": lambda x: f"({x} if math.isfinite({x}) else 0.0)",
+    # the pieces of gtool.ops.reduce.log_sum_exp_parts (logsumexp, log_softmax, cross_entropy)
+    "is_top": lambda x, mx: f"(1.0 if {x} == {mx} else 0.0)",
+    "drop_top": lambda x, mx, e: f"(0.0 if {x} == {mx} else {e})",
+    "lse_tail": lambda mx, rest, n, total: f"(math.log1p({rest} + ({n} - 1.0)) if math.isfinite({mx}) else math.log({total}))",
     "add": lambda x, y: f"({x} + {y})",
     "sub": lambda x, y: f"({x} - {y})",
     "mul": lambda x, y: f"({x} * {y})",
@@ -107,7 +111,7 @@ TEMPLATES = {
     "where": lambda c, x, y: f"({x} if {c} else {y})",
 }
 FLOAT_ONLY = {"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus", "div", "pow",
-              "finite_or_zero"}
+              "finite_or_zero", "is_top", "drop_top", "lse_tail"}
 BOOL_OK = {"greater", "less", "equal", "where", "maximum", "minimum"}
 COMPARE = {"greater", "less", "equal"}
 # ops that read their inputs elementwise (with broadcasting) inside a fused loop
@@ -251,23 +255,29 @@ class Lowering:
     def _named(self, node: str, name: str | None, op: str, inputs, v: V, **attrs) -> str:
         return self.emit(name, op, inputs, v, node, **attrs) if name else self.tmp(node, op, inputs, v, **attrs)
 
-    def logsumexp(self, node: str, x: str, axes, name: str | None, out: V, keepdims: bool) -> str:
-        """_logsumexp_fwd, step for step: max shift (zero where not finite), sum of exp, log, add."""
+    def lse_parts(self, node: str, x: str, axes) -> tuple[str, str, str]:
+        """(m, l, x - m) of gtool.ops.reduce.log_sum_exp_parts, step for step (see its
+        docstring): m and l shaped like x with the axes kept as size 1."""
         xv = self.v(x)
+        full = V(xv.shape, xv.dtype)
         kv = V(self._kept(xv.shape, axes), xv.dtype)
-        m = self.tmp(node, "finite_or_zero", [self.reduce(node, None, "max", x, axes, kv)], kv)
-        e = self.tmp(node, "exp", [self.tmp(node, "sub", [x, m], V(xv.shape, xv.dtype))], V(xv.shape, xv.dtype))
-        log = self.tmp(node, "log", [self.reduce(node, None, "sum", e, axes, kv)], kv)
-        if keepdims:
-            return self._named(node, name, "add", [log, m], out)
-        return self._named(node, name, "reshape", [self.tmp(node, "add", [log, m], kv)], out)
+        mx = self.reduce(node, None, "max", x, axes, kv)
+        m = self.tmp(node, "finite_or_zero", [mx], kv)
+        d = self.tmp(node, "sub", [x, m], full)
+        e = self.tmp(node, "exp", [d], full)
+        rest = self.reduce(node, None, "sum", self.tmp(node, "drop_top", [x, mx, e], full), axes, kv)
+        n = self.reduce(node, None, "sum", self.tmp(node, "is_top", [x, mx], full), axes, kv)
+        total = self.reduce(node, None, "sum", e, axes, kv)
+        return m, self.tmp(node, "lse_tail", [mx, rest, n, total], kv), d
 
     def lower_logsumexp(self, node, attrs, out):
         x = self.v(node.inputs[0])
         if not x.dtype.startswith("float"):
             return False
-        self.logsumexp(node.name, node.inputs[0], self._axes(attrs["axis"], x.rank), node.name, out, attrs["keepdims"])
-        return True
+        m, l, _ = self.lse_parts(node.name, node.inputs[0], self._axes(attrs["axis"], x.rank))
+        if attrs["keepdims"]:
+            return self.emit(node.name, "add", [l, m], out, node.name)
+        return self.emit(node.name, "reshape", [self.tmp(node.name, "add", [l, m], self.v(m))], out, node.name)
 
     def lower_softmax(self, node, attrs, out):
         x = self.v(node.inputs[0])
@@ -281,22 +291,25 @@ class Lowering:
         return self.emit(node.name, "div", [e, s], out, node.name)
 
     def lower_log_softmax(self, node, attrs, out):
+        """(x - m) - l, never x - (m + l) (see log_sum_exp_parts)."""
         x = self.v(node.inputs[0])
         if not x.dtype.startswith("float"):
             return False
-        axes = (attrs["axis"] % x.rank,)
-        lse = self.logsumexp(node.name, node.inputs[0], axes, None, V(self._kept(x.shape, axes), x.dtype), True)
-        return self.emit(node.name, "sub", [node.inputs[0], lse], out, node.name)
+        _, l, d = self.lse_parts(node.name, node.inputs[0], (attrs["axis"] % x.rank,))
+        return self.emit(node.name, "sub", [d, l], out, node.name)
 
     def lower_cross_entropy(self, node, attrs, out):
+        """l - (x[target] - m) per row: the NumPy forward's -((x - m) - l)[target]."""
         logits, t = node.inputs
         lv = self.v(logits)
         rows = V(lv.shape[:-1], lv.dtype)
-        lse = self.logsumexp(node.name, logits, (lv.rank - 1,), None, rows, False)
+        m, l, _ = self.lse_parts(node.name, logits, (lv.rank - 1,))
         picked = self.tmp(node.name, "gather", [logits, t], rows, axis=lv.rank - 1, drop=True, negative=False)
-        loss = self.tmp(node.name, "sub", [lse, picked], rows) if attrs["reduction"] != "none" else None
-        if loss is None:
-            return self.emit(node.name, "sub", [lse, picked], out, node.name)
+        shifted = self.tmp(node.name, "sub", [picked, self.tmp(node.name, "reshape", [m], rows)], rows)
+        l_rows = self.tmp(node.name, "reshape", [l], rows)
+        if attrs["reduction"] == "none":
+            return self.emit(node.name, "sub", [l_rows, shifted], out, node.name)
+        loss = self.tmp(node.name, "sub", [l_rows, shifted], rows)
         return self.reduce(node.name, node.name, attrs["reduction"], loss, tuple(range(rows.rank)), out)
 
     # indexing ---------------------------------------------------------------------------------

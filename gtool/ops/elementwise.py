@@ -59,9 +59,33 @@ def _jvp_from(lins):
     return jvp
 
 
+def _on_floats(forward):
+    """The forward of a float op, fed floats: int and bool inputs become float64 first (the
+    shape rule types the result float64). NumPy would otherwise compute exp(True) in float16
+    (2.71875), or fail outright (sigmoid's in-place exp into an int buffer, -True)."""
+
+    def fwd(*xs):
+        return forward(*[_as_float(x) for x in xs])
+
+    fwd.__wrapped__ = forward
+    fwd.__doc__ = forward.__doc__
+    return fwd
+
+
+def _as_float(x):
+    """x itself when float; a Python number stays a (weak) Python float, an array becomes float64."""
+    if isinstance(x, float) or getattr(x, "dtype", np.dtype("O")).kind == "f":
+        return x
+    if isinstance(x, int | bool):
+        return float(x)
+    return np.asarray(x, np.float64)
+
+
 def elementwise(name, forward, lins, *, ufunc=None, float_out=True, domain=None, doc="", group=None):
     """Register an elementwise op whose derivative is given by per-input linear maps."""
     arity = len(lins)
+    if float_out:
+        forward = _on_floats(forward)
     has_grad = any(lin is not None for lin in lins)
     op = OpDef(
         name=name,
@@ -104,7 +128,7 @@ def _sigmoid_fwd(x):
         np.exp(t, out=t)
     t += 1
     np.reciprocal(t, out=t)
-    if t.size and t.min() == 0:  # e^-x overflowed: use e^x / (1 + e^x), exact into the subnormals
+    if t.size and (t == 0).any():  # e^-x overflowed (any(): min() would be NaN with a NaN present): use e^x / (1 + e^x), exact into the subnormals
         tail = x < 0
         tail &= t == 0
         e = np.exp(x[tail])
@@ -134,7 +158,14 @@ elementwise("square", np.square,
             ufunc=np.square, float_out=False, doc="x * x")
 elementwise("abs", np.abs, [lambda b, v, n: b("mul", v, b("sign", n.inputs[0]))],
             ufunc=np.abs, float_out=False, doc="|x|; subgradient 0 at 0")
-elementwise("sign", np.sign, [None], ufunc=np.sign, float_out=False,
+def _sign_fwd(x):
+    """np.sign, and a bool's sign is itself (NumPy has no bool loop for sign)."""
+    if getattr(x, "dtype", None) == np.bool_ or isinstance(x, bool):
+        return np.array(x, copy=True) if isinstance(x, np.ndarray) else x
+    return np.sign(x)
+
+
+elementwise("sign", _sign_fwd, [None], float_out=False,
             doc="-1, 0 or 1; its derivative is zero, so no gradient flows")
 elementwise("sin", np.sin, [lambda b, v, n: b("mul", v, b("cos", n.inputs[0]))], ufunc=np.sin)
 elementwise("cos", np.cos,
@@ -186,11 +217,13 @@ def _const_value(b, name):
 
 
 def _pow_base_lin(b, v, n):
-    """v * y * x^(y-1); for a constant exponent c: v * c * x^(c-1), and v * 2x when c = 2."""
+    """v * y * x^(y-1), and 0 where y = 0 (d/dx x^0 = 0 even at x = 0, where y * x^(y-1) is
+    0 * inf: JAX's rule); for a constant exponent c: v * c * x^(c-1), and v * 2x when c = 2."""
     x, y = n.inputs
     c = _const_value(b, y)
     if c is None:
-        return b("mul", v, b("mul", y, b("pow", x, b("sub", y, b.const(1)))))
+        jac = b("mul", y, b("pow", x, b("sub", y, b.const(1))))
+        return b("mul", v, b("where", b("equal", y, b.const(0)), b.const(0), jac))
     if c == 0:
         return None
     if c == 1:
@@ -200,9 +233,27 @@ def _pow_base_lin(b, v, n):
     return b("mul", v, b("mul", b.const(c), b("pow", x, b.const(c - 1))))
 
 
-elementwise("pow", np.power,
-            [_pow_base_lin, lambda b, v, n: b("mul", v, b("mul", b("log", n.inputs[0]), n.name))],
-            ufunc=np.power, float_out=False, domain=[(0.5, 2.0), (-1.5, 1.5)])
+def _pow_exp_lin(b, v, n):
+    """v * log(x) * x^y, with log(1) = 0 in place of log(0) at x = 0: 0^y is 0 for every
+    y > 0, so its derivative in y is 0, not -inf * 0 = NaN (JAX's rule)."""
+    x = n.inputs[0]
+    safe = b("where", b("equal", x, b.const(0)), b.const(1), x)
+    return b("mul", v, b("mul", b("log", safe), n.name))
+
+
+def _pow_fwd(x, y):
+    """np.power, with IEEE pow's (-inf)^y = +inf for y > 0 not an odd integer (NumPy gives
+    NaN for non-integer y; C's pow, numba, CUDA and JAX give +inf)."""
+    out = np.power(x, y)
+    if getattr(out, "dtype", np.dtype("O")).kind == "f" and np.any(np.isneginf(x)):
+        fix = np.isneginf(x) & (np.asarray(y) > 0) & np.isnan(out)
+        if np.any(fix):
+            out = np.where(fix, np.asarray(np.inf, out.dtype), out)
+    return out
+
+
+elementwise("pow", _pow_fwd, [_pow_base_lin, _pow_exp_lin],
+            float_out=False, domain=[(0.5, 2.0), (-1.5, 1.5)])
 
 
 def _pick(cmp):

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..dims import format_shape, parse_dim
 from ..ir import TensorType
-from .reduce import log_sum_exp_parts
+from .reduce import as_float, log_sum_exp_parts
 from .registry import Attr, KernelError, OpDef, ShapeError, register
 
 
@@ -71,11 +71,17 @@ def _moved_last(b, v, ax, rank):
 
 
 def _take_vjp(b, node, g):
-    """Scatter-add g back along the axis, as one_hot(index) weighted by g, summed over picks."""
+    """Scatter-add g back along the axis, as one_hot(index) weighted by g, summed over picks.
+
+    Negative indices count from the end (the forward accepts them): they are mapped to
+    index + n first, else one_hot would give them zero rows and drop their gradient.
+    """
     x, idx = node.inputs
     rank = b.type(x).rank
     ax = b.attrs(node)["axis"] % rank
     depth = b.type(x).shape[ax]
+    n = b("cast", b("size", x, axis=ax), dtype=b.type(idx).dtype)
+    idx = b("where", b("less", idx, b.const(0)), b("add", idx, n), idx)
     oh = b("one_hot", _moved_last(b, idx, ax, rank), depth=depth.to_json(), dtype=b.type(x).dtype)
     picked = b("sum", b("mul", oh, b("expand_dims", _moved_last(b, g, ax, rank), axis=-1)), axis=-2)
     if ax != rank - 1:
@@ -106,7 +112,10 @@ def _same_float_infer(ctx, types, attrs):
 
 
 def softmax_forward(x, axis=-1):
-    m = np.max(x, axis=axis, keepdims=True)
+    """exp(x - m) / sum(exp(x - m)), m the row max (0 where not finite); ints and bools as
+    float64; an empty axis gives an empty result (max's `initial` keeps np.max from raising)."""
+    x = as_float(x)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     m = np.where(np.isfinite(m), m, np.zeros((), m.dtype))
     e = np.exp(x - m)
     e /= np.sum(e, axis=axis, keepdims=True)
@@ -116,6 +125,7 @@ def softmax_forward(x, axis=-1):
 def _shifted_log_softmax(x, axis=-1):
     """(x - m) - l with logsumexp = m + l (see log_sum_exp_parts): x - logsumexp(x) would
     round logsumexp to the ulp of m first (6e-5 at 1000 in float32), while x - m is exact."""
+    x = as_float(x)
     m, rest = log_sum_exp_parts(x, axis)
     return (x - m) - rest
 
