@@ -77,8 +77,7 @@ class Program:
                             and t.shape == out_t.shape:
                         donor = pos
                         break
-            # "index" too: slice start/stop may be dim expressions (concat's VJP along a named dim; h5)
-            has_dims = any(a.kind in ("shape", "dim", "index") for a in op.attrs.values())
+            has_dims = op.dims_in_attrs  # "index" attrs too: concat's VJP slices along named dims (h5)
             t = types[node.name]
             steps.append(Step(node.name, node.op, backend.kernel(op), ins, slot[node.name], node.attrs,
                               {} if has_dims else op.prepare(node.attrs, {}), has_dims,

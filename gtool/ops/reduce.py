@@ -11,6 +11,8 @@ import numpy as np
 
 from ..dims import Dim
 from ..ir import TensorType
+from . import bounds
+from .reference import INF, NAN, Edge, exact_sum, is_nan, mp_lse, rows_edges, rows_ref
 from .registry import Attr, OpDef, register
 
 AXIS_ATTRS = {
@@ -193,14 +195,52 @@ def _np_reduce(fn):
     return forward
 
 
-for name, fwd, vjp, jvp, float_out, doc in (
-    ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes"),
-    ("mean", _np_reduce(np.mean), _mean_vjp, _mean_jvp, True, "mean over axes"),
-    ("max", _np_reduce(np.max), _extreme_vjp, _extreme_jvp, None, "max over axes; ties share the gradient"),
-    ("min", _np_reduce(np.min), _extreme_vjp, _extreme_jvp, None, "min over axes; ties share the gradient"),
-    ("logsumexp", _logsumexp_fwd, _logsumexp_vjp, _logsumexp_jvp, True,
-     "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax"),
-):
-    register(OpDef(name=name, arity=1, infer=_infer(bool(float_out), keeps_bool=float_out is None), forward=fwd, attrs=dict(AXIS_ATTRS),
-                   vjp=vjp, jvp=jvp, group="reductions", doc=doc))
+# references and edges ------------------------------------------------------------------------
 
+
+def _sum_row(m, row):
+    return exact_sum(m, row)
+
+
+def _mean_row(m, row):
+    s = _sum_row(m, row)
+    return s if isinstance(s, float) and (s != s or abs(s) == INF) else m.mpf(s) / len(row)
+
+
+def _extreme_row(pick):
+    def row_fn(m, row):
+        if any(is_nan(v) for v in row):
+            return NAN
+        return pick(row)
+
+    return row_fn
+
+
+def _edges(ints: bool = True) -> tuple[Edge, ...]:
+    a, b = rows_edges()
+    out = [Edge((a,), {"axis": -1}), Edge((a,), {"axis": 0, "keepdims": True}), Edge((b,), {"axis": 1}),
+           Edge((a.reshape(5, 2, 3),), {"axis": [0, 2]}), Edge((b,), {})]
+    if ints:
+        out += [Edge((np.array([[1, -7, 3], [0, 0, 0]]),), {"axis": 1}, note="int"),
+                Edge((np.array([[True, False], [False, False]]),), {"axis": 0}, note="bool")]
+    return tuple(out)
+
+
+_AXIS_TEXT = {"partial": ("1",)}
+for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
+    ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
+     ("{g} broadcast back to {shape_a}",)),
+    ("mean", _np_reduce(np.mean), _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
+     ("{g} / n broadcast back to {shape_a}",)),
+    ("max", _np_reduce(np.max), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
+     "gradient", _extreme_row(max), bounds.same, ("{g} at the maximum (shared at ties)",)),
+    ("min", _np_reduce(np.min), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
+     "gradient", _extreme_row(min), bounds.same, ("{g} at the minimum (shared at ties)",)),
+    ("logsumexp", _logsumexp_fwd, _logsumexp_vjp, _logsumexp_jvp, True,
+     "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax", mp_lse, bounds.logsumexp,
+     ("{g} ⊙ softmax({a})",)),
+):
+    register(OpDef(name=name, arity=1, infer=_infer(bool(float_out), keeps_bool=float_out is None), forward=fwd,
+                   attrs=dict(AXIS_ATTRS), vjp=vjp, jvp=jvp, group="reductions", doc=doc,
+                   reference=rows_ref(ref), edges=_edges(), interval=interval,
+                   explain={"partial": ("1",), "vjp": texts}, ulps=1))
