@@ -22,6 +22,7 @@ from .ops import get_op
 from .render import evaluate, expression, is_literal, literal_text, num, summary
 from .validate import types_of
 
+
 def _texts(op: str, key: str):
     """The op record's explain texts (`OpDef.explain`): "partial" (d(out)/d(input k) of scalar
     nodes) or "vjp" (the vector-Jacobian product); {a} {b} are the inputs, {out} the output,

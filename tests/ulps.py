@@ -46,7 +46,8 @@ def to_dtype(values, dtype, shape=None) -> np.ndarray:
     """mpmath values (or nested lists of them) rounded to `dtype`: through float64 first,
     which is exact to half an ulp of float64 and then at most half an ulp of float32."""
     flat = np.array([_f(v) for v in np.ravel(np.asarray(values, dtype=object))], dtype=np.float64)
-    out = flat.astype(dtype)
+    with np.errstate(over="ignore"):  # 1e308 into float32 is inf, as it should be
+        out = flat.astype(dtype)
     return out.reshape(shape if shape is not None else np.shape(np.asarray(values, dtype=object)))
 
 

@@ -274,10 +274,10 @@ class Lowering:
         x = self.v(node.inputs[0])
         if not x.dtype.startswith("float"):
             return False
-        m, l, _ = self.lse_parts(node.name, node.inputs[0], self._axes(attrs["axis"], x.rank))
+        m, lse_rest, _ = self.lse_parts(node.name, node.inputs[0], self._axes(attrs["axis"], x.rank))
         if attrs["keepdims"]:
-            return self.emit(node.name, "add", [l, m], out, node.name)
-        return self.emit(node.name, "reshape", [self.tmp(node.name, "add", [l, m], self.v(m))], out, node.name)
+            return self.emit(node.name, "add", [lse_rest, m], out, node.name)
+        return self.emit(node.name, "reshape", [self.tmp(node.name, "add", [lse_rest, m], self.v(m))], out, node.name)
 
     def lower_softmax(self, node, attrs, out):
         x = self.v(node.inputs[0])
@@ -295,18 +295,18 @@ class Lowering:
         x = self.v(node.inputs[0])
         if not x.dtype.startswith("float"):
             return False
-        _, l, d = self.lse_parts(node.name, node.inputs[0], (attrs["axis"] % x.rank,))
-        return self.emit(node.name, "sub", [d, l], out, node.name)
+        _, lse_rest, d = self.lse_parts(node.name, node.inputs[0], (attrs["axis"] % x.rank,))
+        return self.emit(node.name, "sub", [d, lse_rest], out, node.name)
 
     def lower_cross_entropy(self, node, attrs, out):
         """l - (x[target] - m) per row: the NumPy forward's -((x - m) - l)[target]."""
         logits, t = node.inputs
         lv = self.v(logits)
         rows = V(lv.shape[:-1], lv.dtype)
-        m, l, _ = self.lse_parts(node.name, logits, (lv.rank - 1,))
+        m, lse_rest, _ = self.lse_parts(node.name, logits, (lv.rank - 1,))
         picked = self.tmp(node.name, "gather", [logits, t], rows, axis=lv.rank - 1, drop=True, negative=False)
         shifted = self.tmp(node.name, "sub", [picked, self.tmp(node.name, "reshape", [m], rows)], rows)
-        l_rows = self.tmp(node.name, "reshape", [l], rows)
+        l_rows = self.tmp(node.name, "reshape", [lse_rest], rows)
         if attrs["reduction"] == "none":
             return self.emit(node.name, "sub", [l_rows, shifted], out, node.name)
         loss = self.tmp(node.name, "sub", [l_rows, shifted], rows)

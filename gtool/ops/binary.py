@@ -12,7 +12,7 @@ import numpy as np
 from ..ir import TensorType
 from . import bounds
 from .elementwise import _broadcast_infer, elementwise, negated, same
-from .reference import INF, NAN, BOOL_EDGES, Edge, binary_edges, elementwise_ref, nan_in
+from .reference import BOOL_EDGES, INF, NAN, Edge, binary_edges, elementwise_ref, nan_in
 from .registry import Attr, OpDef, ShapeError, register, result_type
 
 
@@ -49,18 +49,18 @@ def _pow_ref(m, x, y):
     """IEEE / C99 pow: x^0 = 1 and 1^y = 1 (even for NaN), signed zeros and infinities."""
     if _ints(x, y):
         return int(x) ** int(y)
-    x, y = float(x), float(y)
-    if y == 0 or x == 1:
+    fx, fy = float(x), float(y)  # for the special cases (x, y may be mpf: mpmath.diff calls this)
+    if fy == 0 or fx == 1:
         return 1.0
-    if nan_in(x, y):
+    if nan_in(fx, fy):
         return NAN
-    if x == 0:
-        if y < 0:
-            return math.copysign(INF, x) if _odd(y) else INF
-        return math.copysign(0.0, x) if _odd(y) else 0.0
-    if abs(x) == INF or abs(y) == INF:
-        return math.pow(x, y)  # C99's rules for infinities (no exception for these)
-    if x < 0 and not y.is_integer():
+    if fx == 0:
+        if fy < 0:
+            return math.copysign(INF, fx) if _odd(fy) else INF
+        return math.copysign(0.0, fx) if _odd(fy) else 0.0
+    if abs(fx) == INF or abs(fy) == INF:
+        return math.pow(fx, fy)  # C99's rules for infinities (no exception for these)
+    if fx < 0 and not fy.is_integer():
         return NAN
     return m.power(m.mpf(x), m.mpf(y))
 
@@ -135,7 +135,7 @@ def _pow_fwd(x, y):
 elementwise("pow", _pow_fwd, [_pow_base_lin, _pow_exp_lin], float_out=False, domain=[(0.5, 2.0), (-1.5, 1.5)],
             doc="x ** y; IEEE pow at the edges ((-inf) ** 0.5 = inf; x ** 0 = 1)", reference=elementwise_ref(_pow_ref),
             edges=binary_edges((-INF, 3.0), (-INF, -3.0), (-0.0, -3.0), (-0.0, 3.0), (-2.0, 3.0), (-8.0, 1 / 3),
-                               (0.0, -INF), (-1.0, INF), (2.0, 1024.0), (2.0, -1075.0)),
+                               (0.0, -INF), (-1.0, INF), (2.0, 1024.0), (2.0, -1075.0), int_y=[2, 3, 0, 1, 2]),
             interval=bounds.power,
             explain=_texts(("{b} * {a} ** ({b} - 1)", "log({a}) * {out}"), ("{g} ⊙ {b} {a}^({b} - 1)", "{g} ⊙ log({a}) ⊙ {out}")),
             ulps=1)

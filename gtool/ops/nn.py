@@ -11,9 +11,9 @@ import numpy as np
 
 from ..dims import format_shape, parse_dim
 from ..ir import TensorType
-from .reduce import as_float, log_sum_exp_parts
 from . import bounds
-from .reference import INF, NAN, Edge, exact_sum, is_nan, mp, mp_lse, rows_edges, rows_ref
+from .reduce import as_float, log_sum_exp_parts
+from .reference import INF, NAN, Edge, exact_sum, is_nan, mp, mp_lse_parts, rows_edges, rows_ref
 from .registry import Attr, KernelError, OpDef, ShapeError, register
 
 
@@ -198,8 +198,8 @@ def _log_softmax_row(m, row):
         return [NAN] * len(row)
     if INF in row:
         return [NAN if v == INF else -INF for v in row]
-    lse = mp_lse(m, row)
-    return [-INF if v == -INF else m.mpf(v) - lse for v in row]
+    top, rest = mp_lse_parts(m, row)
+    return [-INF if v == -INF else (m.mpf(v) - top) - rest for v in row]
 
 
 def _softmax_row(m, row):

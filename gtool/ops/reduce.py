@@ -216,8 +216,12 @@ def _extreme_row(pick):
     return row_fn
 
 
-def _edges(ints: bool = True) -> tuple[Edge, ...]:
+def _edges(ints: bool = True, overflow: bool = True) -> tuple[Edge, ...]:
+    """The softmax rows under several axes; without `overflow`, no row whose sum passes the
+    float max (mean sums first, as NumPy, torch and JAX do: such a mean is inf)."""
     a, b = rows_edges()
+    if not overflow:
+        b = b[[0, 1, 3]]
     out = [Edge((a,), {"axis": -1}), Edge((a,), {"axis": 0, "keepdims": True}), Edge((b,), {"axis": 1}),
            Edge((a.reshape(5, 2, 3),), {"axis": [0, 2]}), Edge((b,), {})]
     if ints:
@@ -242,5 +246,5 @@ for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
 ):
     register(OpDef(name=name, arity=1, infer=_infer(bool(float_out), keeps_bool=float_out is None), forward=fwd,
                    attrs=dict(AXIS_ATTRS), vjp=vjp, jvp=jvp, group="reductions", doc=doc,
-                   reference=rows_ref(ref), edges=_edges(), interval=interval,
+                   reference=rows_ref(ref), edges=_edges(overflow=name != "mean"), interval=interval,
                    explain={"partial": ("1",), "vjp": texts}, ulps=1))

@@ -113,7 +113,7 @@ def unary_edges(*extra: float, values=FLOAT_EDGES, ints: bool = True, bools: boo
     return tuple(out)
 
 
-def binary_edges(*extra_pairs: tuple[float, float], values=PAIR_EDGES) -> tuple[Edge, ...]:
+def binary_edges(*extra_pairs: tuple[float, float], values=PAIR_EDGES, int_y=None) -> tuple[Edge, ...]:
     """Every pair of the pair edges (a 16 x 16 grid), op-specific pairs, and int inputs."""
     a, b = np.meshgrid(np.array(values), np.array(values), indexing="ij")
     xs, ys = [a.ravel()], [b.ravel()]
@@ -121,7 +121,7 @@ def binary_edges(*extra_pairs: tuple[float, float], values=PAIR_EDGES) -> tuple[
         xs.append(np.array([p[0] for p in extra_pairs]))
         ys.append(np.array([p[1] for p in extra_pairs]))
     return (Edge((np.concatenate(xs), np.concatenate(ys))),
-            Edge((INT_EDGES.copy(), INT_EDGES[::-1].copy()), note="int"))
+            Edge((INT_EDGES.copy(), INT_EDGES[::-1].copy() if int_y is None else np.asarray(int_y)), note="int"))
 
 
 def rows_edges() -> tuple[np.ndarray, ...]:
@@ -171,11 +171,18 @@ def mp_lse(m, row) -> Any:
         return NAN
     if any(v == INF for v in row):
         return INF
+    parts = mp_lse_parts(m, row)
+    return -INF if parts is None else parts[0] + parts[1]
+
+
+def mp_lse_parts(m, row):
+    """(top, rest) with logsumexp = top + rest, for rows of finite values and -inf (None if
+    all are -inf). Kept apart because top + rest would round at 1e308 even with 60 digits."""
     finite = [m.mpf(v) for v in row if v != -INF]
     if not finite:
-        return -INF
+        return None
     top = max(finite)
-    return top + m.log(m.fsum(m.exp(v - top) for v in finite))
+    return top, m.log(m.fsum(m.exp(v - top) for v in finite))
 
 
 def exact_sum(m, values) -> Any:
