@@ -59,12 +59,14 @@ def random_inputs(op: str, n: int = 48) -> tuple[np.ndarray, ...] | None:
     return tuple(x[:size] for x in out)
 
 
-def cases(dtype, ops=None, *, with_random: bool = True) -> list[EdgeCase]:
+def cases(dtype, ops=None, *, with_random: bool = True, first_edge: bool = False) -> list[EdgeCase]:
     """The cases for `dtype` (np.float64 or np.float32). A float32 run leaves out edges with
-    no float input (the float64 run has them) and edges marked float32=False."""
+    no float input (the float64 run has them) and edges marked float32=False; `first_edge`
+    keeps only each op's first edge row (a cheaper compile)."""
     out = []
     for op in ops or builtin_ops():
-        for k, edge in enumerate(REGISTRY[op].edges):
+        edges = REGISTRY[op].edges[:1] if first_edge else REGISTRY[op].edges
+        for k, edge in enumerate(edges):
             has_float = any(a.dtype.kind == "f" for a in edge.inputs)
             if dtype == np.float32 and (not has_float or not edge.float32):
                 continue
@@ -73,6 +75,27 @@ def cases(dtype, ops=None, *, with_random: bool = True) -> list[EdgeCase]:
         rnd = random_inputs(op) if with_random else None
         if rnd is not None:
             out.append(EdgeCase(op, tuple(_cast(a, dtype) for a in rnd), {}, "random"))
+    return out
+
+
+def merged(cases_: list[EdgeCase]) -> list[EdgeCase]:
+    """Cases of one elementwise op with 1-D inputs of the same dtypes and attrs joined into
+    one (fewer nodes: numba's compile time grows with the graph, not with the data)."""
+    out: list[EdgeCase] = []
+    groups: dict[tuple, EdgeCase] = {}
+    for c in cases_:
+        if not REGISTRY[c.op].group.startswith(("elementwise", "comparison", "selection")) or \
+                any(a.ndim != 1 for a in c.inputs):
+            out.append(c)
+            continue
+        key = (c.op, tuple(str(a.dtype) for a in c.inputs), json.dumps(c.attrs, sort_keys=True))
+        if key not in groups:
+            groups[key] = EdgeCase(c.op, c.inputs, c.attrs, c.label)
+            out.append(groups[key])
+            continue
+        g = groups[key]
+        g.inputs = tuple(np.concatenate([a, b]) for a, b in zip(g.inputs, c.inputs))
+        g.label += "+" + c.label
     return out
 
 

@@ -62,6 +62,13 @@ class MNode:
 # operations); `helpers` are small functions the emitters define once per module.
 
 HELPERS = {
+    "_sigmoid": """def _sigmoid(x):
+    t = math.exp(-x)
+    if t == math.inf:
+        e = math.exp(x)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + t)
+""",
     "_softplus": """def _softplus(x):
     if x == 0.0:
         return 0.6931471805599453
@@ -90,7 +97,7 @@ TEMPLATES = {
     "sin": lambda x: f"math.sin({x})",
     "cos": lambda x: f"math.cos({x})",
     "tanh": lambda x: f"math.tanh({x})",
-    "sigmoid": lambda x: f"(1.0 / (1.0 + math.exp(-{x})))",
+    "sigmoid": lambda x: f"_sigmoid({x})",  # as the NumPy forward: e^x / (1 + e^x) where e^-x overflows
     "softplus": lambda x: f"_softplus({x})",
     "relu": lambda x: f"({x} if ({x} >= 0 or {x} != {x}) else 0)",
     "finite_or_zero": lambda x: f"({x} if math.isfinite({x}) else 0.0)",
