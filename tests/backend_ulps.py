@@ -21,7 +21,6 @@ from ulps import ulp_diff
 import gtool
 from gtool import api
 
-
 TIMES: dict[str, float] = {}
 
 
