@@ -4,10 +4,10 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 GTOOL   = $(VENV)/bin/gtool
-EXTRAS ?= dev,numba,explain,precision
+EXTRAS ?= dev,numba,explain,precision,render
 DEMO_OUT ?= build/demo
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv with gtool and its dev/optional extras
+install: $(VENV)/.installed  ## create .venv with gtool and the extras in EXTRAS (dev, numba, explain, precision, render)
 
 demo: $(VENV)/.installed  ## validate, run, differentiate, check, lint, fix and draw the bundled graphs
 	$(GTOOL) validate graphs/
@@ -45,9 +45,6 @@ test: $(VENV)/.installed  ## run the test suite and the linter
 
 lint: $(VENV)/.installed  ## ruff
 	$(VENV)/bin/ruff check gtool tests bench
-
-format: $(VENV)/.installed  ## ruff format
-	$(VENV)/bin/ruff format gtool tests bench
 
 bench: $(VENV)/.installed  ## benchmarks (not tests): see bench/
 	$(PY) bench/validate_scale.py

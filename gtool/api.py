@@ -10,6 +10,7 @@ from . import autodiff, interp
 from .errors import UsageError
 from .ir import Graph
 from .validate import load as _load
+from .validate import types_of
 
 
 def _names(names):
@@ -50,14 +51,20 @@ def run(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=None,
                           dim_values=dims, check_numerics=check_numerics)
 
 
-def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
-    """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
+def gradient(graph: Graph, wrt=None, of: str | None = None) -> autodiff.Gradient:
+    """The gradient graph with its meaning (cached per (wrt, of)): `.graph`, `.loss`, `.wrt`
+    and `.outputs` (target -> the output of `.graph` holding its gradient); see autodiff.Gradient."""
     wrt = _names(wrt)
     key = ("grad", wrt or None, of)
     g = graph.cache.get(key)
     if g is None:
         g = graph.cache[key] = autodiff.grad(graph, wrt, of)
     return g
+
+
+def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+    """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
+    return gradient(graph, wrt, of).graph
 
 
 def jvp(graph: Graph, wrt=None, of=None) -> Graph:
@@ -75,13 +82,10 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
                    check_numerics: bool = False) -> tuple[float, dict[str, np.ndarray]]:
     """(loss value, {target name: gradient array}), reusing the compiled gradient plan."""
     _check_call(inputs, dims, seed)
-    g = grad(graph, wrt, of)
-    info = g.cache["grad_info"]
-    out = interp.execute(g, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
+    gr = gradient(graph, wrt, of)
+    out = interp.execute(gr.graph, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
                          check_numerics=check_numerics)
-    names = g.outputs
-    loss = out[names[0]]
-    return float(loss), {w: out[n] for w, n in zip(info["wrt"], names[1:])}
+    return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}
 
 
 def forward_mode_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str | None = None, *,
@@ -117,3 +121,39 @@ def forward_mode_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: st
             value = out[loss]
         grads[w] = g
     return float(value), grads
+
+
+# every value and every gradient (what `gtool render --values --grads` and `gtool explain` show) --------
+
+
+def all_values(graph: Graph, inputs: dict | None = None, *, backend=None, random_inputs: bool = False, seed: int = 0,
+               dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Every value of the graph (tensors and nodes), NaN and Inf included: a drawing shows where
+    they appear, so no numerics check stops the run."""
+    _check_call(inputs, dims, seed)
+    return interp.execute(graph, inputs, list(graph.names()), backend=backend, random=random_inputs, seed=seed,
+                          dim_values=dims)
+
+
+def gradient_targets(graph: Graph, of: str | None = None) -> list[str]:
+    """Every float input, param and node that the loss depends on (constants are never differentiated)."""
+    types = types_of(graph)
+    loss = of or graph.loss_name()
+    live = graph.ancestors([loss]) if loss in graph else set()
+    out = []
+    for n in graph.names():
+        t = graph.tensors.get(n)
+        if n in live and types[n].dtype.startswith("float") and (t is None or t.kind != "constant"):
+            out.append(n)
+    return out
+
+
+def all_grads(graph: Graph, inputs: dict | None = None, *, of: str | None = None, backend=None,
+              random_inputs: bool = False, seed: int = 0, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """dL/dv for every float value v the loss depends on, intermediates included: one run of the
+    gradient graph whose targets are all those values."""
+    _check_call(inputs, dims, seed)
+    gr = gradient(graph, gradient_targets(graph, of) or None, of)
+    out = interp.execute(gr.graph, inputs, list(gr.outputs.values()), backend=backend, random=random_inputs, seed=seed,
+                         dim_values=dims)
+    return {w: out[n] for w, n in gr.outputs.items()}
