@@ -113,9 +113,17 @@ def data_options(f):
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                   help="Seed for random inputs and param init.")
     @click.option("--dim", "dim_flags", multiple=True, metavar="NAME=SIZE", help="Bind a dim to a size.")
+    @click.option("--max-memory", metavar="SIZE", help="Refuse a run whose arrays need more than SIZE (e.g. 2GiB) "
+                  "[default: GTOOL_MAX_MEMORY, else the memory available].")
+    @click.option("--max-elements", metavar="N", help="Refuse a run with a value of more than N elements "
+                  "[default: GTOOL_MAX_ELEMENTS, else 2**34].")
     @functools.wraps(f)
-    def wrapper(*args, input_flags, inputs_file, random_inputs, seed, dim_flags, **kwargs):
+    def wrapper(*args, input_flags, inputs_file, random_inputs, seed, dim_flags, max_memory, max_elements, **kwargs):
+        from ..budget import limited, parse_count, parse_size
         from ..feeds import load_inputs_file, parse_input_flag
+
+        limits = {"max_memory": parse_size(max_memory) if max_memory is not None else None,
+                  "max_elements": parse_count(max_elements) if max_elements is not None else None}
 
         given = load_inputs_file(inputs_file) if inputs_file else {}
         files = [inputs_file] if inputs_file else []  # data files read, which outputs must not overwrite
@@ -126,7 +134,8 @@ def data_options(f):
                 files.append(flag.partition("=")[2][1:])
         data = {"inputs": given, "random_inputs": random_inputs, "seed": seed, "dims": parse_dims(dim_flags),
                 "files": tuple(files)}
-        return f(*args, data=data, **kwargs)
+        with limited(**limits):
+            return f(*args, data=data, **kwargs)
 
     return wrapper
 

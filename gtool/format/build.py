@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from ..datafit import fitted
 from ..dims import Dim, parse_dim
 from ..errors import Diagnostic, GraphError, did_you_mean
 from ..ir import Graph, Loc, Node, Tensor, TensorType, toposort
@@ -208,7 +209,10 @@ class Builder:
                 if dtype != "bool" and not all(isinstance(v, int) or (isinstance(v, float) and v.is_integer())
                                                for v in flat):
                     raise ValueError(f"expected integers for dtype {dtype}")
-            return np.array(arr, dtype=dtype)
+            out, why = fitted(name, arr, dtype)  # no silent wrap-around or overflow to inf (gtool/datafit.py)
+            if why is not None:
+                raise ValueError(why)
+            return out
         except (ValueError, TypeError, OverflowError) as e:
             why = str(e)
             if isinstance(e, OverflowError):
