@@ -129,6 +129,10 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
             if gi is not None and inp in need and _float(b.types[inp]):
                 if op.plugin is not None:
                     _check_plugin_gradient(b, op, node, inp, gi)
+                if b.type(gi).dtype != b.types[inp].dtype and not b.types[inp].weak:
+                    # a gradient has its value's dtype (torch, JAX): a float32 x used with float64
+                    # gets a float32 gradient, rounded once here (issue 11)
+                    gi = b("cast", gi, dtype=b.types[inp].dtype)
                 acc.contribs.setdefault(inp, []).append((node.name, gi))
     outputs = {w: _target_output(b, graph, acc, w) for w in wrt}
     doc = f"gradient of {loss} with respect to {', '.join(wrt)}" + (f" ({graph.name})" if graph.name else "")

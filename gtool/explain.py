@@ -18,44 +18,22 @@ import numpy as np
 from . import api, interp
 from .dims import format_shape
 from .ir import Graph, Node, Tensor, TensorType
+from .ops import get_op
 from .render_text import expression, is_literal, literal_text, num, summary
 from .validate import types_of
 
-# d(out)/d(input k) of scalar elementwise ops; {a} {b} are the inputs, {out} the output
-PARTIALS = {
-    "add": ("1", "1"), "sub": ("1", "-1"), "mul": ("{b}", "{a}"), "div": ("1 / {b}", "-{a} / {b} ** 2"),
-    "pow": ("{b} * {a} ** ({b} - 1)", "log({a}) * {out}"), "neg": ("-1",), "exp": ("exp({a}) = {out}",),
-    "log": ("1 / {a}",), "log1p": ("1 / (1 + {a})",), "expm1": ("exp({a})",), "sqrt": ("1 / (2 * {out})",),
-    "square": ("2 * {a}",), "abs": ("sign({a})",), "sin": ("cos({a})",), "cos": ("-sin({a})",),
-    "tanh": ("1 - {out} ** 2",), "sigmoid": ("{out} * (1 - {out})",), "relu": ("1 if {a} > 0 else 0",),
-    "softplus": ("sigmoid({a})",), "identity": ("1",), "cast": ("1",),
-    "maximum": ("1 if {a} > {b} else 0", "1 if {b} > {a} else 0"), "minimum": ("1 if {a} < {b} else 0", "1 if {b} < {a} else 0"),
-    "sum": ("1",), "mean": ("1",), "max": ("1",), "min": ("1",), "logsumexp": ("1",),
-}
 
-# the vector-Jacobian product each op's rule builds; {g} is the upstream gradient dL/d(out)
-VJPS = {
-    "add": ("{g}", "{g}"), "sub": ("{g}", "-{g}"), "mul": ("{g} ⊙ {b}", "{g} ⊙ {a}"),
-    "div": ("{g} / {b}", "-{g} ⊙ {out} / {b}"), "pow": ("{g} ⊙ {b} {a}^({b} - 1)", "{g} ⊙ log({a}) ⊙ {out}"),
-    "matmul": ("{g} {b}ᵀ", "{a}ᵀ {g}"), "neg": ("-{g}",), "exp": ("{g} ⊙ {out}",), "log": ("{g} / {a}",),
-    "log1p": ("{g} / (1 + {a})",), "expm1": ("{g} ⊙ ({out} + 1)",), "sqrt": ("{g} / (2 {out})",),
-    "square": ("2 {g} ⊙ {a}",), "abs": ("{g} ⊙ sign({a})",), "sin": ("{g} ⊙ cos({a})",), "cos": ("-{g} ⊙ sin({a})",),
-    "tanh": ("{g} ⊙ (1 - {out}²)",), "sigmoid": ("{g} ⊙ {out} ⊙ (1 - {out})",), "relu": ("{g} ⊙ ({a} > 0)",),
-    "softplus": ("{g} ⊙ sigmoid({a})",), "identity": ("{g}",), "cast": ("cast({g})",),
-    "maximum": ("{g} where {a} wins (half at ties)", "{g} where {b} wins (half at ties)"),
-    "minimum": ("{g} where {a} wins (half at ties)", "{g} where {b} wins (half at ties)"),
-    "where": (None, "where({a}, {g}, 0)", "where({a}, 0, {g})"),
-    "sum": ("{g} broadcast back to {shape_a}",), "mean": ("{g} / n broadcast back to {shape_a}",),
-    "max": ("{g} at the maximum (shared at ties)",), "min": ("{g} at the minimum (shared at ties)",),
-    "logsumexp": ("{g} ⊙ softmax({a})",), "softmax": ("{out} ⊙ ({g} - sum({g} ⊙ {out}))",),
-    "log_softmax": ("{g} - softmax({a}) sum({g})",), "cross_entropy": ("(softmax({a}) - one_hot({b})) ⊙ {g}{per}",),
-    "reshape": ("reshape({g}, {shape_a})",), "expand_dims": ("reshape({g}, {shape_a})",),
-    "squeeze": ("reshape({g}, {shape_a})",), "transpose": ("transpose({g}) with the inverse perm",),
-    "broadcast_to": ("sum_to({g}, {shape_a})",), "sum_to": ("{g} broadcast to {shape_a}",),
-    "concat": ("this input's slice of {g}",), "slice": ("{g} put back in zeros of {shape_a}",),
-    "take_along_axis": ("{g} added back at the picked places",),
-}
-ELEMENTWISE = set(PARTIALS) - {"sum", "mean", "max", "min", "logsumexp"}
+def _texts(op: str, key: str):
+    """The op record's explain texts (`OpDef.explain`): "partial" (d(out)/d(input k) of scalar
+    nodes) or "vjp" (the vector-Jacobian product); {a} {b} are the inputs, {out} the output,
+    {g} the upstream gradient dL/d(out). The texts live in each op's record (issue 11)."""
+    opdef = get_op(op)
+    return opdef.explain.get(key) if opdef is not None else None
+
+
+def _broadcasts(op: str) -> bool:
+    opdef = get_op(op)
+    return opdef is not None and (opdef.group.startswith("elementwise") or op == "where")
 
 
 def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | None = None, backend=None,
@@ -181,7 +159,7 @@ def _args(graph: Graph, node: Node, types=None) -> dict[str, str]:
 
 
 def _partial_text(graph: Graph, node: Node, k: int) -> str:
-    forms = PARTIALS.get(node.op)
+    forms = _texts(node.op, "partial")
     if not forms or k >= len(forms):
         return f"local derivative of {node.op}"
     args = _args(graph, node)
@@ -192,7 +170,7 @@ def _partial_text(graph: Graph, node: Node, k: int) -> str:
 
 
 def _vjp_text(graph: Graph, node: Node, k: int, types) -> str:
-    forms = VJPS.get(node.op)
+    forms = _texts(node.op, "vjp")
     if not forms or k >= len(forms) or forms[k] is None:
         return f"vjp of {node.op}"
     args = {**_args(graph, node, types), "g": "g"}
@@ -203,7 +181,7 @@ def _vjp_text(graph: Graph, node: Node, k: int, types) -> str:
         n = float(np.asarray(graph.tensors[node.inputs[1]].value).item())
         text = f"2 g ⊙ {args['a']}" if n == 2 else f"g ⊙ {num(n)} {args['a']}^{num(n - 1)}"
     inp = node.inputs[k]
-    if node.op in ELEMENTWISE | {"where"} and types[inp].shape != types[node.name].shape:
+    if _broadcasts(node.op) and types[inp].shape != types[node.name].shape:
         text = f"sum_to({text}, {format_shape(types[inp].shape)})"  # undo the broadcast
     return text
 

@@ -79,7 +79,7 @@ class Program:
                             and t.shape == out_t.shape:
                         donor = pos
                         break
-            has_dims = any(a.kind in ("shape", "dim") for a in op.attrs.values())
+            has_dims = op.dims_in_attrs  # "index" attrs too: concat's VJP slices along named dims (h5)
             t = types[node.name]
             steps.append(Step(node.name, node.op, backend.kernel(op), ins, slot[node.name], node.attrs,
                               {} if has_dims else op.prepare(node.attrs, {}), has_dims,
