@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gtool.errors import EXIT_USAGE, GraphError, UsageError
@@ -664,12 +665,30 @@ _yaml_values = st.recursive(
 )
 
 
+class _Yaml12Dumper(yaml.SafeDumper):
+    """PyYAML's dumper quotes a string only if YAML 1.1 would read it as something else; gtool
+    reads YAML 1.2 (core schema), where `-.0`, `0o7` or `.5e3` are numbers. Teaching the dumper
+    the 1.2 core patterns (written here from the spec, not taken from gtool) makes it quote
+    those strings too, so what it writes means `data` to a YAML 1.2 reader: the oracle."""
+
+
+for _tag, _pattern in [
+    ("null", r"~|null|Null|NULL"),
+    ("bool", r"true|True|TRUE|false|False|FALSE"),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"),
+    ("float", r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"),
+]:
+    _Yaml12Dumper.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(rf"^(?:{_pattern})$"), None)
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.dictionaries(_yaml_keys, _yaml_values, min_size=1, max_size=5), st.booleans())
+@example({"a": "-.0"}, False)  # YAML 1.1 dumps it plain; YAML 1.2 reads that as -0.0
+@example({"a": ["+.5", "0o17", "1e5", ".inf", "-.0"]}, True)
 def test_yaml_roundtrip_and_complete_marks(yaml_loader, data, flow):
-    text = yaml.safe_dump(data, default_flow_style=flow, allow_unicode=True, sort_keys=False)
+    text = yaml.dump(data, Dumper=_Yaml12Dumper, default_flow_style=flow, allow_unicode=True, sort_keys=False)
     got, marks = y(text)
     assert got == data
     assert sorted(marks) == sorted(pointers(data))
