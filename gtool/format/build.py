@@ -123,6 +123,12 @@ class Builder:
                 pointer += "/" + _escape(e.instance)
                 node = shown(node or e.instance)
                 message = f"'{shown(e.instance)}' is not a valid name: use letters, digits and _, not starting with a digit"
+        elif v == "pattern" and isinstance(e.instance, str):  # a name in outputs, loss, inputs: [...]
+            code = "bad-name"
+            message = f"'{shown(e.instance)}' is not a valid name: use letters, digits and _, not starting with a digit"
+            folded = unicodedata.normalize("NFKC", e.instance)
+            if folded != e.instance and _NAME.fullmatch(folded):
+                message += f" (names are ASCII: this is not '{folded}', it only looks like it)"
         elif in_shape or (len(path) == 2 and path[0] == "dims"):
             code = "bad-dim"
             what = f"dim '{path[1]}'" if path[0] == "dims" else "a dim"
