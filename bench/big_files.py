@@ -6,13 +6,12 @@ nodes (`h_k: x * 2`). Each is written at a few sizes under the cap and validated
 shared machine) and MB per CPU second, which stays flat when loading is linear. Then a
 200 MB file (written for real) is handed to `load_file`: it must be refused from its size
 before it is read, in milliseconds.
-It is a benchmark, not a test: `python bench/big_files.py [--sizes 2,8,30]` (MB).
+It is a benchmark, not a test: `python bench/big_files.py [--sizes 2,6,15]` (MB).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from gtool.validate import check_file  # noqa: E402
 
 
 def numbers_file(mb: float, fmt: str) -> str:
-    n = int(mb * 1e6 / 9)  # "0.123456, " is about 9 bytes
+    n = int(mb * 1e6 / 10)  # "0.123456, " is 10 bytes
     vals = ", ".join(f"{(i % 1000) / 1000 + 0.000123:.6f}" for i in range(n))
     if fmt == "json":
         return (f'{{"gtool": 1, "constants": {{"c": {{"dtype": "float64", "value": [{vals}]}}}}, '
@@ -36,14 +35,14 @@ def numbers_file(mb: float, fmt: str) -> str:
 
 
 def nodes_file(mb: float, fmt: str) -> str:
-    n = int(mb * 1e6 / 18)  # '  h123456: x * 2\n' is about 18 bytes
-    names = [f"h{i}" for i in range(n)]
+    """A chain of tiny nodes (`h_k: h_{k-1} * 2`), the densest graph per byte."""
+    n = int(mb * 1e6 / (25 if fmt == "json" else 22))
+    prev = ["x"] + [f"h{i}" for i in range(n - 1)]
     if fmt == "json":
-        body = ", ".join(f'"{h}": "x * 2"' for h in names)
-        return (f'{{"gtool": 1, "inputs": {{"x": [3]}}, "nodes": {{{body}}}, '
-                f'"outputs": {json.dumps(names)}}}')
-    return ("gtool: 1\ninputs:\n  x: [3]\nnodes:\n" + "".join(f"  {h}: x * 2\n" for h in names)
-            + "outputs: [" + ", ".join(names) + "]\n")
+        body = ", ".join(f'"h{i}": "{p} * 2"' for i, p in enumerate(prev))
+        return f'{{"gtool": 1, "inputs": {{"x": [3]}}, "nodes": {{{body}}}, "outputs": ["h{n - 1}"]}}'
+    return ("gtool: 1\ninputs:\n  x: [3]\nnodes:\n" + "".join(f"  h{i}: {p} * 2\n" for i, p in enumerate(prev))
+            + f"outputs: [h{n - 1}]\n")
 
 
 def validate_cpu(path: str) -> float:
@@ -73,7 +72,7 @@ def refusal(tmp: str) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="2,8,30", help="file sizes in MB (the cap is "
+    ap.add_argument("--sizes", default="2,6,15", help="file sizes in MB (the cap is "
                     f"{MAX_GRAPH_BYTES >> 20} MiB)")
     args = ap.parse_args(argv)
     ok = True

@@ -34,10 +34,10 @@ _EMPTY_MESSAGE = "the file is empty; a graph file is a mapping"
 #: Data files (`--inputs`, read without a source map) up to this size: big arrays belong in .npz.
 MAX_FILE_BYTES = 512 << 20
 #: Graph files up to this size. A graph file is read with a source map and every entry is
-#: checked, at a few microseconds per value: 32 MiB (about 400,000 nodes, or 4 million
-#: inline numbers) loads in under a minute on a slow machine; beyond that a file is refused
-#: before it is read, instead of running for minutes (docs/format.md, "File size").
-MAX_GRAPH_BYTES = 32 << 20
+#: checked, at microseconds per value: 16 MiB (about 200,000 typical nodes, or 2 million
+#: inline numbers) validates in under a minute on a slow machine (bench/big_files.py); a
+#: bigger file is refused before it is read, instead of running for minutes (docs/format.md).
+MAX_GRAPH_BYTES = 16 << 20
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
