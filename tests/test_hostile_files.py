@@ -73,6 +73,21 @@ def test_a_lone_surrogate_in_a_data_file_is_refused_too():
     assert info.value.code == "json-syntax" and info.value.diagnostic.column == text.index("\\udfff") + 1
 
 
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+@pytest.mark.parametrize("marks", [True, False])
+def test_a_lone_surrogate_escape_in_yaml_is_refused_by_both_parsers(monkeypatch, loader, marks):
+    import yaml
+
+    if not hasattr(yaml, loader):
+        pytest.skip(f"no {loader}")
+    monkeypatch.setattr(source, "_YAML_LOADER", getattr(yaml, loader))
+    for text, line in [('a: 1\nb: ["x", "\\ud800"]\n', 2), ('a: 1\n"k\\U0000dc00": 2\n', 2)]:
+        with pytest.raises(GraphError) as info:
+            load_document(text, "g.yaml", marks=marks)
+        assert (info.value.code, info.value.diagnostic.line) == ("yaml-syntax", line)
+    assert load_document('a: "\\u00e9"\n', "g.yaml", marks=marks)[0] == {"a": "\u00e9"}  # the near miss
+
+
 def test_a_surrogate_pair_is_one_character_and_loads():
     data, _ = load_document('{"doc": "\\ud83d\\ude00", "a": 1}', "g.json")
     assert data["doc"] == "\N{GRINNING FACE}"

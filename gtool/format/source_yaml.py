@@ -16,7 +16,7 @@ import yaml
 
 from gtool.errors import GraphError
 
-from .source_util import MAX_DEPTH, REDO, error_in, escape
+from .source_util import MAX_DEPTH, REDO, SURROGATE, error_in, escape
 
 __all__ = ["load_yaml", "load_yaml_plain"]
 
@@ -63,7 +63,32 @@ def load_yaml(text: str, path: str, loader) -> tuple[object, dict[str, tuple[int
         raise GraphError("yaml-syntax", str(e), path=path) from None
     except UnicodeEncodeError as e:  # a str with lone surrogates
         raise error_in(text, e.start, "yaml-syntax", "the text is not valid Unicode", path) from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_surrogates(root, marks, path)
     return root, marks, empty
+
+
+#: An escape that may decode to a lone surrogate: libyaml refuses those, the pure-Python
+#: parser lets them through (`"\ud800"`), so then the strings are checked.
+_SURROGATE_ESCAPE = re.compile(r"\\(?:u|U0000)[dD][89a-fA-F]")
+
+
+def _refuse_surrogates(root: object, marks: dict, path: str) -> None:
+    """Raise at the first key or string holding a lone surrogate (rare: only after an escape)."""
+    stack = [(root, "")]
+    while stack:
+        value, ptr = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for k, v in items:
+            child = f"{ptr}/{escape(str(k))}"
+            bad = SURROGATE.search(k) if isinstance(k, str) else None
+            bad = bad or (SURROGATE.search(v) if isinstance(v, str) else None)
+            if bad is not None:
+                line, column = marks.get(child, (None, None))
+                raise GraphError("yaml-syntax", f"lone surrogate \\u{ord(bad.group()):04x} is not a Unicode "
+                                 "character; write the character itself", path=path, line=line, column=column,
+                                 pointer=child)
+            stack.append((v, child))
 
 
 def load_yaml_plain(text: str, path: str, loader):
@@ -74,6 +99,8 @@ def load_yaml_plain(text: str, path: str, loader):
     key, an int too long to convert, a syntax error) sends the caller to the full parse,
     which locates and words it.
     """
+    if _SURROGATE_ESCAPE.search(text):
+        return REDO
     try:
         root, empty = _compose(text, path, None, loader)
     except (GraphError, yaml.YAMLError, UnicodeEncodeError):
