@@ -10,6 +10,7 @@ from . import autodiff, interp
 from .errors import UsageError
 from .ir import Graph
 from .validate import load as _load
+from .validate import types_of
 
 
 def _names(names):
@@ -117,3 +118,39 @@ def forward_mode_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: st
             value = out[loss]
         grads[w] = g
     return float(value), grads
+
+
+# every value and every gradient (what `gtool render --values --grads` and `gtool explain` show) --------
+
+
+def all_values(graph: Graph, inputs: dict | None = None, *, backend=None, random_inputs: bool = False, seed: int = 0,
+               dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Every value of the graph (tensors and nodes), NaN and Inf included: a drawing shows where
+    they appear, so no numerics check stops the run."""
+    _check_call(inputs, dims, seed)
+    return interp.execute(graph, inputs, list(graph.names()), backend=backend, random=random_inputs, seed=seed,
+                          dim_values=dims)
+
+
+def gradient_targets(graph: Graph, of: str | None = None) -> list[str]:
+    """Every float input, param and node that the loss depends on (constants are never differentiated)."""
+    types = types_of(graph)
+    loss = of or graph.loss_name()
+    live = graph.ancestors([loss]) if loss in graph else set()
+    out = []
+    for n in graph.names():
+        t = graph.tensors.get(n)
+        if n in live and types[n].dtype.startswith("float") and (t is None or t.kind != "constant"):
+            out.append(n)
+    return out
+
+
+def all_grads(graph: Graph, inputs: dict | None = None, *, of: str | None = None, backend=None,
+              random_inputs: bool = False, seed: int = 0, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """dL/dv for every float value v the loss depends on, intermediates included: one run of the
+    gradient graph whose targets are all those values."""
+    _check_call(inputs, dims, seed)
+    gg = grad(graph, gradient_targets(graph, of) or None, of)
+    info = gg.cache["grad_info"]
+    out = interp.execute(gg, inputs, gg.outputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims)
+    return {w: out[n] for w, n in zip(info["wrt"], gg.outputs[1:])}

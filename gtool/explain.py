@@ -19,7 +19,7 @@ import numpy as np
 from . import api, interp
 from .dims import format_shape
 from .ir import Graph, Node, Tensor, TensorType
-from .render import evaluate, expression, is_literal, literal_text, num, summary
+from .render_text import expression, is_literal, literal_text, num, summary
 from .validate import types_of
 
 # d(out)/d(input k) of scalar elementwise ops; {a} {b} are the inputs, {out} the output
@@ -85,7 +85,7 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
     loss, contribs, total = info["loss"], info["contributions"], info["total"]
     out_of = dict(zip(info["wrt"], gg.outputs[1:]))
     run = dict(backend=backend, random=random_inputs, seed=seed, dim_values=dims)
-    values = evaluate(graph, inputs, backend=backend, random_inputs=random_inputs, seed=seed, dims=dims)
+    values = api.all_values(graph, inputs, backend=backend, random_inputs=random_inputs, seed=seed, dims=dims)
     wanted = [c for parts in contribs.values() for _, c in parts] + [n for v, n in total.items() if isinstance(v, str)]
     wanted = [n for n in dict.fromkeys(wanted + list(gg.outputs)) if n in gg]
     grads = interp.execute(gg, inputs, wanted, **run)

@@ -1,5 +1,9 @@
 """Drawing graphs: a Graph (with optional values, gradients, saved tensors) -> Graphviz DOT text.
 
+Rendering draws values it is given and never runs a graph: `gtool.api.all_values` and
+`gtool.api.all_grads` compute what `--values` and `--grads` show (it does build the gradient
+graph, which is data, for --backward and the saved marks).
+
 One walk over the graph in its topological order builds a drawing (boxes, arrows, clusters;
 see render_dot): names, ops and attrs on boxes, shapes and dtypes on arrows, marks for fan-out,
 saved-for-backward bytes and NaN/Inf. `--backward` draws the emitted gradient graph with each
@@ -19,184 +23,15 @@ import numpy as np
 from .dims import format_shape
 from .errors import GraphError, UsageError
 from .ir import Graph, Node, Tensor
-from .render_dot import COLOR, FILL, LEGEND, ROUNDED, Arrow, Box, Drawing, emit, emit_diff, render_image, write
+from .render_dot import COLOR, FILL, LEGEND, ROUNDED, Arrow, Box, Drawing, emit, emit_diff
+from .render_image import IMAGE_FORMATS, render_image, write
+from .render_text import formula, human_bytes, is_literal, nonfinite, num, op_text, summary, type_text
 from .validate import types_of
 
-__all__ = ["COLOR", "FILL", "LEGEND", "diff_to_dot", "draw", "draw_backward", "emit", "evaluate", "expression",
-           "formula", "gradients", "render_image", "saved_for_backward", "to_dot", "write"]
+__all__ = ["COLOR", "FILL", "IMAGE_FORMATS", "LEGEND", "diff_to_dot", "draw", "draw_backward", "emit", "formula", "save",
+           "is_literal", "render_image", "saved_for_backward", "to_dot", "write"]
 
 SHAPE_ONLY = {("sum_to", 1), ("size", 0)}  # (op, input position) read for its shape only: not saved
-
-# small text helpers ---------------------------------------------------------------------------
-
-
-def num(v) -> str:
-    """A number as the reports print it (6 significant digits; ints and bools as written)."""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v)).lower()
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    text = f"{v:.6g}"
-    return "0" if text == "-0" else text
-
-
-def summary(a, digits: int = 4) -> str:
-    """A scalar's value, or min/mean/max of a tensor (with its NaN and Inf counts)."""
-    a = np.asarray(a)
-    if a.ndim == 0:
-        return num(a.item())
-    if a.size == 0:
-        return "empty"
-    f = (lambda v: f"{float(v):.{digits}g}") if a.dtype.kind == "f" else num
-    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
-    text = (f"min {f(finite.min())} · mean {f(np.mean(finite))} · max {f(finite.max())}" if finite.size
-            else "no finite values")
-    if a.dtype.kind == "f":
-        nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
-        if nan or inf:
-            text += f" ({nan} NaN, {inf} Inf)"
-    return text
-
-
-def nonfinite(a) -> str | None:
-    """'NaN' or 'Inf' when a float array holds one, else None."""
-    a = np.asarray(a)
-    if a.dtype.kind != "f" or np.isfinite(a).all():
-        return None
-    return "NaN" if np.isnan(a).any() else "Inf"
-
-
-def type_text(t) -> str:
-    return f"{format_shape(t.shape)} {t.dtype}" + (" weak" if t.weak else "")
-
-
-def human_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 ** 2:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1024 ** 2:.1f} MiB"
-
-
-def is_literal(t: Tensor | None) -> bool:
-    """A generated weak scalar (a number written in an expression, or one autodiff added)."""
-    return t is not None and t.name.startswith("__") and t.kind == "constant" and t.type.weak and t.value is not None
-
-
-def literal_text(t: Tensor) -> str:
-    return num(np.asarray(t.value).item())
-
-
-def _attr_text(v) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, str):
-        return f"'{v}'"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_attr_text(x) for x in v) + "]"
-    return str(v)
-
-
-def attrs_text(node: Node) -> str:
-    """The attrs written on the node (defaults left out), as the shorthand writes them."""
-    return ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attrs.items() if v is not None)
-
-
-# formulas: a node as the expression shorthand would write it ----------------------------------
-
-_INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2),
-          "pow": ("**", 4), "greater": (">", 0), "less": ("<", 0), "equal": ("==", 0)}
-_ATOM, _UNARY, _NEGATIVE = 5, 3, 2.5  # a negative number gets parentheses after - and **, and on the right of *
-
-
-def expression(graph: Graph, name: str, inline=lambda n: False, rename: dict[str, str] | None = None) -> str:
-    """The expression for `name`'s node; inputs for which `inline(n)` holds are expanded too, and
-    `rename` writes some inputs differently (explain puts their values there)."""
-    node = graph.nodes.get(name)
-    return name if node is None else _node_expr(graph, node, inline, rename or {})[0]
-
-
-def formula(graph: Graph, name: str) -> str:
-    """`owner = relu(x @ W1 + b1)`: a user node with its shorthand intermediates folded back in."""
-    owner_of = {n.name: n.owner for n in graph.nodes.values() if n.owner}
-    return f"{name} = {expression(graph, name, lambda n: owner_of.get(n) == name)}"
-
-
-def _operand(graph: Graph, name: str, inline, rename: dict[str, str]) -> tuple[str, int]:
-    t = graph.tensors.get(name)
-    node = graph.nodes.get(name)
-    if node is not None and inline(name):
-        return _node_expr(graph, node, inline, rename)
-    text = literal_text(t) if is_literal(t) else rename.get(name, name)
-    return text, _NEGATIVE if text.startswith("-") else _ATOM
-
-
-def _node_expr(graph: Graph, node: Node, inline, rename: dict[str, str]) -> tuple[str, int]:
-    args = [_operand(graph, i, inline, rename) for i in node.inputs]
-    if node.op in _INFIX and len(args) == 2 and not attrs_text(node):
-        sym, p = _INFIX[node.op]
-        (a, pa), (b, pb) = args
-        left_min, right_min = (_ATOM, _UNARY) if node.op == "pow" else (p, p + 1)
-        a = a if pa >= left_min else f"({a})"
-        b = b if pb >= right_min else f"({b})"
-        return f"{a} {sym} {b}", p
-    if node.op == "neg" and len(args) == 1:
-        a, pa = args[0]
-        return "-" + (a if pa >= _UNARY else f"({a})"), _UNARY
-    extra = attrs_text(node)
-    return f"{node.op}({', '.join([a for a, _ in args] + ([extra] if extra else []))})", _ATOM
-
-
-def op_text(graph: Graph, node: Node) -> str:
-    """The op line of a box: `add`, `pow(·, 2)` (a folded literal), `sum axis=1`."""
-    text = node.op
-    if any(is_literal(graph.tensors.get(i)) for i in node.inputs):
-        args = [literal_text(graph.tensors[i]) if is_literal(graph.tensors.get(i)) else "·" for i in node.inputs]
-        text += "(" + ", ".join(args) + ")"
-    extra = attrs_text(node)
-    return f"{text} {extra}" if extra else text
-
-
-# running the graph for --values and --grads -----------------------------------------------------
-
-
-def evaluate(graph: Graph, inputs: dict | None = None, *, backend=None, random_inputs: bool = False, seed: int = 0,
-             dims: dict | None = None) -> dict[str, np.ndarray]:
-    """Every value of the graph (tensors and nodes), NaN and Inf included (no numerics check)."""
-    from . import interp
-
-    names = [n for n in graph.names()]
-    return interp.execute(graph, inputs, names, backend=backend, random=random_inputs, seed=seed, dim_values=dims)
-
-
-def gradient_targets(graph: Graph, of: str | None = None) -> list[str]:
-    """Every float input, param and node that the loss depends on (constants are never differentiated)."""
-    types = types_of(graph)
-    loss = of or graph.loss_name()
-    live = graph.ancestors([loss]) if loss in graph else set()
-    out = []
-    for n in graph.names():
-        t = graph.tensors.get(n)
-        if n in live and types[n].dtype.startswith("float") and (t is None or t.kind != "constant"):
-            out.append(n)
-    return out
-
-
-def gradients(graph: Graph, inputs: dict | None = None, *, of: str | None = None, backend=None,
-              random_inputs: bool = False, seed: int = 0, dims: dict | None = None) -> dict[str, np.ndarray]:
-    """dL/dv for every float value v the loss depends on: one run of the gradient graph whose
-    targets are all those values (a target may be any value name, intermediates included)."""
-    from . import api, interp
-
-    gg = api.grad(graph, gradient_targets(graph, of) or None, of)
-    info = gg.cache["grad_info"]
-    out = interp.execute(gg, inputs, gg.outputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims)
-    return {w: out[n] for w, n in zip(info["wrt"], gg.outputs[1:])}
 
 
 def saved_for_backward(graph: Graph, gg: Graph, values: dict | None = None, dims: dict | None = None) -> dict[str, str]:
@@ -232,10 +67,11 @@ def saved_for_backward(graph: Graph, gg: Graph, values: dict | None = None, dims
 
 
 def gradient_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph:
-    """The gradient graph that --backward draws (cached on the graph by api.grad)."""
-    from . import api
+    """The gradient graph that --backward draws: built by autodiff (a graph, nothing is run; its
+    generated names are deterministic, so values computed on api.grad's copy match it)."""
+    from . import autodiff
 
-    return api.grad(graph, wrt, of)
+    return autodiff.grad(graph, (wrt,) if isinstance(wrt, str) else wrt, of)
 
 
 def backward_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph | None:
@@ -250,7 +86,7 @@ def backward_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph | Non
 
 
 def _tensor_box(t: Tensor, kind: str) -> Box:
-    box = Box(t.name, t.name, kind, tag=kind, op=t.kind)
+    box = Box(t.name, t.name, kind, tag=kind, op=t.kind, tooltip=t.doc or "")
     if t.kind == "constant" and t.value is not None and np.asarray(t.value).size <= 4:
         box.lines.append(("= " + ", ".join(num(v) for v in np.asarray(t.value).ravel()), COLOR["note"]))
     return box
@@ -308,7 +144,7 @@ def _forward_box(graph: Graph, name: str, *, loss: str | None) -> Box:
     if name.startswith("__"):  # a shorthand intermediate: its op is the title, its generated name the tag
         return Box(name, op_text(graph, node), kind, tag=name, cluster=node.owner, op=node.op)
     return Box(name, name, kind, tag="" if kind == "op" else kind, lines=[(op_text(graph, node), "#000000")],
-               cluster=node.owner, op=node.op)
+               cluster=node.owner, op=node.op, tooltip=node.doc or "")
 
 
 def draw(graph: Graph, *, values=None, grads=None, saved=None, fold: bool = True, title: str | None = None) -> Drawing:
@@ -361,7 +197,7 @@ def _arrows(graph: Graph, drawn: list[str], types, fanout=frozenset(), kind_of=N
 _BWD = re.compile(r"^__bwd_(.+)_\d+$")
 
 
-def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, str]]:
+def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, tuple[str, bool]]]:
     """What each backward node means: `dL/dv` (a total) or `dL/dv via c` (one contribution),
     user names first; and the `add` nodes that sum the contributions at a fan-out."""
     loss, order = info["loss"], {n: k for k, n in enumerate(graph.names())}
@@ -371,7 +207,7 @@ def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, st
             totals.setdefault(n, []).append(v)
     roles = {n: [f"d{loss}/d{v}" for v in sorted(vs, key=lambda v: (v.startswith("__"), order.get(v, 0)))]
              for n, vs in totals.items()}
-    accumulate: dict[str, str] = {}
+    accumulate: dict[str, tuple[str, bool]] = {}  # add node -> (the value, a partial sum?)
     for v, parts in info["contributions"].items():
         for consumer, c in parts:
             if consumer and c not in totals:
@@ -381,7 +217,7 @@ def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, st
             for k in range(len(parts) - 1):
                 if n in names or n not in info.get("nodes", {n: 0}):
                     break
-                accumulate[n] = v if k == 0 else f"{v} (partial)"
+                accumulate[n] = (v, k > 0)
                 n = info["nodes"][n].inputs[0]
     return roles, accumulate
 
@@ -424,7 +260,8 @@ def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: st
             if name in wrt_out:
                 kind, head = "gradient", f"{sigma}d{loss}/d{wrt_out[name]}"
             elif name in accumulate:
-                kind, head = "accumulate", f"Σ d{loss}/d{accumulate[name]}"
+                v, partial = accumulate[name]
+                kind, head = "accumulate", f"Σ d{loss}/d{v}" + (" (partial)" if partial else "")
             else:
                 kind, head = "backward", role[0] if role else op_text(gg, node)
             box = Box(name, head, kind, tag=name, op=node.op)
@@ -432,7 +269,7 @@ def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: st
             if op_line != head:
                 box.lines.append((op_line, "#000000"))
             if sigma:
-                n_parts = len(info["contributions"][accumulate[name].split(" ")[0]])
+                n_parts = len(info["contributions"][accumulate[name][0]])
                 box.lines.append((f"sum of {n_parts} contributions (fan-out)", COLOR["fanout"]))
             bare = head.removeprefix("Σ ")
             rest = [r for r in role if r != bare and not bare.startswith(r + " ")]
@@ -590,9 +427,10 @@ def owners(graph: Graph) -> dict[str, str]:
 
 def to_dot(graph: Graph, *, values=None, grads=None, saved: bool = True, backward: bool = False, wrt=None,
            of: str | None = None, rankdir: str = "TB", legend: bool = True, max_nodes: int | None = None,
-           dims: dict | None = None) -> str:
+           dims: dict | None = None, html_labels: bool = True) -> str:
     """DOT text for a graph (or, with `backward`, for its gradient graph; then `values` are the
-    gradient graph's values). `saved` marks what backward keeps, when the graph has a loss."""
+    gradient graph's values). `saved` marks what backward keeps, when the graph has a loss.
+    `html_labels=False` writes plain-text labels, for a Graphviz without HTML-like labels (graphviz.wasm)."""
     if max_nodes is not None and max_nodes < 1:
         raise UsageError("usage", f"--max-nodes must be at least 1, got {max_nodes}")
     if backward:
@@ -607,11 +445,11 @@ def to_dot(graph: Graph, *, values=None, grads=None, saved: bool = True, backwar
         own = owners(graph)
     if max_nodes is not None:
         drawing = collapse(drawing, max_nodes, own)
-    return emit(drawing, rankdir=rankdir, legend=legend)
+    return emit(drawing, rankdir=rankdir, legend=legend, html_labels=html_labels)
 
 
 def diff_to_dot(old: Graph, new: Graph, *, labels: tuple[str, str] | None = None, rankdir: str = "TB",
-                legend: bool = True, max_nodes: int | None = None) -> str:
+                legend: bool = True, max_nodes: int | None = None, html_labels: bool = True) -> str:
     """DOT text with `old` and `new` side by side, what changed highlighted."""
     a, b = draw(old), draw(new)
     changed, removed = mark_changes(old, new, a, b)
@@ -619,4 +457,11 @@ def diff_to_dot(old: Graph, new: Graph, *, labels: tuple[str, str] | None = None
         a, b = collapse(a, max_nodes, owners(old)), collapse(b, max_nodes, owners(new))
     labels = labels or (old.path or "old", new.path or "new")
     line = f"{changed} changed or added, {removed} removed" if changed or removed else "no differences"
-    return emit_diff(a, b, labels, rankdir=rankdir, legend=legend, summary_line=line)
+    return emit_diff(a, b, labels, rankdir=rankdir, legend=legend, summary_line=line, html_labels=html_labels)
+
+
+def save(graph: Graph, path: str, **options) -> str | None:
+    """Draw a graph into a file (.dot, .gv, .svg, .png, .pdf) with `to_dot`'s options; returns the
+    renderer of an image. Unlike `write(to_dot(...))`, graphviz.wasm then gets the plain-label
+    form it can draw (it has no HTML-like labels)."""
+    return write(to_dot(graph, **options), path, plain=lambda: to_dot(graph, **options, html_labels=False))

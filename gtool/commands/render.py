@@ -16,7 +16,7 @@ def _targets(wrt: str | None) -> list[str] | None:
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="FILE [NEW]")
 @click.option("-o", "--output", "out_path", metavar="OUT", help="Write .dot/.gv text or a .svg/.png/.pdf image "
-              "(images need Graphviz's `dot`). Default: DOT text on stdout.")
+              "(drawn by Graphviz's `dot`; without it, .svg by graphviz.wasm). Default: DOT text on stdout.")
 @click.option("--values", "show_values", is_flag=True, help="Run the graph and show every node's value.")
 @click.option("--grads", "show_grads", is_flag=True, help="Show dL/d(node) for every node (runs the gradient graph).")
 @click.option("--backward", is_flag=True, help="Draw the emitted gradient graph instead of the forward graph.")
@@ -41,6 +41,7 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
 
     `gtool render --diff OLD NEW` draws two graphs side by side. See docs/render.md.
     """
+    from .. import api
     from .. import render as r
     from ..format.write import refuse_input
 
@@ -52,7 +53,9 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
         if show_values or show_grads or backward:
             raise UsageError("usage", "--diff does not combine with --values, --grads or --backward")
         old, new = (load_graph(p, data["dims"], check_dims=False) for p in paths)
-        text = r.diff_to_dot(old, new, labels=tuple(paths), rankdir=rankdir, legend=legend, max_nodes=max_nodes)
+        kw = dict(labels=tuple(paths), rankdir=rankdir, legend=legend, max_nodes=max_nodes)
+        text = r.diff_to_dot(old, new, **kw)
+        plain = lambda: r.diff_to_dot(old, new, **kw, html_labels=False)
     else:
         if len(paths) != 1:
             raise UsageError("usage", f"render draws one FILE (use --diff OLD NEW for two); got {len(paths)}")
@@ -64,17 +67,19 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
         targets = _targets(wrt)
         values = grads = None
         if show_values:
-            values = r.evaluate(r.gradient_graph(graph, targets, of) if backward else graph, data["inputs"], **run)
+            values = api.all_values(api.grad(graph, targets, of) if backward else graph, data["inputs"], **run)
         if show_grads:
-            grads = r.gradients(graph, data["inputs"], of=of, **run)
-        text = r.to_dot(graph, values=values, grads=grads, saved=saved, backward=backward, wrt=targets, of=of,
-                        rankdir=rankdir, legend=legend, max_nodes=max_nodes, dims=data["dims"])
-    if out_path:
-        r.write(text, out_path)
-    if fmt == "json":  # the DOT text when it went to stdout, else the file it went to
-        click.echo(report.dumps({"output": out_path, "dot": None if out_path else text}))
+            grads = api.all_grads(graph, data["inputs"], of=of, **run)
+        kw = dict(values=values, grads=grads, saved=saved, backward=backward, wrt=targets, of=of, rankdir=rankdir,
+                  legend=legend, max_nodes=max_nodes, dims=data["dims"])
+        text = r.to_dot(graph, **kw)
+        plain = lambda: r.to_dot(graph, **kw, html_labels=False)  # for graphviz.wasm (no HTML-like labels)
+    renderer = r.write(text, out_path, plain) if out_path else None
+    if fmt == "json":  # the DOT text when it went to stdout, else the file it went to (and what drew it)
+        doc = {"output": out_path, "dot": None if out_path else text}
+        click.echo(report.dumps({**doc, "renderer": renderer} if renderer else doc))
     elif out_path:
-        click.echo(f"wrote {out_path}", err=True)
+        click.echo(f"wrote {out_path}" + (f" (drawn by {renderer})" if renderer else ""), err=True)
     else:
         click.echo(text.rstrip("\n"))
 
