@@ -55,8 +55,8 @@ def load_json(text: str, path: str) -> tuple[object, dict[str, tuple[int, int]],
         return None, {}, True
     newlines = [m.start() for m in re.finditer("\n", text)]
 
-    def at(offset: int) -> tuple[int, int]:
-        line = bisect_left(newlines, offset)  # newlines before offset
+    def at(offset: int, bisect=bisect_left) -> tuple[int, int]:
+        line = bisect(newlines, offset)  # newlines before offset
         return (line + 1, offset - newlines[line - 1] if line else offset + 1)
 
     marks: dict[str, tuple[int, int]] = {"": at(pos)}
