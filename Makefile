@@ -7,7 +7,7 @@ GTOOL   = $(VENV)/bin/gtool
 EXTRAS ?= dev,numba,explain,precision,render
 DEMO_OUT ?= build/demo
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -45,9 +45,6 @@ test: $(VENV)/.installed  ## run the test suite and the linter
 
 lint: $(VENV)/.installed  ## ruff
 	$(VENV)/bin/ruff check gtool tests bench
-
-format: $(VENV)/.installed  ## ruff format
-	$(VENV)/bin/ruff format gtool tests bench
 
 bench: $(VENV)/.installed  ## benchmarks (not tests): see bench/
 	$(PY) bench/validate_scale.py

@@ -11,7 +11,7 @@ Library use::
 from __future__ import annotations
 
 from . import ops  # noqa: F401  (registers the built-in ops)
-from .api import forward_mode_grad, grad, jvp, load, run, value_and_grad
+from .api import forward_mode_grad, grad, gradient, jvp, load, run, value_and_grad
 from .errors import Diagnostic, GraphError, UsageError
 from .gradcheck import grad_check
 from .ir import Graph
@@ -20,6 +20,7 @@ from .ops.registry import OpDef, register
 __version__ = "0.1.0"
 
 __all__ = [
-    "Diagnostic", "Graph", "GraphError", "OpDef", "UsageError", "forward_mode_grad", "grad", "grad_check", "jvp", "load",
+    "Diagnostic", "Graph", "GraphError", "OpDef", "UsageError", "forward_mode_grad", "grad", "grad_check", "gradient", "jvp",
+    "load",
     "register", "run", "value_and_grad", "__version__",
 ]

@@ -51,14 +51,20 @@ def run(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=None,
                           dim_values=dims, check_numerics=check_numerics)
 
 
-def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
-    """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
+def gradient(graph: Graph, wrt=None, of: str | None = None) -> autodiff.Gradient:
+    """The gradient graph with its meaning (cached per (wrt, of)): `.graph`, `.loss`, `.wrt`
+    and `.outputs` (target -> the output of `.graph` holding its gradient); see autodiff.Gradient."""
     wrt = _names(wrt)
     key = ("grad", wrt or None, of)
     g = graph.cache.get(key)
     if g is None:
         g = graph.cache[key] = autodiff.grad(graph, wrt, of)
     return g
+
+
+def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+    """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
+    return gradient(graph, wrt, of).graph
 
 
 def jvp(graph: Graph, wrt=None, of=None) -> Graph:
@@ -76,13 +82,10 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
                    check_numerics: bool = False) -> tuple[float, dict[str, np.ndarray]]:
     """(loss value, {target name: gradient array}), reusing the compiled gradient plan."""
     _check_call(inputs, dims, seed)
-    g = grad(graph, wrt, of)
-    info = g.cache["grad_info"]
-    out = interp.execute(g, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
+    gr = gradient(graph, wrt, of)
+    out = interp.execute(gr.graph, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
                          check_numerics=check_numerics)
-    names = g.outputs
-    loss = out[names[0]]
-    return float(loss), {w: out[n] for w, n in zip(info["wrt"], names[1:])}
+    return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}
 
 
 def forward_mode_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str | None = None, *,
@@ -150,7 +153,7 @@ def all_grads(graph: Graph, inputs: dict | None = None, *, of: str | None = None
     """dL/dv for every float value v the loss depends on, intermediates included: one run of the
     gradient graph whose targets are all those values."""
     _check_call(inputs, dims, seed)
-    gg = grad(graph, gradient_targets(graph, of) or None, of)
-    info = gg.cache["grad_info"]
-    out = interp.execute(gg, inputs, gg.outputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims)
-    return {w: out[n] for w, n in zip(info["wrt"], gg.outputs[1:])}
+    gr = gradient(graph, gradient_targets(graph, of) or None, of)
+    out = interp.execute(gr.graph, inputs, list(gr.outputs.values()), backend=backend, random=random_inputs, seed=seed,
+                         dim_values=dims)
+    return {w: out[n] for w, n in gr.outputs.items()}

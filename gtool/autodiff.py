@@ -9,120 +9,43 @@ between the targets and the loss are differentiated; int and bool values carry n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .dims import Dim
-from .errors import GraphError, UsageError, did_you_mean
-from .ir import Graph, Loc, Node, Tensor, TensorType
+from .builder import GraphBuilder
+from .errors import UsageError, did_you_mean
+from .ir import Graph, Tensor, TensorType
 from .ops.registry import get_op
-from .ops.shape import shape_json
-from .shapes import ShapeCtx
-from .validate import types_of
+from .shapes import Inference
+from .validate import inference_of, types_of, with_inference
+
+# GraphBuilder lives in gtool.builder; the name stays importable from here for older plugins.
+__all__ = ["Gradient", "GraphBuilder", "check_targets", "default_wrt", "grad", "grad_name", "jvp", "tangent_name"]
 
 
-class GraphBuilder:
-    """Adds nodes to a copy of a graph, inferring each new node's type as it goes.
+@dataclass(frozen=True, eq=False)
+class Gradient:
+    """What `grad` returns: the gradient graph, and what its names mean.
 
-    This is the `b` that VJP and JVP rules receive: `b(op, *inputs, **attrs)` returns the new
-    node's name; `b.const(v)` a weak scalar constant; `b.type(name)` a value's type.
+    `source` is the forward graph differentiated (the part the loss needs). `outputs` maps each
+    target to the output of `graph` holding its gradient (usually `__grad_<x>`, but not when
+    that name is taken, e.g. in a second derivative); the loss's value is the output `loss`.
+    `contributions` maps each differentiated value to the (consumer, node) pairs whose sum is
+    its gradient (consumer "" is the seed of the loss); `total` maps each value to the node
+    holding its whole gradient; `sums` maps each value that fans out to the last `add` of the
+    chain that sums its contributions. `explain`, `render` and grad-check's localisation read
+    these instead of parsing names.
     """
 
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        inf = graph.cache.get("inference")
-        types_of(graph)
-        inf = graph.cache["inference"]
-        self.ctx = ShapeCtx(rigid=set(graph.dims))
-        self.ctx.bindings = dict(inf.ctx.bindings)
-        self.types: dict[str, TensorType] = dict(inf.types)
-        self.nodes: dict[str, Node] = dict(graph.nodes)
-        self.tensors: dict[str, Tensor] = dict(graph.tensors)
-        self.prefix = "__bwd"
-        self.loc = Loc(graph.path)
-        self.counter: dict[str, int] = {}
-        self._consts: dict[tuple, str] = {}
-
-    # naming -----------------------------------------------------------------------------
-    def fresh(self, base: str) -> str:
-        k = self.counter.get(base, 0)
-        while True:
-            k += 1
-            name = f"{base}_{k}"
-            if name not in self.nodes and name not in self.tensors:
-                self.counter[base] = k
-                return name
-
-    def context(self, prefix: str, loc: Loc) -> None:
-        """Name the next nodes `<prefix>_<k>` and locate them at `loc` (the forward node)."""
-        self.prefix, self.loc = prefix, loc
-
-    # building ---------------------------------------------------------------------------------
-    def __call__(self, op: str, *inputs: str, name: str | None = None, **attrs) -> str:
-        opdef = get_op(op)
-        if name is not None and (name in self.nodes or name in self.tensors):
-            name = self.fresh(name)  # e.g. __grad_u already exists in a gradient graph
-        name = name or self.fresh(self.prefix)
-        attrs = {k: v for k, v in attrs.items() if v is not None}
-        node = Node(name, op, tuple(inputs), attrs, loc=self.loc)
-        ins = [self.types[i] for i in inputs]
-        from .ops.registry import ShapeError
-
-        try:
-            t = opdef.infer(self.ctx, ins, opdef.full_attrs(attrs))
-        except ShapeError as e:  # a bug in a rule: say which one
-            raise GraphError("internal", f"autodiff built an ill-typed {op} node: {e.message}", **self.loc.where()) from None
-        self.types[name] = TensorType(self.ctx.resolve_shape(t.shape), t.dtype, t.weak)
-        self.nodes[name] = node
-        return name
-
-    def const(self, value: float) -> str:
-        key = (float(value),)
-        if key not in self._consts:
-            name = self.fresh("__c")
-            self.tensors[name] = Tensor(name, "constant", TensorType((), "float64", True),
-                                        np.array(float(value)), loc=Loc(self.graph.path))
-            self.types[name] = self.tensors[name].type
-            self._consts[key] = name
-        return self._consts[key]
-
-    def type(self, name: str) -> TensorType:
-        return self.types[name]
-
-    def attrs(self, node: Node) -> dict:
-        return get_op(node.op).full_attrs(node.attrs)
-
-    def _same_shape(self, a: str, b: str) -> bool:
-        sa, sb = self.types[a].shape, self.types[b].shape
-        return len(sa) == len(sb) and all(self.ctx.resolve(x) == self.ctx.resolve(y) for x, y in zip(sa, sb))
-
-    def sum_to(self, x: str, like: str) -> str:
-        """x summed down to like's shape (nothing when the shapes already agree)."""
-        return x if self._same_shape(x, like) else self("sum_to", x, like)
-
-    def broadcast_like(self, x: str, like: str) -> str:
-        return x if self._same_shape(x, like) else self("broadcast_to", x, shape=shape_json(self.types[like].shape))
-
-    def zeros(self, shape, dtype: str) -> str:
-        z = self("broadcast_to", self.const(0.0), shape=[Dim.to_json(d) if isinstance(d, Dim) else d for d in shape])
-        return z if dtype == "float64" else self("cast", z, dtype=dtype)
-
-    def zeros_like(self, x: str) -> str:
-        return self.zeros(self.types[x].shape, self.types[x].dtype)
-
-    def add_input(self, name: str, like: str) -> str:
-        t = self.types[like]
-        self.tensors[name] = Tensor(name, "input", TensorType(t.shape, t.dtype), loc=self.graph.loc(like))
-        self.types[name] = self.tensors[name].type
-        return name
-
-    def graph_with(self, outputs, loss, doc: str) -> Graph:
-        g = Graph(tensors=self.tensors, nodes=self.nodes, outputs=tuple(outputs), loss=loss,
-                  name=self.graph.name, doc=doc, dims=dict(self.graph.dims), path=self.graph.path)
-        g = g.prune()
-        from .shapes import Inference
-
-        g.cache["inference"] = Inference({n: self.types[n] for n in g.names()}, self.ctx, [])
-        return g
+    graph: Graph
+    source: Graph
+    loss: str
+    wrt: tuple[str, ...]
+    outputs: dict[str, str]
+    contributions: dict[str, list[tuple[str, str]]]
+    total: dict[str, str]
+    sums: dict[str, str]
 
 
 def _float(t: TensorType) -> bool:
@@ -169,55 +92,55 @@ def grad_name(name: str) -> str:
     return f"__grad_{name}"
 
 
-def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
-    """The gradient graph: outputs are the loss and `__grad_<x>` for each target x.
-
-    `graph.cache["grad_info"]` of the result records, for each value, the contributions that
-    were summed (consumer -> node name), which `explain` and `render` use.
+def grad(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
+    """The gradient of `of` (default: the graph's loss) with respect to `wrt` (default: the
+    params, else every float input), as a new graph whose outputs are the loss and
+    `__grad_<x>` for each target x, with the mapping from targets to those outputs.
     """
     wrt, loss = check_targets(graph, wrt, of)
+    wrt = list(dict.fromkeys(wrt))
     graph = _restricted(graph, [loss])
     b = GraphBuilder(graph)
-    types = b.types
+    acc = _Accumulator(b, {loss: [("", _seed(b, graph, loss))]})
     need = graph.descendants(wrt) & graph.ancestors([loss])
-    contribs: dict[str, list[tuple[str, str]]] = {}
-    seed = grad_name(loss)
-    if seed in b.types:
-        seed = b.fresh(seed)
-    b.tensors[seed] = Tensor(seed, "constant", TensorType((), types[loss].dtype), np.array(1.0, types[loss].dtype),
-                             loc=graph.loc(loss))
-    b.types[seed] = b.tensors[seed].type
-    contribs[loss] = [("", seed)]
-    total: dict[str, str] = {}
     for node in reversed(list(graph.nodes.values())):
-        if node.name not in need or node.name not in contribs:
+        if node.name not in need or node.name not in acc.contribs:
             continue
-        g = _accumulate(b, node.name, contribs, total)
+        g = acc.total_of(node.name)
         op = get_op(node.op)
         if op.vjp is None:
             continue
         b.context(f"__bwd_{node.name}", node.loc)
-        outs = op.vjp(b, node, g)
-        for inp, gi in zip(node.inputs, outs):
-            if gi is None or inp not in need or not _float(types[inp]):
-                continue
-            contribs.setdefault(inp, []).append((node.name, gi))
-    outputs = [loss]
-    for w in wrt:
-        b.context(grad_name(w), graph.loc(w))
-        if w in contribs:
-            g = _accumulate(b, w, contribs, total)
-            if g != total.get(("sum", w)):
-                g = b("identity", g, name=grad_name(w))
-        else:  # the loss does not depend on w: its gradient is zero
-            g = b("cast", b.zeros(types[w].shape, "float64"), dtype=types[w].dtype, name=grad_name(w)) \
-                if types[w].dtype != "float64" else b("identity", b.zeros(types[w].shape, "float64"), name=grad_name(w))
-        outputs.append(g)
+        for inp, gi in zip(node.inputs, op.vjp(b, node, g)):
+            if gi is not None and inp in need and _float(b.types[inp]):
+                acc.contribs.setdefault(inp, []).append((node.name, gi))
+    outputs = {w: _target_output(b, graph, acc, w) for w in wrt}
     doc = f"gradient of {loss} with respect to {', '.join(wrt)}" + (f" ({graph.name})" if graph.name else "")
-    out = b.graph_with(outputs, loss, doc)
-    out.cache["grad_info"] = {"loss": loss, "wrt": wrt, "contributions": contribs, "total": total,
-                              "source": graph}
-    return out
+    out = b.graph_with([loss, *outputs.values()], loss, doc)
+    return Gradient(out, graph, loss, tuple(wrt), outputs, acc.contribs, acc.total, acc.sums)
+
+
+def _seed(b: GraphBuilder, graph: Graph, loss: str) -> str:
+    """The constant 1 that starts the backward pass, named `__grad_<loss>` (when free)."""
+    seed = grad_name(loss)
+    if seed in b.types:
+        seed = b.fresh(seed)
+    dtype = b.types[loss].dtype
+    b.tensors[seed] = Tensor(seed, "constant", TensorType((), dtype), np.array(1.0, dtype), loc=graph.loc(loss))
+    b.types[seed] = b.tensors[seed].type
+    return seed
+
+
+def _target_output(b: GraphBuilder, graph: Graph, acc: _Accumulator, w: str) -> str:
+    """The output named `__grad_<w>`: w's total gradient (zeros when the loss ignores w)."""
+    b.context(grad_name(w), graph.loc(w))
+    t = b.types[w]
+    if w in acc.contribs:
+        g = acc.total_of(w)
+        return g if g == acc.sums.get(w) else b("identity", g, name=grad_name(w))
+    zeros = b.zeros(t.shape, "float64")
+    return b("cast", zeros, dtype=t.dtype, name=grad_name(w)) if t.dtype != "float64" \
+        else b("identity", zeros, name=grad_name(w))
 
 
 def _restricted(graph: Graph, outputs: list[str]) -> Graph:
@@ -227,28 +150,34 @@ def _restricted(graph: Graph, outputs: list[str]) -> Graph:
     if g is graph or len(g.nodes) == len(graph.nodes):
         return graph
     g = g.evolve(loss=None)
-    inf = graph.cache["inference"]
-    from .shapes import Inference
-
-    g.cache["inference"] = Inference({n: inf.types[n] for n in g.names()}, inf.ctx, [])
-    return g
+    inf = inference_of(graph)
+    return with_inference(g, Inference({n: inf.types[n] for n in g.names()}, inf.ctx, []))
 
 
-def _accumulate(b: GraphBuilder, name: str, contribs: dict, total: dict) -> str:
-    """The gradient of `name`: its single contribution, or an explicit sum named __grad_<name>."""
-    if name in total:
-        return total[name]
-    parts = [c for _, c in contribs[name]]
-    if len(parts) == 1:
-        total[name] = parts[0]
-        return parts[0]
-    b.context(grad_name(name), b.graph.loc(name))
-    acc = parts[0]
-    for k, p in enumerate(parts[1:], start=1):
-        last = k == len(parts) - 1
-        acc = b("add", acc, p, name=grad_name(name) if last else None)
-    total[name] = total[("sum", name)] = acc
-    return acc
+class _Accumulator:
+    """Contributions to each value's gradient, and their sums (built once, when first read)."""
+
+    def __init__(self, b: GraphBuilder, contribs: dict[str, list[tuple[str, str]]]) -> None:
+        self.b = b
+        self.contribs = contribs
+        self.total: dict[str, str] = {}
+        self.sums: dict[str, str] = {}
+
+    def total_of(self, name: str) -> str:
+        """The gradient of `name`: its single contribution, or an explicit sum named __grad_<name>."""
+        if name in self.total:
+            return self.total[name]
+        parts = [c for _, c in self.contribs[name]]
+        if len(parts) == 1:
+            self.total[name] = parts[0]
+            return parts[0]
+        b = self.b
+        b.context(grad_name(name), b.graph.loc(name))
+        acc = parts[0]
+        for k, p in enumerate(parts[1:], start=1):
+            acc = b("add", acc, p, name=grad_name(name) if k == len(parts) - 1 else None)
+        self.total[name] = self.sums[name] = acc
+        return acc
 
 
 def tangent_name(name: str) -> str:

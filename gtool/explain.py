@@ -3,7 +3,7 @@ order each node's upstream gradient, the local derivative of each input, each co
 and at every fan-out the sum of the contributions.
 
 Every number comes from running the emitted gradient graph with each contribution node as an
-extra output (`grad_info["contributions"]`), so what is printed is what `gtool grad`
+extra output (`Gradient.contributions`), so what is printed is what `gtool grad`
 computes, not a second implementation. Local derivatives of scalar nodes come from the op's own
 VJP rule on a one-node graph. For tensors the VJP used is shown as a formula (a small table per
 op below). Scalar graphs also get the symbolic closed form when sympy is installed.
@@ -75,18 +75,16 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
     Linear in the graph's size: one forward run, one run of the gradient graph, and at most
     2 * DETAIL steps in full per pass (a long chain's middle becomes one `omitted` step).
     """
-    first = api.grad(graph, wrt, of)
-    targets = list(first.cache["grad_info"]["wrt"])
+    first = api.gradient(graph, wrt, of)
+    targets = list(first.wrt)
     # every differentiated node also a target, so no contribution is pruned as dead (one that
     # only feeds a stop_gradient); the backward pass itself, and the names in it, stay the same
-    extra = [v for v in first.cache["grad_info"]["contributions"] if v in graph.nodes and v not in targets]
-    gg = api.grad(graph, targets + extra, of) if extra else first
-    info = gg.cache["grad_info"]
-    loss, contribs, total = info["loss"], info["contributions"], info["total"]
-    out_of = dict(zip(info["wrt"], gg.outputs[1:]))
+    extra = [v for v in first.contributions if v in graph.nodes and v not in targets]
+    gr = api.gradient(graph, targets + extra, of) if extra else first
+    gg, loss, contribs, total, out_of = gr.graph, gr.loss, gr.contributions, gr.total, gr.outputs
     run = dict(backend=backend, random=random_inputs, seed=seed, dim_values=dims)
     values = api.all_values(graph, inputs, backend=backend, random_inputs=random_inputs, seed=seed, dims=dims)
-    wanted = [c for parts in contribs.values() for _, c in parts] + [n for v, n in total.items() if isinstance(v, str)]
+    wanted = [c for parts in contribs.values() for _, c in parts] + list(total.values())
     wanted = [n for n in dict.fromkeys(wanted + list(gg.outputs)) if n in gg]
     grads = interp.execute(gg, inputs, wanted, **run)
     types = types_of(graph)
@@ -95,7 +93,7 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
     steps = [_forward_step(graph, n, values, types, loss) if n is not None else _omitted(graph, m, "forward")
              for n, m in _summarised(forward)]
     steps.append({"kind": "seed", "name": loss, "text": f"d{loss}/d{loss}", "value": 1.0})
-    steps += _backward_steps(graph, values, grads, info, types)
+    steps += _backward_steps(graph, values, grads, (loss, contribs, total), types)
     for w in targets:
         parts = contribs.get(w, [])
         steps.append({"kind": "result", "name": w, "text": f"d{loss}/d{w}", "value": grads[out_of[w]],
@@ -122,9 +120,10 @@ def _omitted(graph: Graph, names: list[str], phase: str, values=None) -> dict:
     return step
 
 
-def _backward_steps(graph: Graph, values, grads, info: dict, types) -> list[dict]:
-    """Each node's backprop step in reverse order, and the fan-out sums where they complete."""
-    loss, contribs, total = info["loss"], info["contributions"], info["total"]
+def _backward_steps(graph: Graph, values, grads, gradient: tuple, types) -> list[dict]:
+    """Each node's backprop step in reverse order, and the fan-out sums where they complete;
+    `gradient` is (loss, contributions, totals) of the gradient graph that `grads` ran."""
+    loss, contribs, total = gradient
     by_consumer: dict[str, dict[str, list[str]]] = {}  # node -> its input -> its contribution nodes
     for inp, parts in contribs.items():
         for who, c in parts:
@@ -222,9 +221,9 @@ def _local_partials(graph: Graph, node: Node, values) -> list[float | None]:
     targets = [n for n, i in zip(names, node.inputs) if tensors[n].kind == "input" and types[i].dtype.startswith("float")]
     if not targets:
         return [None] * len(names)
-    gg = api.grad(mini, targets)
-    out = interp.execute(gg, {n: values[i] for n, i in zip(names, node.inputs) if tensors[n].kind == "input"})
-    got = dict(zip(targets, (float(out[o]) for o in gg.outputs[1:])))
+    gr = api.gradient(mini, targets)
+    out = interp.execute(gr.graph, {n: values[i] for n, i in zip(names, node.inputs) if tensors[n].kind == "input"})
+    got = {w: float(out[o]) for w, o in gr.outputs.items()}
     return [got.get(n) for n in names]
 
 

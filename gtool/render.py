@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .render_dot import COLOR, FILL, LEGEND, ROUNDED, Arrow, Box, Drawing, emit,
 from .render_image import IMAGE_FORMATS, render_image, write
 from .render_text import formula, human_bytes, is_literal, nonfinite, num, op_text, summary, type_text
 from .validate import types_of
+
+if TYPE_CHECKING:
+    from .autodiff import Gradient
 
 __all__ = ["COLOR", "FILL", "IMAGE_FORMATS", "LEGEND", "diff_to_dot", "draw", "draw_backward", "emit", "formula", "save",
            "is_literal", "render_image", "saved_for_backward", "to_dot", "write"]
@@ -66,12 +70,18 @@ def saved_for_backward(graph: Graph, gg: Graph, values: dict | None = None, dims
     return out
 
 
-def gradient_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph:
-    """The gradient graph that --backward draws: built by autodiff (a graph, nothing is run; its
-    generated names are deterministic, so values computed on api.grad's copy match it)."""
+def gradient(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
+    """The gradient graph that --backward draws, with what its names mean: built by autodiff (a
+    graph, nothing is run; its generated names are deterministic, so values computed on
+    api.grad's copy match it)."""
     from . import autodiff
 
     return autodiff.grad(graph, (wrt,) if isinstance(wrt, str) else wrt, of)
+
+
+def gradient_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+    """The gradient graph alone (see `gradient`)."""
+    return gradient(graph, wrt, of).graph
 
 
 def backward_graph(graph: Graph, wrt=None, of: str | None = None) -> Graph | None:
@@ -197,41 +207,39 @@ def _arrows(graph: Graph, drawn: list[str], types, fanout=frozenset(), kind_of=N
 _BWD = re.compile(r"^__bwd_(.+)_\d+$")
 
 
-def _roles(graph: Graph, info: dict) -> tuple[dict[str, list[str]], dict[str, tuple[str, bool]]]:
+def _roles(graph: Graph, gr: Gradient) -> tuple[dict[str, list[str]], dict[str, tuple[str, bool]]]:
     """What each backward node means: `dL/dv` (a total) or `dL/dv via c` (one contribution),
     user names first; and the `add` nodes that sum the contributions at a fan-out."""
-    loss, order = info["loss"], {n: k for k, n in enumerate(graph.names())}
+    loss, order = gr.loss, {n: k for k, n in enumerate(graph.names())}
     totals: dict[str, list[str]] = {}
-    for v, n in info["total"].items():
-        if isinstance(v, str):
-            totals.setdefault(n, []).append(v)
+    for v, n in gr.total.items():
+        totals.setdefault(n, []).append(v)
     roles = {n: [f"d{loss}/d{v}" for v in sorted(vs, key=lambda v: (v.startswith("__"), order.get(v, 0)))]
              for n, vs in totals.items()}
     accumulate: dict[str, tuple[str, bool]] = {}  # add node -> (the value, a partial sum?)
-    for v, parts in info["contributions"].items():
+    for v, parts in gr.contributions.items():
         for consumer, c in parts:
             if consumer and c not in totals:
                 roles.setdefault(c, []).append(f"d{loss}/d{v} via {consumer}")
         if len(parts) > 1:  # walk back the chain of adds that sums the contributions
-            n, names = info["total"][("sum", v)], {c for _, c in parts}
+            n, names = gr.sums[v], {c for _, c in parts}
             for k in range(len(parts) - 1):
-                if n in names or n not in info.get("nodes", {n: 0}):
+                if n in names or n not in gr.graph.nodes:
                     break
                 accumulate[n] = (v, k > 0)
-                n = info["nodes"][n].inputs[0]
+                n = gr.graph.nodes[n].inputs[0]
     return roles, accumulate
 
 
-def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: str | None = None) -> Drawing:
+def draw_backward(graph: Graph, gr: Gradient, *, values=None, saved=None, title: str | None = None) -> Drawing:
     """The emitted gradient graph: the forward part as usual; backward nodes titled by their role
     (dL/dv, a contribution via a consumer, a fan-out sum Σ); gradient edges in another colour."""
-    info = {**gg.cache["grad_info"], "nodes": gg.nodes}
-    loss = info["loss"]
+    gg, loss = gr.graph, gr.loss
     types = types_of(gg)
     forward = set(graph.names())
     fwd_users = graph.users()
-    roles, accumulate = _roles(graph, info)
-    wrt_out = dict(zip(gg.outputs[1:], info["wrt"]))
+    roles, accumulate = _roles(graph, gr)
+    wrt_out = {out: w for w, out in gr.outputs.items()}
     first_bad = first_nonfinite(gg, values, None)
     used = {i for n in gg.nodes.values() for i in n.inputs}
     owned = {n.owner for n in graph.nodes.values() if n.owner}
@@ -245,7 +253,7 @@ def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: st
             if name in owned:
                 box.cluster = name
             fan = len(fwd_users.get(name, ()))
-            if fan > 1 and types[name].dtype.startswith("float") and name in info["contributions"]:
+            if fan > 1 and types[name].dtype.startswith("float") and name in gr.contributions:
                 box.marks.append("fanout")
                 box.lines.append((f"fans out ×{fan}: d{loss}/d{name} is a sum", COLOR["fanout"]))
         elif t is not None:  # the seed dL/dL
@@ -269,7 +277,7 @@ def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: st
             if op_line != head:
                 box.lines.append((op_line, "#000000"))
             if sigma:
-                n_parts = len(info["contributions"][accumulate[name][0]])
+                n_parts = len(gr.contributions[accumulate[name][0]])
                 box.lines.append((f"sum of {n_parts} contributions (fan-out)", COLOR["fanout"]))
             bare = head.removeprefix("Σ ")
             rest = [r for r in role if r != bare and not bare.startswith(r + " ")]
@@ -298,7 +306,7 @@ def draw_backward(graph: Graph, gg: Graph, *, values=None, saved=None, title: st
     arrows = _arrows(gg, drawn, types, fanout=fan, kind_of=kind_of)
     notes = [(f"first non-finite: '{first_bad[0]}' {first_bad[1]}", COLOR["nonfinite"])] if first_bad else []
     name = (graph.name or "graph") + "_backward"
-    return Drawing(name, title or f"{graph.name or 'graph'}: gradient of {loss} with respect to {', '.join(info['wrt'])}",
+    return Drawing(name, title or f"{graph.name or 'graph'}: gradient of {loss} with respect to {', '.join(gr.wrt)}",
                    boxes, arrows, clusters, notes)
 
 
@@ -434,9 +442,9 @@ def to_dot(graph: Graph, *, values=None, grads=None, saved: bool = True, backwar
     if max_nodes is not None and max_nodes < 1:
         raise UsageError("usage", f"--max-nodes must be at least 1, got {max_nodes}")
     if backward:
-        gg = gradient_graph(graph, wrt, of)
-        keep = saved_for_backward(graph, gg, values, dims) if saved else None
-        drawing = draw_backward(graph, gg, values=values, saved=keep)
+        gr = gradient(graph, wrt, of)
+        keep = saved_for_backward(graph, gr.graph, values, dims) if saved else None
+        drawing = draw_backward(graph, gr, values=values, saved=keep)
         own = {**owners(graph)}
     else:
         gg = backward_graph(graph, wrt, of) if saved else None

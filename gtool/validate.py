@@ -179,12 +179,23 @@ def load(path: str | os.PathLike, dim_values: dict[str, int] | None = None) -> G
     return graph
 
 
-def types_of(graph: Graph):
-    """The inferred types of a graph (cached on it)."""
+def inference_of(graph: Graph) -> Inference:
+    """The inferred types and dim bindings of a graph (inferred once, memoised on it)."""
     inf = graph.cache.get("inference")
     if inf is None:
         inf = infer(graph)
         if not inf.ok:
             raise GraphError.many(inf.diagnostics)
         graph.cache["inference"] = inf
-    return inf.types
+    return inf
+
+
+def with_inference(graph: Graph, inference: Inference) -> Graph:
+    """`graph`, its types already known (a pass that built it typed every value as it went)."""
+    graph.cache["inference"] = inference
+    return graph
+
+
+def types_of(graph: Graph):
+    """The inferred types of a graph (cached on it)."""
+    return inference_of(graph).types

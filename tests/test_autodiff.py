@@ -55,8 +55,24 @@ def test_fan_out_is_an_explicit_add_named_grad_value():
     assert gg.nodes["__grad_u"].op == "add" and len(gg.nodes["__grad_u"].inputs) == 2
     assert gg.nodes["__grad_y"].op == "add"  # y is read by u and by z
     assert gg.outputs == ("L", "__grad_x", "__grad_y")
-    info = gg.cache["grad_info"]
-    assert sorted(c for c, _ in info["contributions"]["u"]) == ["w", "z"]
+    gr = gtool.gradient(g, ["x", "y"])
+    assert gr.graph is gg and gr.outputs == {"x": "__grad_x", "y": "__grad_y"}
+    assert sorted(c for c, _ in gr.contributions["u"]) == ["w", "z"]
+    assert gr.sums["u"] == "__grad_u" and gr.total["u"] == "__grad_u"
+
+
+def test_gradient_names_its_outputs_when_the_default_name_is_taken():
+    """Differentiating dL/dx again: `__grad_x` is then the loss (the first derivative, 1.25), so
+    the second derivative gets another name, and only the explicit mapping finds it."""
+    g = load("exercise_ab.yaml")  # dL/dx = 2 y^2 (x + 1): d/dx = 2 y^2 = 0.5, d/dy = 4 y (x + 1) = -5
+    gr = gtool.gradient(gtool.grad(g), ["x", "y"], of="__grad_x")
+    assert gr.loss == "__grad_x" and gr.outputs["x"] != "__grad_x"
+    out = gtool.run(gr.graph, outputs=list(gr.graph.outputs))
+    assert float(out["__grad_x"]) == pytest.approx(1.25, rel=1e-15)
+    assert float(out[gr.outputs["x"]]) == pytest.approx(0.5, rel=1e-15)
+    assert float(out[gr.outputs["y"]]) == pytest.approx(-5.0, rel=1e-15)
+    evolved = gr.graph.evolve(doc="copy")  # a fresh cache: nothing the mapping needs lives there
+    assert dict(zip(gr.wrt, evolved.outputs[1:])) == gr.outputs
 
 
 def test_three_way_fan_out_sums_every_contribution(load_text):
@@ -100,7 +116,7 @@ outputs: [L]
 loss: L
 """)
     gg = gtool.grad(g)
-    assert gg.cache["grad_info"]["wrt"] == ["x"]  # t is int: not a default target
+    assert gtool.gradient(g).wrt == ("x",)  # t is int: not a default target
     for v in ("c", "m", "s", "t"):
         assert f"__grad_{v}" not in gg.nodes
         assert not any(n.startswith(f"__bwd_{v}_") for n in gg.nodes), v
@@ -171,7 +187,7 @@ def test_hessian_of_scalar_graphs_matches_fd_of_the_gradient(name, tmp_path):
     path = tmp_path / "g.yaml"
     save_graph(gg, str(path))
     emitted = gtool.load(path)
-    names = gg.cache["grad_info"]["wrt"]
+    names = list(gtool.gradient(g).wrt)
     rng = np.random.default_rng(5)
     feed = {n: np.array(rng.uniform(-2, 2)) for n in names}
     for a in names:

@@ -35,19 +35,6 @@ BACKENDS = ["numba", "cuda"]
 CUDA_SKIP = {"mlp"}  # 784 x 128 matmuls: minutes on the simulator
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-    """Generated modules and numba's caches go to a fresh folder (the user's stays untouched)."""
-    old = os.environ.get("GTOOL_CACHE_DIR")
-    path = tmp_path_factory.mktemp("gtool-cache")
-    os.environ["GTOOL_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("GTOOL_CACHE_DIR", None)
-    else:
-        os.environ["GTOOL_CACHE_DIR"] = old
-
-
 def compiled(graph, backend):
     return interp.program(graph, backend=backend).compiled
 
@@ -217,12 +204,12 @@ def test_constants_become_literals_and_given_data_still_wins(load_text):
     np.testing.assert_array_equal(api.run(graph, {"x": x, "k": 4.0}, backend="numba")["y"], x * 4.0 + 1)
 
 
-def test_generated_module_is_a_cached_file(cache_dir, load_text):
+def test_generated_module_is_a_cached_file(numba_cache_dir, load_text):  # the folder: see conftest.py
     graph = load_text("gtool: 1\ninputs:\n  x: [5]\nnodes:\n  y: sin(x) * 2\noutputs: [y]\n")
     api.run(graph, {"x": np.arange(5.0)}, backend="numba")
     c = compiled(graph, "numba")
     path = Path(c.module.__file__)
-    assert path.parent == cache_dir / "numba" and path.read_text() == c.source
+    assert path.parent == Path(numba_cache_dir) / "numba" and path.read_text() == c.source
     assert list(path.parent.glob("__pycache__/*.nbi")), "numba wrote no cache index"
     again = load_text("gtool: 1\ninputs:\n  x: [5]\nnodes:\n  y: sin(x) * 2\noutputs: [y]\n")
     assert compiled(again, "numba").module is c.module  # same text, same module: no recompile

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 import gtool
-from gtool import gradcheck
+from gtool import gradcheck, interp
 from gtool.cli import main
 from gtool.commands.common import load_plugin
 from gtool.errors import UsageError
@@ -262,15 +261,17 @@ def test_full_mode_costs_two_evaluations_per_element():
     assert r.size == 6 and r.evaluations == 2 * 6 + 2  # plus L(x) and the gradient run, shared
 
 
-def test_fast_mode_on_a_million_elements_takes_seconds(load_text):
+def test_fast_mode_on_a_million_elements_costs_a_handful_of_runs(load_text, monkeypatch):
     g = load_text("gtool: 1\ninputs:\n  x: {shape: [1000, 2], dtype: float32}\n"
                   "params:\n  W: {shape: [1000, 1000], dtype: float32, init: {normal: {std: 0.03}}}\n"
                   "nodes:\n  L: mean(tanh(W @ x) ** 2) + 0.001 * sum(W * W)\noutputs: [L]\nloss: L\n")
-    start = time.perf_counter()
+    runs = []  # every compiled plan run, counted outside grad-check's own bookkeeping (no clock)
+    real_run = interp.Program.run
+    monkeypatch.setattr(interp.Program, "run", lambda self, *a, **k: runs.append(1) or real_run(self, *a, **k))
     r, = gtool.grad_check(g)
-    assert time.perf_counter() - start < 20
     assert r.passed and r.mode == "fast" and r.size == 1_000_000
     assert r.evaluations <= 2 * 4 + 2 + 8  # 2 per direction (+ refinements), never per element
+    assert r.evaluations <= len(runs) <= 2 * 4 + 2 + 8
 
 
 def test_fast_mode_catches_a_wrong_rule_on_a_big_tensor(load_text, monkeypatch):

@@ -492,11 +492,11 @@ def test_grad_check_on_a_folder_records_a_forward_only_graph_as_a_failed_file(tm
     import subprocess
     import sys
 
-    shutil.copy("graphs/fanout.yaml", tmp_path / "fanout.yaml")
+    shutil.copy(ROOT / "graphs" / "fanout.yaml", tmp_path / "fanout.yaml")
     (tmp_path / "fwd.yaml").write_text(
         "gtool: 1\ninputs:\n  x: {shape: [3], value: [1.0, 2.0, 3.0]}\nnodes:\n  y: x * 2\noutputs: [y]\n")
     r = subprocess.run([sys.executable, "-m", "gtool", "grad-check", str(tmp_path), "--format", "json"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd=ROOT)  # this checkout's gtool, from any directory
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
     by_path = {}

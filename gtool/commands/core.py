@@ -139,10 +139,10 @@ def grad(path, wrt, of, mode, emit_graph, data, dtype, check_numerics, out_path,
     """Compute the loss and its gradients."""
     graph = load_graph(path, data["dims"], dtype)
     targets = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
-    gg = api.grad(graph, targets, of)
-    info = gg.cache["grad_info"]
+    gr = api.gradient(graph, targets, of)
+    info = {"loss": gr.loss, "wrt": list(gr.wrt)}
     if emit_graph:
-        save_graph(gg, emit_graph, protect=(path, *data["files"]))
+        save_graph(gr.graph, emit_graph, protect=(path, *data["files"]))
     kwargs = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"])
     if mode == "forward":
         loss, grads = api.forward_mode_grad(graph, data["inputs"], info["wrt"], info["loss"], **kwargs)

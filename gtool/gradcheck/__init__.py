@@ -221,7 +221,8 @@ class _Problem:
         randomised = [n for n, t in graph.tensors.items() if t.kind == "input" and t.value is None
                       and n not in (inputs or {}) and types[n].dtype.startswith("float")]
         _away_from_kinks(graph, randomised, self.values)
-        self.gg = autodiff.grad(graph, wrt, loss)
+        self.gradient = autodiff.grad(graph, wrt, loss)
+        self.gg = self.gradient.graph
         self.grad_prog = program(self.gg, backend=backend)
         self.evaluations = 0
         self.f0 = self.loss_at({})
@@ -288,7 +289,7 @@ class _Problem:
         if self._grads is None:
             self.evaluations += 1
             out = self.grad_prog.run(self.feed(self.gg, {}), self.bindings)
-            self._grads = {w: out[n] for w, n in zip(self.wrt, self.gg.outputs[1:])}
+            self._grads = {w: out[n] for w, n in self.gradient.outputs.items()}
         return self._grads
 
     def rng(self, name: str) -> np.random.Generator:

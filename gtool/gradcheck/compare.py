@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .. import autodiff
+from ..builder import GraphBuilder
 from ..ir import Graph
 
 if TYPE_CHECKING:
@@ -299,15 +300,15 @@ class Hvp(NamedTuple):
 def hvp_graph(graph: Graph, x: str, loss: str) -> Hvp:
     """The graphs of order 2 for target x: differentiating s = sum(grad_x * d) with respect to
     x again gives H d, so order 2 is autodiff applied to its own output."""
-    gg = autodiff.grad(graph, [x], loss)
-    gx = gg.outputs[1]
-    b = autodiff.GraphBuilder(gg)
+    gr = autodiff.grad(graph, [x], loss)
+    gg, gx = gr.graph, gr.outputs[x]
+    b = GraphBuilder(gg)
     d = b.add_input(b.fresh(f"__dir_{x}"), x)
     b.context("__hvp", gg.loc(x))
     s = b("sum", b("mul", gx, d))
     g2 = b.graph_with([s, gx], s, f"<grad {x}, d> ({graph.name or 'graph'})")
-    hg = autodiff.grad(g2, [x], s)
-    return Hvp(gg, g2, hg, d, hg.outputs[1])
+    hgr = autodiff.grad(g2, [x], s)
+    return Hvp(gg, g2, hgr.graph, d, hgr.outputs[x])
 
 
 def check_hessian(prob: _Problem, x: str, res: Result, tol: Tolerances, k: int, strict: bool, full: bool) -> None:

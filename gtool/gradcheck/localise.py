@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import autodiff
+from ..builder import GraphBuilder
 from ..errors import GraphError
 from ..interp import program
 from ..ir import Graph, Tensor
@@ -58,8 +58,7 @@ def find_culprit(prob: _Problem, tol: Tolerances, directions: int = 4, full_limi
     of that node alone, on the values that flow into it and projected on the upstream gradient
     ḡ that reaches it: <ḡ, (f(a + h v) - f(a - h v)) / 2h> against <vjp(ḡ), v>."""
     g = prob.graph
-    info = prob.gg.cache["grad_info"]
-    total = {k: v for k, v in info["total"].items() if isinstance(k, str) and v in prob.gg}
+    total = {k: v for k, v in prob.gradient.total.items() if v in prob.gg}
     need = g.descendants(prob.wrt) & g.ancestors([prob.loss])
     nodes = [n for n in g.nodes.values() if n.name in total and n.name in need and get_op(n.op).vjp is not None]
     if not nodes:
@@ -111,7 +110,7 @@ def _check_node(prob: _Problem, node, values: dict, gbar: np.ndarray, types, nee
         return None
     mini = Graph({i: Tensor(i, "input", types[i]) for i in ins}, {node.name: replace(node, shape=None)},
                  (node.name,), dims=dict(g.dims), path=g.path)
-    b = autodiff.GraphBuilder(mini)
+    b = GraphBuilder(mini)
     gin = b.add_input(b.fresh("__gbar"), node.name)
     b.context(f"__bwd_{node.name}", node.loc)
     try:

@@ -1,7 +1,7 @@
 """The rewrite engine: apply rules to a fixed point and log every application.
 
 The graph is frozen, so the engine works on a `Workspace` (a copy of the graph's nodes,
-tensors and inferred types; autodiff's `GraphBuilder`, so a rule builds its replacement with
+tensors and inferred types; `builder.GraphBuilder`, so a rule builds its replacement with
 the same `b(op, *inputs, **attrs)` that VJP rules use) and returns a new Graph at the end.
 
 One application: a rule matches at a root node, builds a replacement from registry ops, and
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..autodiff import GraphBuilder
+from ..builder import GraphBuilder
 from ..errors import GraphError
 from ..ir import Graph, Loc, Node, Tensor, TensorType
 from .pattern import Match
@@ -88,9 +88,6 @@ class Workspace(GraphBuilder):
         ta, tb = self.types[a], self.types[b]
         return (ta.dtype == tb.dtype and ta.weak == tb.weak and ta.rank == tb.rank
                 and all(self.ctx.resolve(x) == self.ctx.resolve(y) for x, y in zip(ta.shape, tb.shape)))
-
-    def shape_of(self, name: str) -> tuple:
-        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
 
     # building -----------------------------------------------------------------------------
     def const(self, value: float) -> str:

@@ -243,8 +243,8 @@ class _Verifier:
                                                                          self.dtype), cot)}
         nodes = {**g.nodes, PROD: Node(PROD, "mul", (self.root, COT)), LOSS: Node(LOSS, "sum", (PROD,))}
         lg = Graph(tensors, nodes, (self.root, LOSS), loss=LOSS, dims=dict(g.dims), path=g.path)
-        gg = autodiff.grad(lg, wrt=self.floats, of=LOSS)
-        return gg, [self.root] + list(gg.outputs[1:])
+        gr = autodiff.grad(lg, wrt=self.floats, of=LOSS)
+        return gr.graph, [self.root] + [gr.outputs[w] for w in self.floats]
 
     def _draw(self, kinds: dict[str, str] | None) -> dict[str, np.ndarray]:
         feed = {}
