@@ -73,10 +73,12 @@ class Named:
 
 NAMED = [
     Named("numba expm1 lowered as exp(x) - 1",
-          (("gtool/backends/codegen.py", 'lambda x: f"math.expm1({x})"', 'lambda x: f"(math.exp({x}) - 1.0)"'),),
+          tuple((f, 'lambda x: f"math.expm1({x})"', 'lambda x: f"(math.exp({x}) - 1.0)"')
+                for f in ("gtool/backends/templates.py", "gtool/backends/codegen.py")),
           ("tests", "-k", "expm1 or backend or numba")),
     Named("numba relu turns NaN into 0",
-          (("gtool/backends/codegen.py", "({x} if ({x} >= 0 or {x} != {x}) else 0)", "({x} if {x} >= 0 else 0)"),),
+          tuple((f, "({x} if ({x} >= 0 or {x} != {x}) else 0)", "({x} if {x} >= 0 else 0)")
+                for f in ("gtool/backends/templates.py", "gtool/backends/codegen.py")),
           ("tests", "-k", "relu or backend or numba")),
     Named("expm1 rewrite also matches exp(x) + 1",
           (("gtool/rewrite/stability.py", 'op("add", op("exp", X), Const(-1))', 'op("add", op("exp", X), Const(1))'),

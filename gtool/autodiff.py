@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .builder import GraphBuilder
-from .errors import UsageError, did_you_mean
-from .ir import Graph, Tensor, TensorType
+from .dims import format_shape
+from .errors import GraphError, UsageError, did_you_mean
+from .ir import Graph, Node, Tensor, TensorType
 from .ops.registry import get_op
 from .shapes import Inference
 from .validate import inference_of, types_of, with_inference
@@ -46,6 +47,19 @@ class Gradient:
     contributions: dict[str, list[tuple[str, str]]]
     total: dict[str, str]
     sums: dict[str, str]
+
+
+def _check_plugin_gradient(b: GraphBuilder, op, node: Node, inp: str, gi: str) -> None:
+    """A plugin's VJP must give each needed input a gradient of that input's shape: a wrong one
+    broadcasts into a wrong result without any error. (`input` on the error: which one.)"""
+    want, got = b.type(inp).shape, b.type(gi).shape
+    if len(want) == len(got) and all(b.ctx.resolve(x) == b.ctx.resolve(y) for x, y in zip(want, got)):
+        return
+    err = GraphError("plugin-bad-vjp", f"plugin {op.plugin}: the VJP of op '{op.name}' gives a gradient of shape "
+                     f"{format_shape(got)} for input `{inp}` of shape {format_shape(want)}",
+                     node=node.owner or node.name, op=op.name, **node.loc.where())
+    err.input = inp
+    raise err
 
 
 def _float(t: TensorType) -> bool:
@@ -113,6 +127,12 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
         b.context(f"__bwd_{node.name}", node.loc)
         for inp, gi in zip(node.inputs, op.vjp(b, node, g)):
             if gi is not None and inp in need and _float(b.types[inp]):
+                if op.plugin is not None:
+                    _check_plugin_gradient(b, op, node, inp, gi)
+                if b.type(gi).dtype != b.types[inp].dtype and not b.types[inp].weak:
+                    # a gradient has its value's dtype (torch, JAX): a float32 x used with float64
+                    # gets a float32 gradient, rounded once here (issue 11)
+                    gi = b("cast", gi, dtype=b.types[inp].dtype)
                 acc.contribs.setdefault(inp, []).append((node.name, gi))
     outputs = {w: _target_output(b, graph, acc, w) for w in wrt}
     doc = f"gradient of {loss} with respect to {', '.join(wrt)}" + (f" ({graph.name})" if graph.name else "")

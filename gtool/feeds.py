@@ -12,6 +12,8 @@ import zlib
 
 import numpy as np
 
+from .budget import check_value
+from .datafit import fitted, scalar_misfit
 from .dims import Dim, format_shape
 from .errors import GraphError, UsageError, did_you_mean
 from .format.build import nonfinite
@@ -30,21 +32,21 @@ def _as_array(name: str, value, t: Tensor) -> np.ndarray:
             raise UsageError("bad-input", f"data for '{name}' is not an array: {e}") from None
         raise UsageError("bad-input", f"data for '{name}' is ragged (rows of different lengths, or numbers "
                          "mixed with lists)") from None
-    if arr.dtype == object:
+    if isinstance(value, list) and arr.dtype.kind == "f" and t.dtype.startswith("int"):
+        arr = np.array(value, dtype=object)  # exact Python ints: float64 would round 2**53 + 1, or 2**63 + 1
+    if arr.dtype == object and not all(isinstance(v, (int, float)) for v in arr.ravel()):
         raise UsageError("bad-input", f"data for '{name}' is not a rectangular numeric array")
     if arr.dtype.kind in "US":
         raise UsageError("bad-input", f"data for '{name}' is text, not numbers (only the strings \"nan\", "
                          "\"inf\" and \"-inf\" stand for numbers)")
-    want = np.dtype(t.dtype)
-    if want.kind in "iu" and arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise UsageError("bad-input", f"'{name}' is declared {t.dtype} but the data has non-integer values")
-    if want.kind == "b" and arr.dtype.kind != "b":
-        if not np.isin(arr, (0, 1)).all():
-            raise UsageError("bad-input", f"'{name}' is declared bool but the data is not 0/1 or true/false")
-    if arr.dtype.kind not in "biuf":
+    if arr.dtype.kind not in "biufO":
         raise UsageError("bad-input", f"data for '{name}' has dtype {arr.dtype}, not a number type")
-    return arr.astype(want, copy=False)
+    out, why = fitted(name, arr, t.dtype)  # never NumPy's silent wrap-around or overflow to inf
+    if why is not None:
+        raise UsageError("bad-input", f"the data does not fit its dtype {t.dtype}: {why}",
+                         node=name,
+                         hint="fix the data, or declare a dtype that holds it (see \"Data and dtypes\" in docs/format.md)")
+    return out
 
 
 class DimBinder:
@@ -106,6 +108,14 @@ class DimBinder:
                              f"{declared}{sizes}: axis {k} is {data_shape[k]}, expected {want[k]}")
 
 
+def _uniform(rng: np.random.Generator, lo: float, hi: float, shape) -> np.ndarray:
+    """Uniform in [lo, hi], also when hi - lo overflows float64 ([-1e308, 1e308]): then the
+    draw is made at half scale and doubled, which stays finite."""
+    if np.isfinite(hi - lo):
+        return rng.uniform(lo, hi, shape)
+    return rng.uniform(lo / 2, hi / 2, shape) * 2
+
+
 def _init(t: Tensor, shape: tuple[int, ...], seed: int) -> np.ndarray:
     init = t.init or "zeros"
     dtype = np.dtype(t.dtype)
@@ -115,14 +125,24 @@ def _init(t: Tensor, shape: tuple[int, ...], seed: int) -> np.ndarray:
         return np.ones(shape, dtype)
     (kind, args), = init.items()
     rng = _rng(seed, t.name)
+    bad = next((k for k, v in args.items() if not np.isfinite(v)), None) if kind in ("normal", "uniform") else None
+    if bad is not None:
+        raise GraphError("bad-init", f"init {kind}: {bad} is {args[bad]}; it must be a finite number",
+                         node=t.name, **t.loc.where())
     if kind == "normal":
-        return rng.normal(args.get("mean", 0.0), args.get("std", 1.0), shape).astype(dtype)
-    if kind == "uniform":
-        return rng.uniform(args.get("low", 0.0), args.get("high", 1.0), shape).astype(dtype)
-    fan_in = shape[-2] if len(shape) >= 2 else (shape[0] if shape else 1)
-    fan_out = shape[-1] if shape else 1
-    limit = float(np.sqrt(6.0 / max(fan_in + fan_out, 1)))
-    return rng.uniform(-limit, limit, shape).astype(dtype)
+        value = rng.normal(args.get("mean", 0.0), args.get("std", 1.0), shape)
+    elif kind == "uniform":
+        value = _uniform(rng, args.get("low", 0.0), args.get("high", 1.0), shape)
+    else:
+        fan_in = shape[-2] if len(shape) >= 2 else (shape[0] if shape else 1)
+        fan_out = shape[-1] if shape else 1
+        limit = float(np.sqrt(6.0 / max(fan_in + fan_out, 1)))
+        value = rng.uniform(-limit, limit, shape)
+    out, why = fitted(t.name, value, dtype)
+    if why is not None:
+        raise GraphError("bad-init", f"init {kind} {args} gives values that do not fit {dtype}: {why}",
+                         node=t.name, **t.loc.where())
+    return out
 
 
 def _classes_for(graph: Graph, name: str, bindings: dict, types) -> int | None:
@@ -138,11 +158,18 @@ def _classes_for(graph: Graph, name: str, bindings: dict, types) -> int | None:
 
 
 def random_value(t: Tensor, shape: tuple[int, ...], seed: int, classes: int | None) -> np.ndarray:
-    """Uniform in `range` when declared, else standard normal (floats) or [0, classes) (targets)."""
+    """Uniform in `range` when declared, else standard normal (floats) or [0, classes) (targets).
+
+    A range that cannot be drawn from at the tensor's dtype (infinite, an int range holding no
+    integer or reaching past the dtype, a float32 range past float32's largest value) is a
+    usage error naming the tensor, not NumPy's exception or a silent inf.
+    """
     rng = _rng(seed, t.name)
     dtype = np.dtype(t.dtype)
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
+    if t.range is not None:
+        _check_range(t)
     if dtype.kind in "iu":
         if t.range is not None:
             lo, hi = int(np.ceil(t.range[0])), int(np.floor(t.range[1]))
@@ -151,21 +178,39 @@ def random_value(t: Tensor, shape: tuple[int, ...], seed: int, classes: int | No
         else:
             raise UsageError("missing-input", f"cannot make random data for the integer input '{t.name}'",
                              hint="declare a range: [lo, hi] for it, or give its data")
-        return rng.integers(lo, hi + 1, shape).astype(dtype)
+        return rng.integers(lo, hi, shape, endpoint=True).astype(dtype)
     if t.range is not None:
-        return rng.uniform(t.range[0], t.range[1], shape).astype(dtype)
+        return _uniform(rng, t.range[0], t.range[1], shape).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def _check_range(t: Tensor) -> None:
+    lo, hi = t.range
+    why = None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        why = "it is not finite"
+    elif t.dtype.startswith("int") and np.ceil(lo) > np.floor(hi):
+        why = "it holds no integer"
+    else:
+        why = scalar_misfit(int(np.ceil(lo)) if t.dtype.startswith("int") else lo, t.dtype) or \
+            scalar_misfit(int(np.floor(hi)) if t.dtype.startswith("int") else hi, t.dtype)
+        why = why and f"it reaches {why}"
+    if why:
+        raise UsageError("bad-input", f"cannot draw random data for '{t.name}' from its range [{lo:g}, {hi:g}]: "
+                         f"{why}", node=t.name, **t.loc.where(),
+                         hint="give its data, or declare a finite range that its dtype holds")
 
 
 def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], random: bool = False,
             seed: int = 0, dim_values: dict[str, int] | None = None,
-            skip_scalar_constants: bool = False) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+            skip_scalar_constants: bool = False, check=None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Every tensor's value and the dim bindings for one run.
 
     Precedence: given data, then the file's `value`, then random data (inputs, with
     `random=True`) or `init` (params). A missing input is an error naming all that are missing.
     With `skip_scalar_constants`, scalar constants the caller did not override are left out
-    (a compiled Program already holds them).
+    (a compiled Program already holds them). `check(bindings)` runs once dims are bound and
+    before any random input or param is allocated (Program.check_budget refuses a run too big).
     """
     given = dict(given or {})
     for name in given:
@@ -196,17 +241,21 @@ def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], ra
                          + ", ".join(f"'{m}'" for m in missing),
                          hint="give it with --input NAME=VALUE, --inputs FILE, a value in the file, or --random-inputs")
     bindings = binder.finish()
+    if check is not None:
+        check(bindings)
     for name, t in fed:
         if name in values:
             binder.check(name, t.shape, values[name].shape)
             continue
         shape = binder.size(name, t.shape)
         if t.kind == "input":
+            check_value(name, shape, t.dtype, **t.loc.where())
             values[name] = random_value(t, shape, seed, _classes_for(graph, name, bindings, types))
         else:  # params from their init: the same seed and shape give the same array, so keep it
             key = ("init", name, seed, shape)
             value = graph.cache.get(key)
             if value is None:
+                check_value(name, shape, t.dtype, **t.loc.where())
                 value = graph.cache[key] = _init(t, shape, seed)
                 value.flags.writeable = False
             values[name] = value

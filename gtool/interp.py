@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import budget
 from .backends import Backend, get_backend
+from .datafit import fitted
 from .dims import Dim
 from .errors import GraphError, UsageError, did_you_mean
 from .ir import Graph
@@ -77,7 +79,7 @@ class Program:
                             and t.shape == out_t.shape:
                         donor = pos
                         break
-            has_dims = any(a.kind in ("shape", "dim") for a in op.attrs.values())
+            has_dims = op.dims_in_attrs  # "index" attrs too: concat's VJP slices along named dims (h5)
             t = types[node.name]
             steps.append(Step(node.name, node.op, backend.kernel(op), ins, slot[node.name], node.attrs,
                               {} if has_dims else op.prepare(node.attrs, {}), has_dims,
@@ -98,11 +100,45 @@ class Program:
         self._fast: dict[tuple, list] = {}
         self._sizes: dict[int, int] = {}
         self._has_dims = any(st.dims_in_attrs for st in steps)
+        self._symbolic = any(d.symbols() for n in list(names) + [st.node for st in steps] for d in types[n].shape)
+        self._budget_key = None
+        self._budget_items: list | None = None
         self.out_slots = tuple(slot[o] for o in outputs)
         self.compiled = backend.compile(self)
 
-    def run(self, values: dict[str, np.ndarray], bindings: dict[str, int], check_numerics: bool = False) -> dict:
-        """Execute; `values` holds every tensor's data (see feeds.resolve)."""
+    def check_budget(self, bindings: dict[str, int]) -> None:
+        """Refuse the run before it allocates when a value or the peak is too big (gtool/budget.py).
+        Checked once per (bindings, limits): a repeated run pays one tuple comparison."""
+        key = (tuple(sorted(bindings.items())) if self._symbolic else (), budget.limits_key())
+        if key == self._budget_key:
+            return
+        if self._budget_items is None:  # (name, op, shape, dtype, costs no memory, slots freed after it)
+            types = self.types  # weak scalars are Python numbers: they cost nothing, like views
+            self._budget_items = [(n, None, types[n].shape, types[n].dtype, types[n].weak, ())
+                                  for n in self.tensor_names]
+            self._budget_items += [(st.node, st.op, types[st.node].shape, types[st.node].dtype,
+                                    get_op(st.op).view or st.dtype is None, st.free) for st in self.steps]
+        sizes: dict[tuple, tuple[int, ...]] = {}  # most values share a few shapes: evaluate each once
+        plan = []
+        for name, op, shape, dtype, costless, freed in self._budget_items:
+            size = sizes.get(shape)
+            if size is None:
+                try:
+                    size = tuple(d.evaluate(bindings) for d in shape)
+                except KeyError:  # a dim no data binds: the run fails later, naming it
+                    size = ()
+                sizes[shape] = size
+            plan.append((name, op, size, dtype, costless, freed))
+        graph = self.graph
+        budget.check_plan(plan, len(self.tensor_names), lambda n: {**graph.loc(n).where(), "node": graph.owner(n)})
+        self._budget_key = key
+
+    def run(self, values: dict[str, np.ndarray], bindings: dict[str, int], check_numerics: bool = False,
+            budget_checked: bool = False) -> dict:
+        """Execute; `values` holds every tensor's data (see feeds.resolve). `budget_checked`: the
+        caller already ran check_budget for these bindings (execute does, before allocating)."""
+        if not budget_checked:
+            self.check_budget(bindings)
         if self.compiled is not None and not check_numerics:
             return self.compiled(values, bindings)
         return self.interpret(values, bindings, check_numerics)
@@ -139,8 +175,10 @@ class Program:
                 out = step.kernel(*args, **self._kwargs(step, bindings))
             except KernelError as e:
                 raise self._error(step, e.code, e.message) from None
-            except (ValueError, TypeError, IndexError, FloatingPointError) as e:
+            except (ValueError, TypeError, IndexError, FloatingPointError, OverflowError) as e:
                 raise self._error(step, "kernel-failed", f"{step.op} failed: {e}") from None
+            except MemoryError:
+                raise self._out_of_memory(step) from None
             if step.dtype is None:
                 if hasattr(out, "item"):
                     out = out.item()
@@ -201,8 +239,18 @@ class Program:
                 k += 1
         except KernelError as e:
             raise self._error(self.steps[k], e.code, e.message) from None
-        except (ValueError, TypeError, IndexError, FloatingPointError) as e:
+        except (ValueError, TypeError, IndexError, FloatingPointError, OverflowError) as e:
             raise self._error(self.steps[k], "kernel-failed", f"{self.steps[k].op} failed: {e}") from None
+        except MemoryError:
+            raise self._out_of_memory(self.steps[k]) from None
+
+    def _out_of_memory(self, step: Step) -> UsageError:
+        """A kernel ran out of memory although the sizes passed the check (kernels need scratch
+        space the estimate leaves out, and other programs use memory too): name the node."""
+        loc = self.graph.loc(step.node)
+        return UsageError("too-much-memory", f"{step.op} ran out of memory", node=self.graph.owner(step.node),
+                          op=step.op, **loc.where(), hint="lower --max-memory to refuse such runs up front, "
+                          "or use smaller sizes")
 
     def _error(self, step: Step, code: str, message: str) -> GraphError:
         loc = self.graph.loc(step.node)
@@ -272,8 +320,8 @@ def execute(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=N
 
     prog = program(graph, outputs, backend)
     values, bindings = resolve(graph, inputs, types=prog.types, free=free_dims(graph), random=random, seed=seed,
-                               dim_values=dim_values, skip_scalar_constants=True)
-    return prog.run(values, bindings, check_numerics=check_numerics)
+                               dim_values=dim_values, skip_scalar_constants=True, check=prog.check_budget)
+    return prog.run(values, bindings, check_numerics=check_numerics, budget_checked=True)
 
 
 def at_precision(graph: Graph, dtype: str) -> Graph:
@@ -287,7 +335,12 @@ def at_precision(graph: Graph, dtype: str) -> Graph:
 
     tensors = {}
     for n, t in graph.tensors.items():
-        value = t.value.astype(conv(t.dtype)) if t.value is not None else None
+        value = None
+        if t.value is not None:
+            value, why = fitted(n, t.value, conv(t.dtype))
+            if why is not None:  # 1e300 in float32 would silently become inf
+                raise GraphError("bad-value", f"the value does not fit {dtype} (--dtype): {why}",
+                                 node=graph.owner(n), **graph.loc(n).where())
         tensors[n] = replace(t, type=TensorType(t.shape, conv(t.dtype), t.type.weak), value=value)
     nodes = {}
     for n, node in graph.nodes.items():

@@ -7,6 +7,7 @@ is assumed not to be a broadcasting 1. Every problem becomes a located Diagnosti
 
 from __future__ import annotations
 
+from .datafit import scalar_misfit
 from .dims import Dim, format_shape, parse_dim, parse_index
 from .errors import Diagnostic
 from .ir import Graph, TensorType
@@ -132,6 +133,7 @@ class Inference:
 
 
 _DIM_KINDS = ("shape", "dim", "index")
+_NARROW = ("int32", "float32")  # the dtypes a literal (int64, float64 or bool) may not fit
 
 
 def _dim_attrs(op, attrs: dict, ctx: ShapeCtx, fixed: dict[str, Dim]) -> dict:
@@ -167,6 +169,7 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
     fixed = {k: Dim.const(v) for k, v in (dim_values or {}).items()}
     types: dict[str, TensorType] = {}
     diags: list[Diagnostic] = []
+    known: dict[str, object] = {}  # weak scalars' values, filled in as literals are met
     for name, t in graph.tensors.items():
         types[name] = t.type if not fixed else TensorType(tuple(d.substitute(fixed) for d in t.shape), t.dtype,
                                                           t.type.weak)
@@ -194,6 +197,8 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
                         "shape-mismatch",
                         f"inferred {format_shape(inferred)} but declared {format_shape(ctx.resolve_shape(declared))}",
                     )
+            if (out.weak or out.dtype in _NARROW) and any(t.weak for t in ins):
+                _check_literals(graph, node, op, ins, out, known)
             types[name] = out
         except ShapeError as e:
             shapes = ", ".join(format_shape(ctx.resolve_shape(t.shape)) for t in ins)
@@ -209,6 +214,54 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
     if ctx.bindings:
         types = {n: TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for n, t in types.items()}
     return Inference(types, ctx, diags)
+
+
+def _weak_value(graph: Graph, name: str, known: dict):
+    """The value of a weak scalar when the file fixes it (a literal or a scalar constant)."""
+    if name in known:
+        return known[name]
+    t = graph.tensors.get(name)
+    if t is not None and t.kind == "constant" and t.type.weak and t.value is not None:
+        known[name] = t.value.item()
+        return known[name]
+    return None
+
+
+def _check_literals(graph: Graph, node, op, ins: list, out: TensorType, known: dict) -> None:
+    """A literal takes the dtype of the tensors it meets (NumPy 2's weak scalars): `x + 99999999999`
+    with x int32, or `y * 1e300` with y float32, cannot be computed (NumPy raises, or makes inf;
+    numba wraps around silently). Refuse it here, before any backend runs, with the node.
+
+    Weak nodes whose inputs are all known (`k * 1000` with k a literal) are folded by their
+    NumPy forward on scalars, so a literal computed from literals is checked too. Comparisons
+    are exempt: NumPy and numba compare an out-of-range literal exactly.
+    """
+    if op.ufunc is None and op.name != "where":
+        return
+    if out.weak:
+        values = [_weak_value(graph, i, known) for i in node.inputs]
+        if all(v is not None for v in values) and not node.attrs:
+            import numpy as np
+
+            with np.errstate(all="ignore"):
+                try:
+                    known[node.name] = np.asarray(op.forward(*values)).astype(out.dtype).item()
+                except (ValueError, TypeError, OverflowError, ArithmeticError):
+                    pass
+        return
+    if out.dtype not in _NARROW:  # literals are int64, float64 or bool: they fit the wider dtypes
+        return
+    for i, t in zip(node.inputs, ins):
+        if not t.weak:
+            continue
+        v = _weak_value(graph, i, known)
+        why = None if v is None else scalar_misfit(v, out.dtype)
+        if why is not None:
+            shown = str(v) if len(str(v)) <= 24 else f"{str(v)[:20]}..."
+            fix = {"int32": "cast the tensor to int64 or float64 first", "float32": "cast the tensor to float64 first",
+                   "int64": "write the number as a float, or cast the tensor to float64"}.get(out.dtype, "check it")
+            raise ShapeError("bad-value", f"the number {shown} takes the dtype {out.dtype} here (numbers in a graph "
+                             f"take the dtype of the tensors they meet) and is {why}; {fix}")
 
 
 def format_type(t: TensorType) -> str:

@@ -26,23 +26,17 @@ from . import Backend
 from .codegen import (
     HELPERS,
     TEMPLATES,
-    Body,
     CompiledPlan,
     Fallback,
-    Group,
     Lowering,
     Single,
     V,
-    convert,
     fuse,
     is_one,
-    numel,
-    reduce_parts,
     to_numpy,
 )
+from .cpu_emit import BLOCK, PAR_MIN, VECMATH, VECMATH_PRELUDE, CpuEmitter, Names, Piece, vkey  # noqa: F401 (re-exported)
 
-PAR_MIN = 1 << 17  # loops with fewer elements stay on one thread (a parallel region costs ~10 us)
-BLOCK = 256  # elements per block of a vectorizable loop with sums
 MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
 VERSION = "1"  # bump when the generated code changes meaning (part of the cache key)
 
@@ -113,357 +107,6 @@ def _write(name: str, source: str) -> Path:
     raise UsageError("usage", f"cannot write generated code to {cache_dir()}", hint="set GTOOL_CACHE_DIR to a writable folder")
 
 
-# vectorizable exp and tanh -------------------------------------------------------------------
-# exp: Cody-Waite reduction by ln 2, the degree-13 Taylor polynomial on |r| <= ln2/2 (no
-# division), 2^n from a table in two factors so subnormal results come out right; tanh: Cephes'
-# rational approximation below 0.625, 1 - 2/(e^2|x| + 1) above. No libm calls, no branches, so
-# LLVM vectorizes the loops that use them. exp is within 1 ulp of libm, tanh within 2 (the
-# tests compare every op with NumPy to 1e-12).
-
-VECMATH_PRELUDE = """
-_POW2 = np.array([2.0 ** k for k in range(-560, 561)])
-_EC = tuple(1.0 / math.factorial(k) for k in range(14))
-_TP = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-_TQ = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)"""
-
-VECMATH = {
-    "_vexp": """def _vexp(x):
-    xc = min(max(x, -746.0), 710.0)
-    px = math.floor(1.4426950408889634 * xc + 0.5)
-    n = int(px)
-    r = xc - px * 6.93145751953125e-1
-    r = r - px * 1.42860682030941723212e-6
-    p = _EC[13]
-    for k in range(12, -1, -1):
-        p = p * r + _EC[k]
-    h = n >> 1
-    y = p * _POW2[h + 560] * _POW2[n - h + 560]
-    return x if x != x else y
-""",
-    "_vtanh": """def _vtanh(x):
-    z = abs(x)
-    s = _vexp(2.0 * (z if z < 40.0 else 40.0))
-    big = 1.0 - 2.0 / (s + 1.0)
-    big = big if x >= 0 else -big
-    g = x * x
-    small = x + x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) / (((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2])
-    y = small if z < 0.625 else big
-    return x if x != x else y
-""",
-}
-
-
-# emitting Python source ---------------------------------------------------------------------
-
-
-class Names:
-    """Stable variable names: values v<k>, dims d<k> (the same graph gives the same text)."""
-
-    def __init__(self) -> None:
-        self.vars: dict[str, str] = {}
-        self.dims: dict = {}
-
-    def var(self, value: str) -> str:
-        if value not in self.vars:
-            self.vars[value] = f"v{len(self.vars)}"
-        return self.vars[value]
-
-    def dim(self, d) -> str:
-        if d.is_const:
-            return str(d.value)
-        if d not in self.dims:
-            self.dims[d] = f"d{len(self.dims)}"
-        return self.dims[d]
-
-
-class Piece:
-    """The code of one plan item, with the values it reads and defines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.reads: list[str] = []
-        self.defs: list[str] = []
-        self.dims: set[str] = set()
-        self.extra: list[str] = []  # whole functions (parallel loops) to put at module level
-
-    def read(self, value: str) -> None:
-        if value not in self.reads:
-            self.reads.append(value)
-
-
-class CpuEmitter:
-    """Turns fused plan items into numba-ready Python functions."""
-
-    def __init__(self, types: dict[str, V], defaults: dict[str, int], parallel: bool) -> None:
-        self.types = types
-        self.defaults = defaults
-        self.parallel = parallel
-        self.names = Names()
-        self.n_par = 0
-        self.helpers: set[str] = set()
-        self.consts: dict[str, str] = {}  # scalar constants, written into the code as literals
-        self.vecmath = os.environ.get("GTOOL_NUMBA_VECMATH", "1") != "0"
-
-    # references -------------------------------------------------------------------------------
-    def _dim(self, piece: Piece):
-        def dim(d):
-            code = self.names.dim(d)
-            if not d.is_const:
-                piece.dims.add(code)
-            return code
-
-        return dim
-
-    def _ref(self, piece: Piece, local: set[str]):
-        def ref(value: str, flat: bool = False) -> str:
-            if value in self.consts:
-                return self.consts[value]
-            if value not in local:
-                piece.read(value)
-            v = self.names.var(value)
-            return f"f{v[1:]}" if flat else v
-
-        return ref
-
-    # items --------------------------------------------------------------------------------------
-    def item(self, item) -> Piece:
-        piece = Piece()
-        if isinstance(item, Group):
-            (self.scalar_group if item.shape == () else self.loop_group)(item, piece)
-        else:
-            self.single(item.m, piece)
-        return piece
-
-    def _scan_helpers(self, lines: list[str]) -> None:
-        """Note the helper functions these lines call; with vector math on, exp and tanh
-        become the branch-free `_vexp` / `_vtanh`, which LLVM can vectorize (libm calls it cannot)."""
-        if self.vecmath:
-            lines[:] = [line.replace("math.exp(", "_vexp(").replace("math.tanh(", "_vtanh(") for line in lines]
-        code = "\n".join(lines)
-        for h in list(HELPERS) + list(VECMATH):
-            if h + "(" in code:
-                self.helpers.add(h)
-        if "_vtanh" in self.helpers:
-            self.helpers.add("_vexp")
-
-    def scalar_group(self, g: Group, piece: Piece) -> None:
-        local = {m.name for m in g.members}
-        ref = self._ref(piece, local)
-        body = Body(g, self.types, [], reg=ref, scalar=ref, array=ref, dim=self._dim(piece))
-        for m in g.members:
-            if m.op == "reduce":
-                expr = convert(body.load(m, 0), self.types[m.inputs[0]].dtype, m.v.dtype)
-            else:
-                expr = body.emit(m)
-            body.lines.append(f"{self.names.var(m.name)} = {expr}")
-            piece.defs.append(m.name)
-        self._scan_helpers(body.lines)
-        piece.lines += body.lines
-
-    def _flat_ok(self, g: Group) -> bool:
-        if len(g.shape) < 2:
-            return False
-        for m in g.members:
-            if m.op in ("permute", "slice", "one_hot", "gather"):
-                return False
-            if m.op == "reduce" and not m.v.scalar:
-                return False
-            for u in m.inputs:
-                v = self.types[u]
-                if not v.scalar and v.shape != g.shape:
-                    return False
-        return True
-
-    def _par_ok(self, g: Group, flat: bool) -> bool:
-        if not self.parallel or numel(g.shape, self.defaults) < PAR_MIN:
-            return False
-        for m in g.members:
-            if m.op in ("gather", "one_hot"):
-                return False
-            if m.op == "reduce":
-                if m.attrs["kind"] not in ("sum", "mean"):
-                    return False
-                if m.v.scalar and not (flat or len(g.shape) == 1):
-                    return False
-                if not m.v.scalar and (flat or 0 in m.attrs["axes"]):
-                    return False
-        return True
-
-    def loop_group(self, g: Group, piece: Piece) -> None:
-        t = self.types
-        names = self.names
-        dim = self._dim(piece)
-        S = g.shape
-        ext = [dim(d) for d in S]
-        flat = self._flat_ok(g)
-        par = self._par_ok(g, flat)
-        local = {m.name for m in g.members}
-        ref = self._ref(piece, local)
-        regs = {}
-
-        def reg(value: str) -> str:
-            return regs[value]
-
-        idx = ["i"] if flat else [f"i{k}" for k in range(len(S))]
-        reds = g.reductions
-        blocked = bool(reds) and (flat or len(S) == 1) and \
-            all(m.v.scalar and m.attrs["kind"] in ("sum", "mean") for m in reds)
-        body = Body(g, t, idx, reg=reg, scalar=ref, array=ref, dim=dim, flat=flat)
-        pre, post, accs, arrays = [], [], [], []
-        size = " * ".join(ext)
-        stored = [m for m in g.members if m.name in g.stored and m.op != "reduce"]
-        for m in stored:
-            v = names.var(m.name)
-            pre.append(f"{v} = np.empty({_shape(ext)}, np.{m.v.dtype})")
-            arrays.append(v)
-            piece.defs.append(m.name)
-        for m in g.members:
-            body_k = names.var(m.name)[1:]
-            if m.op == "reduce":
-                acc_dt, init, kind = reduce_parts(m, t)
-                acc = f"acc{body_k}"
-                if m.v.scalar:
-                    pre.append(f"{acc} = {init}")
-                    accs.append((acc, True))
-                else:
-                    kept = [("1" if a in m.attrs["axes"] else e) for a, e in enumerate(ext)]
-                    pre.append(f"{acc} = np.full({_shape(kept)}, {init}, np.{acc_dt})")
-                    accs.append((acc, False))
-                    arrays.append(acc)
-                piece.defs.append(m.name)
-                count = " * ".join(ext[a] for a in m.attrs["axes"]) or "1"
-                out = names.var(m.name)
-                if kind == "mean":
-                    post.append(f"{acc} = {acc} / ({count})")
-                if m.v.scalar:
-                    post.append(f"{out} = {convert(acc, acc_dt, m.v.dtype)}")
-                else:
-                    cast = f".astype(np.{m.v.dtype})" if acc_dt != m.v.dtype else ""
-                    post.append(f"{out} = {acc}{cast}.reshape({_shape([dim(d) for d in m.v.shape])})")
-            else:
-                regs[m.name] = f"r{body_k}"
-        body_lines = []
-        body.lines = body_lines
-        for m in g.members:
-            k = names.var(m.name)[1:]
-            if m.op == "reduce":
-                acc_dt, _, kind = reduce_parts(m, t)
-                val = convert(body.load(m, 0), t[m.inputs[0]].dtype, acc_dt)
-                target = f"acc{k}" if m.v.scalar else \
-                    f"acc{k}[{', '.join('0' if a in m.attrs['axes'] else idx[a] for a in range(len(S)))}]"
-                if blocked:
-                    body_lines.append(f"buf{k}[{idx[0]} - s0] = {val}")
-                elif kind in ("sum", "mean"):
-                    body_lines.append(f"{target} += {val}")
-                else:
-                    body_lines.append(f"x{k} = {val}")
-                    body_lines.append(f"if x{k} {'>' if kind == 'max' else '<'} {target} or x{k} != x{k}:")
-                    body_lines.append(f"    {target} = x{k}")
-                continue
-            expr = body.emit(m)
-            body_lines.append(f"r{k} = {expr}")
-            if m.name in g.stored:
-                where = f"f{k}[i]" if flat else f"v{k}[{', '.join(idx)}]"
-                body_lines.append(f"{where} = r{k}")
-        self._scan_helpers(body_lines)
-        loop = []
-        if flat:
-            views = sorted({names.var(u) for m in g.members for u in m.inputs
-                            if u not in local and not t[u].scalar} | set(arrays) - {a for a, _ in accs}, key=_vkey)
-            for v in views:
-                loop.append(f"f{v[1:]} = {v}.reshape({size})")
-        if blocked:
-            loop += self._blocked(g, idx[0], size, body_lines, par)
-        elif flat:
-            loop.append(f"for i in {'prange' if par else 'range'}({size}):")
-            loop += ["    " + b for b in body_lines]
-        else:
-            for k, e in enumerate(ext):
-                rng = "prange" if (par and k == 0) else "range"
-                loop.append("    " * k + f"for i{k} in {rng}({e}):")
-            loop += ["    " * len(ext) + b for b in body_lines]
-        if not par:
-            piece.lines += pre + loop + post
-            return
-        # the parallel loop is a function of its own (parallel=True applies to whole functions)
-        self.n_par += 1
-        fname = f"_par{self.n_par}"
-        scalar_accs = [a for a, s in accs if s]
-        array_accs = [a for a, s in accs if not s]
-        reads = [names.var(u) for u in piece.reads]
-        args = sorted(set(reads) | {v for v in arrays if v not in array_accs} | set(array_accs) | piece.dims, key=_vkey)
-        fn = ["@njit(cache=True, error_model='numpy', parallel=True)", f"def {fname}({', '.join(args)}):"]
-        fn += ["    " + line for line in [f"{a} = {init_of(pre, a)}" for a in scalar_accs] + loop]
-        fn.append(f"    return ({', '.join(scalar_accs)}{',' if len(scalar_accs) == 1 else ''})")
-        piece.extra.append("\n".join(fn))
-        piece.lines += [line for line in pre if not any(line.startswith(a + " =") for a in scalar_accs)]
-        lhs = ", ".join(scalar_accs) + ("," if len(scalar_accs) == 1 else "")
-        piece.lines.append(f"{lhs + ' = ' if scalar_accs else ''}{fname}({', '.join(args)})")
-        piece.lines += post
-
-    def _blocked(self, g: Group, lv: str, size: str, body_lines: list[str], par: bool) -> list[str]:
-        """The loop in blocks of BLOCK: the body writes reduction terms to a small buffer and a
-        second loop adds them up in order. The body then carries no floating-point reduction,
-        so LLVM can vectorize it (a strict `acc += v` chain forbids that)."""
-        reds = [(self.names.var(m.name)[1:], reduce_parts(m, self.types)[0]) for m in g.reductions]
-        out = [] if par else [f"buf{k} = np.empty({BLOCK}, np.{dt})" for k, dt in reds]
-        out += [f"for b in {'prange' if par else 'range'}(({size} + {BLOCK - 1}) // {BLOCK}):",
-                f"    s0 = b * {BLOCK}", f"    e0 = min(s0 + {BLOCK}, {size})"]
-        if par:
-            out += [f"    buf{k} = np.empty({BLOCK}, np.{dt})" for k, dt in reds]
-        out.append(f"    for {lv} in range(s0, e0):")
-        out += ["        " + b for b in body_lines]
-        for k, dt in reds:
-            out += [f"    t{k} = {'0.0' if dt == 'float64' else '0'}", "    for jj in range(e0 - s0):",
-                    f"        t{k} += buf{k}[jj]", f"    acc{k} += t{k}"]
-        return out
-
-    def single(self, m, piece: Piece) -> None:
-        t = self.types
-        dim = self._dim(piece)
-        ref = self._ref(piece, set())
-        out = self.names.var(m.name)
-        piece.defs.append(m.name)
-
-        def array(u: str) -> str:
-            if t[u].scalar:
-                piece.read(u)
-                return f"np.full({_shape([dim(d) for d in t[u].shape])}, {ref(u)}, np.{t[u].dtype})"
-            return ref(u)
-
-        if m.op == "alias":
-            piece.lines.append(f"{out} = {ref(m.inputs[0])}")
-        elif m.op == "reshape":
-            piece.lines.append(f"{out} = {array(m.inputs[0])}.reshape({_shape([dim(d) for d in m.v.shape])})")
-        elif m.op == "concat":
-            parts = ", ".join(array(u) for u in m.inputs)
-            piece.lines.append(f"{out} = np.concatenate(({parts},), axis={m.attrs['axis']})")
-        elif m.op == "matmul":
-            a, b = array(m.inputs[0]), array(m.inputs[1])
-            a = a + ".T" if m.attrs.get("ta") else a
-            b = b + ".T" if m.attrs.get("tb") else b
-            one_d = t[m.inputs[0]].rank == 1 and t[m.inputs[1]].rank == 1
-            tail = ".ravel()[0]" if m.v.scalar and not one_d else ""
-            piece.lines.append(f"{out} = np.dot({a}, {b}){tail}")
-        else:
-            raise NotImplementedError(m.op)
-
-
-def init_of(pre: list[str], acc: str) -> str:
-    for line in pre:
-        if line.startswith(acc + " = "):
-            return line[len(acc) + 3:]
-    raise KeyError(acc)
-
-
-def _vkey(name: str):
-    return (name[0], int(name[1:]) if name[1:].isdigit() else 0, name)
-
-
-def _shape(parts) -> str:
-    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
-
-
 # segments and the module ---------------------------------------------------------------------------
 
 
@@ -530,7 +173,7 @@ def _source(steps, extra, em: CpuEmitter, types) -> str:
     for step in steps:
         if not isinstance(step, Segment):
             continue
-        args = [em.names.var(r) for r in step.reads] + sorted(step.dims, key=_vkey)
+        args = [em.names.var(r) for r in step.reads] + sorted(step.dims, key=vkey)
         out += ["", "", "@njit(cache=True, error_model='numpy')", f"def {step.name}({', '.join(args)}):"]
         for r in step.reads:  # scalars arrive as Python numbers: give them their declared dtype
             v = types[r]
@@ -587,11 +230,11 @@ class Compiled(CompiledPlan):
         self.plan = []
         for step in steps:
             if isinstance(step, Segment):
-                dims = sorted(step.dims, key=_vkey)
+                dims = sorted(step.dims, key=vkey)
                 self.plan.append(("seg", getattr(self.module, step.name), tuple(step.reads), dims, tuple(step.rets)))
             else:
                 self.plan.append(("np", step, None, None, None))
-        self.dim_list = sorted(names.dims.items(), key=lambda kv: _vkey(kv[1]))
+        self.dim_list = sorted(names.dims.items(), key=lambda kv: vkey(kv[1]))
         tensors = program.graph.tensors
         self.const_objs = [(n, tensors[n].value) for n in consts]
         self.const_names = [n for n, _ in self.const_objs]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import re
-import sys
 
 import click
 
-from ..errors import GraphError, UsageError
+from ..errors import UsageError
+from .plugins import load_entry_point_plugins, load_plugin  # noqa: F401 (re-exported)
 
 STATE = {"format": "text"}  # read by cli.main to format an error the way the command was asked
 
@@ -92,15 +91,53 @@ def format_option(*choices: str):
 
 
 def plugin_option(f):
+    """--plugin FILE.py; also where every command's output paths are checked against what it reads
+    (this wrapper runs last, when the graph paths, data files and plugins are all known)."""
+
     @click.option("--plugin", "plugins", multiple=True, metavar="FILE.py",
                   help="Load user-defined ops from a Python file (runs that file's code).")
     @functools.wraps(f)
     def wrapper(*args, plugins, **kwargs):
+        refuse_clobber(kwargs, plugins)
         for p in plugins:
             load_plugin(p)
         return f(*args, **kwargs)
 
     return wrapper
+
+
+OUTPUT_OPTIONS = ("out_path", "emit_graph", "junit")  # the parameters of every command that name a file it writes
+
+
+def refuse_clobber(kwargs: dict, plugins=()) -> None:
+    """Refuse (exit 2, `overwrites-input`) an output path that is one of the command's inputs:
+    a graph file (or a graph file in a folder given), an --inputs or --input @file, a plugin."""
+    outputs = [kwargs[k] for k in OUTPUT_OPTIONS if kwargs.get(k)]
+    if not outputs:
+        return
+    graphs = kwargs.get("paths") or ((kwargs["path"],) if kwargs.get("path") else ())
+    data = kwargs.get("data") or {}
+    inputs = [*graphs, *data.get("files", ()), *plugins]
+    for out in outputs:
+        if not os.path.exists(out):
+            continue  # a new file clobbers nothing
+        for src in inputs:
+            same = os.path.exists(src) and os.path.samefile(src, out)
+            inside = os.path.isdir(src) and not same and _graph_in_folder(out, src)
+            if same or inside:
+                flag = next(f"--{k.replace('_', '-')}" if k != "out_path" else "-o"
+                            for k in OUTPUT_OPTIONS if kwargs.get(k) == out)
+                raise UsageError("overwrites-input", f"refusing to overwrite the input file {out}: this command reads it"
+                                 + (f" (a graph file in {src})" if inside else ""),
+                                 hint=f"choose another {flag} path")
+
+
+def _graph_in_folder(path: str, folder: str) -> bool:
+    """Whether `path` is a graph file that reading `folder` (recursively) would load."""
+    if not path.endswith((".yaml", ".yml", ".json")):
+        return False
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([real, root]) == root
 
 
 def data_options(f):
@@ -113,9 +150,17 @@ def data_options(f):
     @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                   help="Seed for random inputs and param init.")
     @click.option("--dim", "dim_flags", multiple=True, metavar="NAME=SIZE", help="Bind a dim to a size.")
+    @click.option("--max-memory", metavar="SIZE", help="Refuse a run whose arrays need more than SIZE (e.g. 2GiB) "
+                  "[default: GTOOL_MAX_MEMORY, else the memory available].")
+    @click.option("--max-elements", metavar="N", help="Refuse a run with a value of more than N elements "
+                  "[default: GTOOL_MAX_ELEMENTS, else 2**34].")
     @functools.wraps(f)
-    def wrapper(*args, input_flags, inputs_file, random_inputs, seed, dim_flags, **kwargs):
+    def wrapper(*args, input_flags, inputs_file, random_inputs, seed, dim_flags, max_memory, max_elements, **kwargs):
+        from ..budget import limited, parse_count, parse_size
         from ..feeds import load_inputs_file, parse_input_flag
+
+        limits = {"max_memory": parse_size(max_memory) if max_memory is not None else None,
+                  "max_elements": parse_count(max_elements) if max_elements is not None else None}
 
         given = load_inputs_file(inputs_file) if inputs_file else {}
         files = [inputs_file] if inputs_file else []  # data files read, which outputs must not overwrite
@@ -126,7 +171,8 @@ def data_options(f):
                 files.append(flag.partition("=")[2][1:])
         data = {"inputs": given, "random_inputs": random_inputs, "seed": seed, "dims": parse_dims(dim_flags),
                 "files": tuple(files)}
-        return f(*args, data=data, **kwargs)
+        with limited(**limits):
+            return f(*args, data=data, **kwargs)
 
     return wrapper
 
@@ -151,44 +197,3 @@ def load_graph(path: str, dims: dict | None = None, dtype: str | None = None, ch
 
         graph = at_precision(graph, dtype)
     return graph
-
-
-def load_plugin(path: str) -> list[str]:
-    """Import a plugin file; ops it registers are marked with its path (for error messages)."""
-    from ..ops.registry import REGISTRY
-
-    if not os.path.exists(path):
-        raise UsageError("usage", f"no such plugin file: {path}")
-    if not os.path.isfile(path) or not path.endswith(".py"):
-        raise UsageError("usage", f"plugin {path} is not a Python file (.py)",
-                         hint="--plugin takes the .py file that registers the ops; the graph file is the argument")
-    before = {k: id(v) for k, v in REGISTRY.items()}
-    name = "gtool_plugin_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except GraphError:
-        raise
-    except SystemExit as e:  # sys.exit() in a plugin must not end gtool with the plugin's status
-        raise UsageError("usage", f"plugin {path} failed to load: it called sys.exit({e.code!r})") from None
-    except Exception as e:  # a broken plugin is the user's code: report it, don't crash
-        raise UsageError("usage", f"plugin {path} failed to load: {type(e).__name__}: {e}") from None
-    added = [k for k, v in REGISTRY.items() if before.get(k) != id(v)]
-    for k in added:
-        REGISTRY[k].plugin = REGISTRY[k].plugin or path
-    return added
-
-
-def load_entry_point_plugins() -> None:
-    """Ops from installed packages that declare the `gtool.ops` entry-point group."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="gtool.ops"):
-        try:
-            ep.load()
-        except Exception as e:
-            raise UsageError("usage", f"the gtool.ops entry point {ep.name} ({ep.value}) failed: {e}") from None
-
-

@@ -17,16 +17,23 @@ from .common import backend_option, check_dim_names, data_options, format_option
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="FILE_OR_DIR...")
 @click.option("--dim", "dim_flags", multiple=True, metavar="NAME=SIZE", help="Bind a dim to a size for the check.")
-@format_option("text", "json", "github")
+@format_option("text", "json", "github", "sarif")
 @plugin_option
 def validate(paths, dim_flags, fmt):
-    """Check graph files: structure, names, ops, attrs, cycles and shapes."""
+    """Check graph files: structure, names, ops, attrs, cycles and shapes.
+
+    --format sarif prints SARIF 2.1.0 for GitHub code scanning (see docs/ci.md)."""
     dims = parse_dims(dim_flags)
     reports = [check_file(p, dims) for p in expand_paths(paths)]
     if dims:
         check_dim_names([r.graph for r in reports if r.graph is not None], dims)
     if fmt == "json":
         click.echo(report.dumps({"files": [r.to_json() for r in reports]}))
+    elif fmt == "sarif":
+        from .. import __version__
+
+        items = [(r.path, d, {}) for r in reports for d in r.errors + r.warnings]
+        click.echo(report.dumps(report.sarif(items, __version__)))
     elif fmt == "github":
         for r in reports:
             for d in r.errors + r.warnings:

@@ -54,8 +54,9 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
     invalid), 2 for a wrong call. Where data is missing, inputs are random (seeded).
     """
     for name, value in (("--rtol", rtol), ("--atol", atol), ("--eps", eps)):
-        if value is not None and (not math.isfinite(value) or value < 0 or (name == "--eps" and value == 0)):
-            raise UsageError("usage", f"{name} must be a finite number {'above' if name == '--eps' else 'at least'} 0, "
+        positive = name in ("--eps", "--rtol")  # rtol 0 would ask finite differences to be exact (and divide by it)
+        if value is not None and (not math.isfinite(value) or value < 0 or (positive and value == 0)):
+            raise UsageError("usage", f"{name} must be a finite number {'above' if positive else 'at least'} 0, "
                              f"got {value}")
     if dtype == "float32":
         click.echo("gtool: warning: checking in float32: finite differences keep about 3 digits there, so the "
@@ -164,6 +165,11 @@ def _g(x, digits: int = 3) -> str:
     return "" if x is None else f"{x:.{digits}g}"
 
 
+def _raw_stderr():
+    """stderr under the CLI's escaping wrapper (which would print the bar's control characters)."""
+    return getattr(sys.stderr, "raw", sys.stderr)
+
+
 class _Progress:
     """A one-line progress bar on stderr, drawn only on a TTY and once a check runs past 0.5 s."""
 
@@ -183,12 +189,13 @@ class _Progress:
         self.last = now
         frac = min(1.0, done / total)
         fill = int(30 * frac)
-        click.echo(f"\r{self.path} {label} [{'#' * fill}{'.' * (30 - fill)}] {done}/{total}", nl=False, err=True)
+        path = report.escape_text(self.path)  # the terminal control below is gtool's own, the path is not
+        click.echo(f"\r{path} {label} [{'#' * fill}{'.' * (30 - fill)}] {done}/{total}", nl=False, file=_raw_stderr())
         self.drawn = True
 
     def done(self) -> None:
         if self.drawn:
-            click.echo("\r\033[K", nl=False, err=True)
+            click.echo("\r\033[K", nl=False, file=_raw_stderr())
             self.drawn = False
 
 

@@ -103,16 +103,23 @@ def _print_text(path, applied, checks, target) -> None:
 @click.argument("paths", nargs=-1, required=True, metavar="FILE_OR_DIR...")
 @click.option("--fail-on", type=click.Choice(["error", "warning", "never"]), default="error", show_default=True,
               help="Exit 1 when a finding is at least this severe.")
-@format_option("text", "json", "github")
+@format_option("text", "json", "github", "sarif")
 @plugin_option
 def lint(paths, fail_on, fmt):
     """Find unstable numerics: patterns a rewrite fixes, and overflow, log of <= 0 or division
-    by 0 that the declared ranges allow (error) or cannot rule out (warning)."""
+    by 0 that the declared ranges allow (error) or cannot rule out (warning).
+
+    --format sarif prints SARIF 2.1.0 for GitHub code scanning (see docs/ci.md)."""
     from ..lint import lint_file
 
     reports = [lint_file(p) for p in expand_paths(paths)]
     if fmt == "json":
         click.echo(report.dumps({"files": [r.to_json() for r in reports]}))
+    elif fmt == "sarif":
+        from .. import __version__
+
+        items = [(r.path, f.diag, {"rewrite": f.rule} if f.rule else {}) for r in reports for f in r.findings]
+        click.echo(report.dumps(report.sarif(items, __version__)))
     elif fmt == "github":
         for r in reports:
             for f in r.findings:

@@ -135,7 +135,15 @@ def grad_check(graph: Graph, inputs: dict | None = None, wrt=None, of: str | Non
         if w not in g.tensors:
             raise UsageError("usage", f"--wrt: '{w}' is a node; grad-check perturbs inputs and params only",
                              path=graph.path, hint="differentiate with respect to the tensors that feed it")
-    prob = _Problem(g, loss, wrt, inputs, seed, dims, backend, progress)
+    try:
+        prob = _Problem(g, loss, wrt, inputs, seed, dims, backend, progress)
+    except GraphError as e:  # a plugin's VJP of the wrong shape is refused while the gradient graph is built
+        if e.code != "plugin-bad-vjp" or e.diagnostic.op is None:
+            raise
+        kwargs = dict(inputs=inputs, of=of, mode=mode, directions=directions, against=against, order=order, rtol=rtol,
+                      atol=atol, eps=eps, dtype=dtype, strict=strict, full_limit=full_limit, seed=seed, dims=dims,
+                      backend=backend, localise=localise, progress=progress)
+        return _bad_vjp(graph, wrt, e, kwargs, declared, tol)
     results = []
     for x in wrt:
         res = Result(graph.path, x, False, order=order, dtype=dtype, declared_dtype=declared[x].dtype,
@@ -193,6 +201,23 @@ def _forward_tolerances(tol: Tolerances, rtol: float | None, atol: float | None)
     """Forward mode is exact up to rounding: rtol 1e-12 and no absolute floor unless asked."""
     default = FORWARD_RTOL if tol.unit < 1e-10 else 1e-5
     return replace(tol, rtol=rtol if rtol is not None else default, atol=atol if atol is not None else 0.0)
+
+
+def _bad_vjp(graph: Graph, wrt: list[str], e: GraphError, kwargs: dict, declared, tol) -> list[Result]:
+    """A plugin VJP that gives an input a gradient of the wrong shape is refused while the gradient
+    graph is built: the targets upstream of that input fail, blaming the node; the others are checked."""
+    from ..ops.registry import get_op
+    from .localise import Culprit
+
+    d, bad = e.diagnostic, getattr(e, "input", None)
+    culprit = Culprit(d.node, d.op, get_op(d.op).plugin, d.path or graph.path, d.line, bad, d.message)
+    hit = [x for x in wrt if bad is None or x == bad or x in graph.ancestors([bad])]
+    rest = [x for x in wrt if x not in hit]
+    checked = {r.wrt: r for r in grad_check(graph, wrt=rest, **kwargs)} if rest else {}
+    return [checked[x] if x in checked else
+            Result(graph.path, x, False, order=kwargs["order"], dtype=kwargs["dtype"], declared_dtype=declared[x].dtype,
+                   tolerances=tol, mode="error", message="the gradient graph could not be built", culprit=culprit)
+            for x in wrt]
 
 
 def _located(e: UsageError, path: str | None) -> UsageError:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from . import Result
 
 
+# what XML 1.0 cannot hold (C0 controls but tab/newline/CR, lone surrogates, U+FFFE/U+FFFF), and the
+# noncharacters and C1 controls it discourages: names and messages come from untrusted graph files
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` with every character XML 1.0 cannot carry (or discourages) as a visible `\\xNN`/`\\uNNNN`."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                        text)
+
+
 def junit_xml(results: list[Result]) -> str:
-    """JUnit XML: one testsuite per file, one testcase per target, failures with their message."""
+    """JUnit XML: one testsuite per file, one testcase per target, failures with their message.
+    Every name and message goes through `xml_text`, so the document stays well-formed."""
     import xml.etree.ElementTree as ET
 
     root = ET.Element("testsuites", name="gtool grad-check", tests=str(len(results)),
@@ -17,15 +30,16 @@ def junit_xml(results: list[Result]) -> str:
                       time=f"{sum(r.seconds for r in results):.6f}")
     for path in dict.fromkeys(r.path for r in results):
         mine = [r for r in results if r.path == path]
-        suite = ET.SubElement(root, "testsuite", name=str(path), tests=str(len(mine)),
+        suite = ET.SubElement(root, "testsuite", name=xml_text(str(path)), tests=str(len(mine)),
                               failures=str(sum(not r.passed for r in mine)), time=f"{sum(r.seconds for r in mine):.6f}")
         for r in mine:
-            case = ET.SubElement(suite, "testcase", classname=str(path), name=r.wrt or "(graph)", time=f"{r.seconds:.6f}")
+            case = ET.SubElement(suite, "testcase", classname=xml_text(str(path)), name=xml_text(r.wrt or "(graph)"),
+                                 time=f"{r.seconds:.6f}")
             if not r.passed:
-                failure = ET.SubElement(case, "failure", type="grad-check", message=failure_line(r))
-                failure.text = "\n".join(failure_details(r))
+                failure = ET.SubElement(case, "failure", type="grad-check", message=xml_text(failure_line(r)))
+                failure.text = xml_text("\n".join(failure_details(r)))
             if r.kinks:
-                ET.SubElement(case, "system-out").text = f"{r.kinks} entries at a kink: {r.kink_at}"
+                ET.SubElement(case, "system-out").text = xml_text(f"{r.kinks} entries at a kink: {r.kink_at}")
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

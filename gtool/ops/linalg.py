@@ -11,6 +11,7 @@ import numpy as np
 
 from ..dims import format_shape
 from ..ir import TensorType
+from . import bounds, shape_refs
 from .registry import OpDef, ShapeError, register, result_type
 from .shape import shape_json
 
@@ -76,4 +77,6 @@ def _matmul_jvp(bl, node, ts):
 
 
 register(OpDef("matmul", 2, _matmul_infer, np.matmul, vjp=_matmul_vjp, jvp=_matmul_jvp,
-               group="linear algebra", doc="matrix product with NumPy semantics (1-D, 2-D, batched)"))
+               group="linear algebra", doc="matrix product with NumPy semantics (1-D, 2-D, batched)",
+               reference=shape_refs.matmul, edges=shape_refs.EDGES["matmul"], interval=bounds.matmul,
+               explain={"vjp": ("{g} {b}ᵀ", "{a}ᵀ {g}")}, ulps=1))

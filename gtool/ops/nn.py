@@ -11,7 +11,9 @@ import numpy as np
 
 from ..dims import format_shape, parse_dim
 from ..ir import TensorType
-from .reduce import log_sum_exp_parts
+from . import bounds
+from .reduce import as_float, log_sum_exp_parts
+from .reference import INF, NAN, Edge, exact_sum, is_nan, mp, mp_lse_parts, rows_edges, rows_ref
 from .registry import Attr, KernelError, OpDef, ShapeError, register
 
 
@@ -36,7 +38,19 @@ def _one_hot_forward(targets, depth, dtype="float64"):
 register(OpDef("one_hot", 1, _one_hot_infer, _one_hot_forward,
                attrs={"depth": Attr("dim", None, "number of classes (an int or a dim)", required=True),
                       "dtype": Attr("dtype", "float64", "the output dtype")},
-               group="indexing", doc="targets -> one-hot rows, class axis last (values outside [0, depth) give zero rows)"))
+               group="indexing", doc="targets -> one-hot rows, class axis last (values outside [0, depth) give zero rows)",
+               reference=lambda t, depth, dtype="float64": _one_hot_ref(t, depth),
+               edges=(Edge((np.array([0, 2, -1, 3, 7]),), {"depth": 3}),
+                      Edge((np.array([[1, 0], [4, 3]], np.int32),), {"depth": 4, "dtype": "float32"})),
+               interval=bounds.unit, ulps=0))
+
+
+def _one_hot_ref(t, depth):
+    t = np.asarray(t, dtype=object)
+    out = np.empty(t.shape + (depth,), dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = 1.0 if t[idx[:-1]] == idx[-1] else 0.0
+    return out
 
 
 # take_along_axis ---------------------------------------------------------------------------
@@ -56,6 +70,21 @@ def _take_infer(ctx, types, attrs):
     return TensorType(tuple(out), x.dtype, x.weak)
 
 
+def _take_ref(x, index, axis):
+    """By index arithmetic: out[pos] = x[pos with pos[axis] = index[pos]] (broadcast; negative
+    indices count from the end)."""
+    x, index = np.asarray(x, dtype=object), np.asarray(index)
+    ax = axis % x.ndim
+    rest = np.broadcast_shapes(*[tuple(s for k, s in enumerate(a.shape) if k != ax) for a in (x, index)])
+    out = np.empty(rest[:ax] + (index.shape[ax],) + rest[ax:], dtype=object)
+    for pos in np.ndindex(*out.shape):
+        ipos = tuple(0 if index.shape[k] == 1 and k != ax else p for k, p in enumerate(pos))
+        xpos = [0 if x.shape[k] == 1 else p for k, p in enumerate(pos)]
+        xpos[ax] = int(index[ipos]) % x.shape[ax]
+        out[pos] = x[tuple(xpos)]
+    return out
+
+
 def _take_forward(x, index, axis):
     n = np.shape(x)[axis]
     if index.size and (index.min() < -n or index.max() >= n):
@@ -71,11 +100,17 @@ def _moved_last(b, v, ax, rank):
 
 
 def _take_vjp(b, node, g):
-    """Scatter-add g back along the axis, as one_hot(index) weighted by g, summed over picks."""
+    """Scatter-add g back along the axis, as one_hot(index) weighted by g, summed over picks.
+
+    Negative indices count from the end (the forward accepts them): they are mapped to
+    index + n first, else one_hot would give them zero rows and drop their gradient.
+    """
     x, idx = node.inputs
     rank = b.type(x).rank
     ax = b.attrs(node)["axis"] % rank
     depth = b.type(x).shape[ax]
+    n = b("cast", b("size", x, axis=ax), dtype=b.type(idx).dtype)
+    idx = b("where", b("less", idx, b.const(0)), b("add", idx, n), idx)
     oh = b("one_hot", _moved_last(b, idx, ax, rank), depth=depth.to_json(), dtype=b.type(x).dtype)
     picked = b("sum", b("mul", oh, b("expand_dims", _moved_last(b, g, ax, rank), axis=-1)), axis=-2)
     if ax != rank - 1:
@@ -91,7 +126,12 @@ register(OpDef("take_along_axis", 2, _take_infer, _take_forward,
                attrs={"axis": Attr("int", None, "the axis to pick along", required=True)},
                vjp=_take_vjp,
                jvp=lambda b, node, ts: None if ts[0] is None else b("take_along_axis", ts[0], node.inputs[1], **node.attrs),
-               group="indexing", doc="pick values along an axis by integer index (NumPy's take_along_axis)"))
+               group="indexing", doc="pick values along an axis by integer index (NumPy's take_along_axis); "
+               "negative indices count from the end", reference=_take_ref,
+               edges=(Edge((np.array([[INF, NAN, -0.0], [5e-324, -1e308, 1.0]]), np.array([[-1, 0, 2], [-3, 1, -2]])),
+                           {"axis": 1}),
+                      Edge((np.array([[INF, NAN], [-0.0, 2.0]]), np.array([[-1, 0]])), {"axis": 0})),
+               interval=bounds.same, explain={"vjp": ("{g} added back at the picked places",)}, ulps=0))
 
 
 # softmax / log_softmax ----------------------------------------------------------------------
@@ -106,7 +146,10 @@ def _same_float_infer(ctx, types, attrs):
 
 
 def softmax_forward(x, axis=-1):
-    m = np.max(x, axis=axis, keepdims=True)
+    """exp(x - m) / sum(exp(x - m)), m the row max (0 where not finite); ints and bools as
+    float64; an empty axis gives an empty result (max's `initial` keeps np.max from raising)."""
+    x = as_float(x)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     m = np.where(np.isfinite(m), m, np.zeros((), m.dtype))
     e = np.exp(x - m)
     e /= np.sum(e, axis=axis, keepdims=True)
@@ -116,6 +159,7 @@ def softmax_forward(x, axis=-1):
 def _shifted_log_softmax(x, axis=-1):
     """(x - m) - l with logsumexp = m + l (see log_sum_exp_parts): x - logsumexp(x) would
     round logsumexp to the ulp of m first (6e-5 at 1000 in float32), while x - m is exact."""
+    x = as_float(x)
     m, rest = log_sum_exp_parts(x, axis)
     return (x - m) - rest
 
@@ -146,10 +190,37 @@ def _log_softmax_jvp(b, node, ts):
     return b("sub", ts[0], b("sum", b("mul", b("exp", node.name), ts[0]), axis=ax, keepdims=True))
 
 
+def _log_softmax_row(m, row):
+    """x - logsumexp(x) exactly, with the conventions of the max-shifted template: NaN in a
+    row, or a row of only -inf, gives NaN everywhere; a +inf logit gives NaN there and -inf
+    (softmax: 0) at the finite entries (the limit would be 0 and -inf: JAX gives NaN too)."""
+    if any(is_nan(v) for v in row) or (row and all(v == -INF for v in row)):
+        return [NAN] * len(row)
+    if INF in row:
+        return [NAN if v == INF else -INF for v in row]
+    top, rest = mp_lse_parts(m, row)
+    return [-INF if v == -INF else (m.mpf(v) - top) - rest for v in row]
+
+
+def _softmax_row(m, row):
+    return [v if is_nan(v) else (0.0 if v == -INF else m.exp(v)) for v in _log_softmax_row(m, row)]
+
+
+def _softmax_edges():
+    a, b = rows_edges()
+    return (Edge((a,), {"axis": -1}), Edge((a,), {"axis": 0}), Edge((b,), {"axis": 1}),
+            Edge((np.array([[1, -7, 3], [0, 0, 0]]),), note="int"), Edge((np.array([[True, False]]),), note="bool"))
+
+
 register(OpDef("softmax", 1, _same_float_infer, softmax_forward, attrs=dict(AXIS),
-               vjp=_softmax_vjp, jvp=_softmax_jvp, group="neural nets", doc="exp(x) / sum(exp(x)), max-shifted"))
+               vjp=_softmax_vjp, jvp=_softmax_jvp, group="neural nets", doc="exp(x) / sum(exp(x)), max-shifted",
+               reference=rows_ref(_softmax_row, default_axis=-1, keep_rows=True), edges=_softmax_edges(),
+               interval=bounds.softmax, explain={"vjp": ("{out} ⊙ ({g} - sum({g} ⊙ {out}))",)}, ulps=2))
 register(OpDef("log_softmax", 1, _same_float_infer, _log_softmax_forward, attrs=dict(AXIS),
-               vjp=_log_softmax_vjp, jvp=_log_softmax_jvp, group="neural nets", doc="x - logsumexp(x), stable"))
+               vjp=_log_softmax_vjp, jvp=_log_softmax_jvp, group="neural nets",
+               doc="(x - m) - log(sum(exp(x - m))), m the max: stable for logits of 1e15",
+               reference=rows_ref(_log_softmax_row, default_axis=-1, keep_rows=True), edges=_softmax_edges(),
+               interval=bounds.log_softmax, explain={"vjp": ("{g} - softmax({a}) sum({g})",)}, ulps=2))
 
 
 # cross_entropy ---------------------------------------------------------------------------------
@@ -197,6 +268,27 @@ def _ce_vjp(b, node, g):
     return [b("mul", delta, scale), None]
 
 
+def _ce_ref(logits, targets, reduction="mean"):
+    m = mp()
+    logp = rows_ref(_log_softmax_row, default_axis=-1, keep_rows=True)(logits)
+    t = np.asarray(targets)
+    per = np.empty(t.shape, dtype=object)
+    for pos in np.ndindex(*t.shape):
+        v = logp[pos + (int(t[pos]),)]
+        per[pos] = -v
+    if reduction == "none":
+        return per
+    total = exact_sum(m, list(per.flat))
+    return total if reduction == "sum" or is_nan(total) or abs(total) == INF else total / m.mpf(per.size)
+
+
+def _ce_edges():
+    a, b = rows_edges()
+    ta, tb = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0]), np.array([1, 0, 2, 0])
+    return (Edge((a, ta), {"reduction": "none"}), Edge((b, tb), {"reduction": "none"}),
+            Edge((a[:4], ta[:4]), {"reduction": "mean"}), Edge((a[:4], ta[:4]), {"reduction": "sum"}))
+
+
 def _ce_jvp(b, node, ts):
     if ts[0] is None:
         return None
@@ -212,5 +304,7 @@ def _ce_jvp(b, node, ts):
 register(OpDef("cross_entropy", 2, _ce_infer, _ce_forward,
                attrs={"reduction": Attr("choice:mean,sum,none", "mean", "mean, sum or none")},
                vjp=_ce_vjp, jvp=_ce_jvp, group="neural nets",
-               doc="logsumexp(logits) - logits[target] over the last axis; integer targets"))
+               doc="logsumexp(logits) - logits[target] over the last axis; integer targets",
+               reference=_ce_ref, edges=_ce_edges(), interval=bounds.cross_entropy,
+               explain={"vjp": ("(softmax({a}) - one_hot({b})) ⊙ {g}{per}",)}, ulps=2))
 

@@ -11,6 +11,8 @@ import numpy as np
 
 from ..dims import Dim
 from ..ir import TensorType
+from . import bounds
+from .reference import INF, NAN, Edge, exact_sum, is_nan, mp_lse, rows_edges, rows_ref
 from .registry import Attr, OpDef, register
 
 AXIS_ATTRS = {
@@ -26,15 +28,15 @@ def reduce_shape(ctx, shape, axis, keepdims):
     return tuple(d for k, d in enumerate(shape) if k not in axes), axes
 
 
-def _infer(float_out):
+def _infer(float_out, keeps_bool=False):
     def infer(ctx, types, attrs):
         t = types[0]
         shape, _ = reduce_shape(ctx, t.shape, attrs["axis"], attrs["keepdims"])
         dtype = t.dtype
         if float_out and not dtype.startswith("float"):
             dtype = "float64"
-        elif dtype == "bool":
-            dtype = "int64"
+        elif dtype == "bool" and not keeps_bool:
+            dtype = "int64"  # sum counts; max and min of bools stay bool (NumPy, torch, the docs)
         return TensorType(shape, dtype, t.weak)
 
     return infer
@@ -71,6 +73,8 @@ def _count(b, node):
     axis = a["axis"]
     if axis is None or isinstance(axis, int):
         return b("size", node.inputs[0], axis=axis)
+    if not axis:  # mean over no axes: each output is one element
+        return b.const(1)
     n = None
     for ax in axis:
         s = b("size", node.inputs[0], axis=ax)
@@ -112,25 +116,36 @@ _extreme_vjp, _extreme_jvp = _weighted_rules(_extreme_mask)
 
 
 def log_sum_exp_parts(x, axis):
-    """(m, l) with logsumexp(x) = m + l, m the max (0 for all-infinite rows) and l accurate.
+    """(m, l) with logsumexp(x) = m + l: m the max (0 where it is not finite), l accurate.
 
-    For a single axis, l = log1p(sum of exp(x - m) over all but one argmax entry): when one
-    entry dominates, log(1 + tiny) would lose the tiny part to rounding, log1p keeps it. An
-    all -inf row gives l = -inf (so logsumexp = -inf, never NaN).
+    The template every backend follows (the numba lowering step for step):
+        mx = max(x); m = mx if finite else 0; e = exp(x - m)
+        rest = sum(e where x != mx) + (count(x == mx) - 1)
+        l = log1p(rest) where mx is finite, else log(sum(e))
+    log1p(rest) rather than log(1 + rest): when one entry dominates, 1 + tiny would lose the
+    tiny part to rounding. And log_softmax is (x - m) - l, never x - (m + l): m + l is
+    rounded to the ulp of m (0.125 at 1e15). An all -inf row, or an empty axis, gives
+    l = -inf (logsumexp -inf, never NaN); a +inf entry gives +inf; NaN gives NaN.
     """
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, np.zeros((), m.dtype))
-    e = np.exp(x - m)
-    if isinstance(axis, tuple) and len(axis) == 1:
-        axis = axis[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if not isinstance(axis, int) or np.ndim(x) == 0:
-            return m, np.log(np.sum(e, axis=axis, keepdims=True))
-        top = np.expand_dims(np.argmax(x, axis=axis), axis)
-        e_top = np.take_along_axis(e, top, axis)
-        np.put_along_axis(e, top, 0, axis)
-        rest = np.sum(e, axis=axis, keepdims=True)
-        return m, np.where(e_top == 1, np.log1p(rest), np.log(e_top + rest))
+    x = as_float(x)
+    mx = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # initial: an empty axis gives -inf
+    finite = np.isfinite(mx)
+    m = np.where(finite, mx, np.zeros((), mx.dtype))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        e = np.exp(x - m)
+        top = x == mx
+        rest = np.sum(np.where(top, np.zeros((), e.dtype), e), axis=axis, keepdims=True)
+        rest += np.sum(top, axis=axis, keepdims=True, dtype=e.dtype) - 1
+        out = np.log1p(rest)
+        if not np.all(finite):
+            out = np.where(finite, out, np.log(np.sum(e, axis=axis, keepdims=True)))
+    return m, out
+
+
+def as_float(x):
+    """x as floats: ints and bools become float64, as the shape rules of float ops type them."""
+    x = np.asarray(x)
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
 
 
 def _logsumexp_fwd(x, axis=None, keepdims=False):
@@ -142,8 +157,32 @@ def _logsumexp_fwd(x, axis=None, keepdims=False):
 
 
 def _lse_weights(b, node):
-    """softmax of x over the reduced axes: exp(x - logsumexp), every exponent <= 0."""
-    return b("exp", b("sub", node.inputs[0], keep(b, node, node.name)))
+    """softmax of x over the reduced axes, by the softmax op (exp(x - m) / sum exp(x - m)).
+
+    Not exp(x - logsumexp): logsumexp is rounded to the ulp of the max, so for logits of
+    1e15 the weights would be off by e^(rounding) (JAX's rule is exact there). Several axes
+    are moved last and flattened into one, softmax'ed, and put back.
+    """
+    x = node.inputs[0]
+    rank = b.type(x).rank
+    axis = b.attrs(node)["axis"]
+    axes = list(range(rank)) if axis is None else sorted({a % rank for a in ([axis] if isinstance(axis, int) else axis)})
+    if not axes:  # logsumexp over no axes is x itself
+        return b.broadcast_like(b.const(1), x)
+    if len(axes) == 1:
+        return b("softmax", x, axis=axes[0])
+    from .shape import shape_json
+
+    shape = b.type(x).shape
+    kept = [k for k in range(rank) if k not in axes]
+    perm = kept + axes
+    xt = x if perm == list(range(rank)) else b("transpose", x, perm=perm)
+    flat = b("reshape", xt, shape=shape_json([shape[k] for k in kept]) + [-1])
+    w = b("reshape", b("softmax", flat, axis=-1), shape=shape_json([shape[k] for k in perm]))
+    if perm == list(range(rank)):
+        return w
+    inv = [perm.index(k) for k in range(rank)]
+    return b("transpose", w, perm=inv)
 
 
 _logsumexp_vjp, _logsumexp_jvp = _weighted_rules(_lse_weights)
@@ -156,14 +195,56 @@ def _np_reduce(fn):
     return forward
 
 
-for name, fwd, vjp, jvp, float_out, doc in (
-    ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes"),
-    ("mean", _np_reduce(np.mean), _mean_vjp, _mean_jvp, True, "mean over axes"),
-    ("max", _np_reduce(np.max), _extreme_vjp, _extreme_jvp, False, "max over axes; ties share the gradient"),
-    ("min", _np_reduce(np.min), _extreme_vjp, _extreme_jvp, False, "min over axes; ties share the gradient"),
-    ("logsumexp", _logsumexp_fwd, _logsumexp_vjp, _logsumexp_jvp, True,
-     "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax"),
-):
-    register(OpDef(name=name, arity=1, infer=_infer(float_out), forward=fwd, attrs=dict(AXIS_ATTRS),
-                   vjp=vjp, jvp=jvp, group="reductions", doc=doc))
+# references and edges ------------------------------------------------------------------------
 
+
+def _sum_row(m, row):
+    return exact_sum(m, row)
+
+
+def _mean_row(m, row):
+    s = _sum_row(m, row)
+    return s if isinstance(s, float) and (s != s or abs(s) == INF) else m.mpf(s) / len(row)
+
+
+def _extreme_row(pick):
+    def row_fn(m, row):
+        if any(is_nan(v) for v in row):
+            return NAN
+        return pick(row)
+
+    return row_fn
+
+
+def _edges(ints: bool = True, overflow: bool = True) -> tuple[Edge, ...]:
+    """The softmax rows under several axes; without `overflow`, no row whose sum passes the
+    float max (mean sums first, as NumPy, torch and JAX do: such a mean is inf)."""
+    a, b = rows_edges()
+    if not overflow:
+        b = b[[0, 1, 3]]
+    out = [Edge((a,), {"axis": -1}), Edge((a,), {"axis": 0, "keepdims": True}), Edge((b,), {"axis": 1}),
+           Edge((a.reshape(5, 2, 3),), {"axis": [0, 2]}), Edge((b,), {})]
+    if ints:
+        out += [Edge((np.array([[1, -7, 3], [0, 0, 0]]),), {"axis": 1}, note="int"),
+                Edge((np.array([[True, False], [False, False]]),), {"axis": 0}, note="bool")]
+    return tuple(out)
+
+
+_AXIS_TEXT = {"partial": ("1",)}
+for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
+    ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
+     ("{g} broadcast back to {shape_a}",)),
+    ("mean", _np_reduce(np.mean), _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
+     ("{g} / n broadcast back to {shape_a}",)),
+    ("max", _np_reduce(np.max), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
+     "gradient", _extreme_row(max), bounds.same, ("{g} at the maximum (shared at ties)",)),
+    ("min", _np_reduce(np.min), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
+     "gradient", _extreme_row(min), bounds.same, ("{g} at the minimum (shared at ties)",)),
+    ("logsumexp", _logsumexp_fwd, _logsumexp_vjp, _logsumexp_jvp, True,
+     "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax", mp_lse, bounds.logsumexp,
+     ("{g} ⊙ softmax({a})",)),
+):
+    register(OpDef(name=name, arity=1, infer=_infer(bool(float_out), keeps_bool=float_out is None), forward=fwd,
+                   attrs=dict(AXIS_ATTRS), vjp=vjp, jvp=jvp, group="reductions", doc=doc,
+                   reference=rows_ref(ref), edges=_edges(overflow=name != "mean"), interval=interval,
+                   explain={"partial": ("1",), "vjp": texts}, ulps=1))

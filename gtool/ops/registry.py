@@ -60,8 +60,16 @@ class OpDef:
     forward(*arrays, **kwargs) -> ndarray         NumPy reference kernel; kwargs from `prepare`
     vjp(b, node, g) -> list[str | None]           cotangent of each input, as graph nodes
     jvp(b, node, tangents) -> str | None          tangent of the output, as graph nodes
-    interval(lo_hi_list, attrs) -> (lo, hi)       optional: value bounds for lint
+    interval(bounds, attrs, info) -> (lo, hi)     value bounds for lint (gtool/ops/bounds.py)
     samples(rng) -> list[(arrays, attrs)]         valid example inputs for the op tests
+    domain: [(lo, hi)] per input                  where smooth random test inputs are drawn
+    reference(*objects, **attrs) -> objects       the math in mpmath (gtool/ops/reference.py)
+    edges: (Edge, ...)                            the edge-value table every backend runs
+    explain: {"partial": (...), "vjp": (...)}     texts per input for `gtool explain`
+    ulps                                          the NumPy forward's bound against `reference`
+    on the edge table, in ULPs of the output dtype (float64; float32 gets the same bound).
+    Built-in ops must have every piece (tests/test_records.py); plugins may leave the new
+    ones out.
     `node` in the rules is an `ir.Node` whose inputs (and `node.name`, the output) are names
     in the builder `b`. A rule returns None for "no gradient flows here".
     """
@@ -80,10 +88,20 @@ class OpDef:
     group: str = ""
     doc: str = ""
     plugin: str | None = None  # module path for user-defined ops
+    domain: list | None = None
+    reference: Callable | None = None
+    edges: tuple = ()
+    explain: dict = field(default_factory=dict)
+    ulps: float = 1.0
 
     @property
     def differentiable(self) -> bool:
         return self.vjp is not None
+
+    @property
+    def dims_in_attrs(self) -> bool:
+        """Whether some attr may hold dim names (evaluated per run, with the bindings)."""
+        return any(a.kind in ("shape", "dim", "index") for a in self.attrs.values())
 
     def full_attrs(self, attrs: dict) -> dict:
         """attrs with defaults filled in (null means default)."""

@@ -14,6 +14,8 @@ import numpy as np
 
 from ..dims import Dim, format_shape, parse_dim, parse_index
 from ..ir import TensorType
+from . import bounds
+from . import shape_refs as refs
 from .registry import Attr, OpDef, ShapeError, register
 
 
@@ -77,7 +79,9 @@ def _linear_jvp(b, node, ts):
 
 register(OpDef("reshape", 1, _reshape_infer, lambda x, shape: np.reshape(x, shape),
                attrs={"shape": Attr("shape", None, "the new shape; one -1 is inferred", required=True)},
-               vjp=_reshape_vjp, jvp=_linear_jvp, view=True, group="shape", doc="same elements, new shape"))
+               vjp=_reshape_vjp, jvp=_linear_jvp, view=True, group="shape", doc="same elements, new shape",
+               reference=refs.reshape, edges=refs.EDGES["reshape"], interval=bounds.same, ulps=0,
+               explain={"vjp": ('reshape({g}, {shape_a})',)}))
 
 
 # transpose -------------------------------------------------------------------------------
@@ -112,7 +116,9 @@ def _transpose_vjp(b, node, g):
 
 register(OpDef("transpose", 1, _transpose_infer, lambda x, perm=None: np.transpose(x, perm),
                attrs={"perm": Attr("perm", None, "the axis order; default reversed")},
-               vjp=_transpose_vjp, jvp=_linear_jvp, view=True, group="shape", doc="permute axes"))
+               vjp=_transpose_vjp, jvp=_linear_jvp, view=True, group="shape", doc="permute axes",
+               reference=refs.transpose, edges=refs.EDGES["transpose"], interval=bounds.same, ulps=0,
+               explain={"vjp": ('transpose({g}) with the inverse perm',)}))
 
 
 # broadcast_to / sum_to ---------------------------------------------------------------------
@@ -136,7 +142,9 @@ def _broadcast_to_infer(ctx, types, attrs):
 register(OpDef("broadcast_to", 1, _broadcast_to_infer, lambda x, shape: np.broadcast_to(x, shape),
                attrs={"shape": Attr("shape", None, "the target shape", required=True)},
                vjp=lambda b, node, g: [b.sum_to(g, node.inputs[0])], jvp=_linear_jvp, view=True,
-               group="shape", doc="repeat along broadcast axes (a read-only view)"))
+               group="shape", doc="repeat along broadcast axes (a read-only view)",
+               reference=refs.broadcast_to, edges=refs.EDGES["broadcast_to"], interval=bounds.same, ulps=0,
+               explain={"vjp": ('sum_to({g}, {shape_a})',)}))
 
 
 def _sum_to_infer(ctx, types, attrs):
@@ -160,7 +168,9 @@ def sum_to_forward(x, like):
 register(OpDef("sum_to", 2, _sum_to_infer, sum_to_forward, view=True,
                vjp=lambda b, node, g: [b.broadcast_like(g, node.inputs[0]), None],
                jvp=lambda b, node, ts: None if ts[0] is None else b("sum_to", ts[0], node.inputs[1]),
-               group="shape helpers for gradients", doc="sum x down to the shape of like (undoes broadcasting)"))
+               group="shape helpers for gradients", doc="sum x down to the shape of like (undoes broadcasting)",
+               reference=refs.sum_to, edges=refs.EDGES["sum_to"], interval=bounds.sum_to, ulps=0,
+               explain={"vjp": ('{g} broadcast to {shape_a}',)}))
 
 
 def _size_infer(ctx, types, attrs):
@@ -179,7 +189,8 @@ def _size_forward(x, axis=None):
 
 register(OpDef("size", 1, _size_infer, _size_forward,
                attrs={"axis": Attr("axes", None, "an axis, a list of axes, or null for all")},
-               group="shape helpers for gradients", doc="element count along axis, as a (weak) float scalar"))
+               group="shape helpers for gradients", doc="element count along axis, as a (weak) float scalar",
+               reference=refs.size, edges=refs.EDGES["size"], interval=bounds.size, ulps=0))
 
 
 # expand_dims / squeeze ---------------------------------------------------------------------
@@ -206,7 +217,9 @@ def _back_to_input_shape(b, node, g):
 
 register(OpDef("expand_dims", 1, _expand_infer, lambda x, axis: np.expand_dims(x, axis),
                attrs={"axis": Attr("axes", None, "where the new size-1 axes go", required=True)},
-               vjp=_back_to_input_shape, jvp=_linear_jvp, view=True, group="shape", doc="insert size-1 axes"))
+               vjp=_back_to_input_shape, jvp=_linear_jvp, view=True, group="shape", doc="insert size-1 axes",
+               reference=refs.expand_dims, edges=refs.EDGES["expand_dims"], interval=bounds.same, ulps=0,
+               explain={"vjp": ('reshape({g}, {shape_a})',)}))
 
 
 def _squeeze_infer(ctx, types, attrs):
@@ -223,7 +236,9 @@ def _squeeze_infer(ctx, types, attrs):
 
 register(OpDef("squeeze", 1, _squeeze_infer, lambda x, axis=None: np.squeeze(x, axis),
                attrs={"axis": Attr("axes", None, "the size-1 axes to drop; null drops all")},
-               vjp=_back_to_input_shape, jvp=_linear_jvp, view=True, group="shape", doc="drop size-1 axes"))
+               vjp=_back_to_input_shape, jvp=_linear_jvp, view=True, group="shape", doc="drop size-1 axes",
+               reference=refs.squeeze, edges=refs.EDGES["squeeze"], interval=bounds.same, ulps=0,
+               explain={"vjp": ('reshape({g}, {shape_a})',)}))
 
 
 # concat / slice ------------------------------------------------------------------------------
@@ -272,7 +287,9 @@ def _concat_jvp(b, node, ts):
 
 register(OpDef("concat", None, _concat_infer, lambda *xs, axis=0: np.concatenate(xs, axis=axis),
                attrs={"axis": Attr("int", 0, "the axis to join along")},
-               vjp=_concat_vjp, jvp=_concat_jvp, group="shape", doc="join tensors along an axis"))
+               vjp=_concat_vjp, jvp=_concat_jvp, group="shape", doc="join tensors along an axis",
+               reference=refs.concat, edges=refs.EDGES["concat"], interval=bounds.union, ulps=0,
+               explain={"vjp": ("this input's slice of {g}",)}))
 
 
 def _slice_infer(ctx, types, attrs):
@@ -314,4 +331,6 @@ register(OpDef("slice", 1, _slice_infer, _slice_forward,
                       "start": Attr("index", None, "first index", required=True),
                       "stop": Attr("index", None, "one past the last index", required=True)},
                vjp=_slice_vjp, jvp=_linear_jvp, view=True, group="shape",
-               doc="x[start:stop] along axis (gtool extension: the VJP of concat)"))
+               doc="x[start:stop] along axis (gtool extension: the VJP of concat)",
+               reference=refs.slice_, edges=refs.EDGES["slice"], interval=bounds.same, ulps=0,
+               explain={"vjp": ('{g} put back in zeros of {shape_a}',)}))
