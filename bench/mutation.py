@@ -362,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"named  before={o.before:<9} after={o.after:<9} {o.seconds:6.1f}s  {o.mutant}", flush=True)
         if not args.named_only:
             chosen = [s for s in sample(sites, args.sample, args.seed) if args.area in (None, s.area)]
+            for area in sorted({s.area for s in chosen}):  # unmutated, every test must pass: no false kills
+                _, old, new = AREAS[area]
+                state = run_tests(scratch, list(dict.fromkeys(old + [t.split("::")[0] for t in new])), args.timeout)
+                if state != "survived":
+                    print(f"baseline: the {area} tests do not pass unmutated ({state}); fix that first", file=sys.stderr)
+                    return 2
             for k, site in enumerate(chosen, 1):
                 o = run_site(scratch, site, args.timeout)
                 outcomes.append(o)
