@@ -52,15 +52,20 @@ AREAS: dict[str, tuple[list[str], list[str], list[str]]] = {
              "gtool/ops/bounds.py", "gtool/intervals.py"],
             ["tests/test_ops.py", "tests/test_autodiff.py", "tests/test_autodiff_props.py", "tests/test_lint.py",
              "tests/test_records.py", "tests/test_edge_values.py"],
-            ["tests/test_intervals.py"]),
+            ["tests/test_intervals.py", "tests/test_ops_mutants.py"]),
     "autodiff": (["gtool/autodiff.py", "gtool/builder.py"],
-                 ["tests/test_autodiff.py", "tests/test_autodiff_props.py", "tests/test_gradcheck.py"], []),
+                 ["tests/test_autodiff.py", "tests/test_autodiff_props.py", "tests/test_gradcheck.py"],
+                 ["tests/test_autodiff_edges.py", "tests/test_render.py::test_golden_dot"]),
     "gradcheck": (["gtool/gradcheck/compare.py", "gtool/gradcheck/localise.py", "gtool/gradcheck/__init__.py"],
-                  ["tests/test_gradcheck.py"], NEW_GRADCHECK),
+                  ["tests/test_gradcheck.py"], NEW_GRADCHECK + ["tests/test_gradcheck_judge.py"]),
     "rewrite": (["gtool/rewrite/stability.py", "gtool/rewrite/base.py", "gtool/rewrite/simplify.py",
                  "gtool/rewrite/pattern.py"],
-                ["tests/test_rewrite.py", "tests/test_lint.py"], ["tests/test_near_misses.py"]),
+                ["tests/test_rewrite.py", "tests/test_lint.py"], ["tests/test_near_misses.py", "tests/test_rewrite_edges.py"]),
 }
+# Functions that build an op record's edge-value table (`_edges`, `unary_edges`, ...) are test
+# data, not logic: a mutant there changes which inputs are tested, not what any op computes.
+# Such sites are still drawn (so a seed keeps its sample) but are not run or counted.
+TEST_DATA_SUFFIXES = ("edges", "_cases")
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,10 @@ class Site:
 
     def label(self) -> str:
         return f"{self.path}:{self.line} {self.function}: {self.kind} {self.detail}"
+
+    def test_data(self) -> bool:
+        """In a function that builds test inputs (an edge-value table): an equivalent mutant."""
+        return any(part.endswith(TEST_DATA_SUFFIXES) for part in self.function.split("."))
 
 
 def _skipped_ids(tree: ast.AST) -> set[int]:
@@ -260,13 +269,21 @@ def _dead(state: str) -> bool:
     return state in ("killed", "timeout", "error")
 
 
-def run_site(scratch: Path, site: Site, timeout: float) -> Outcome:
+def run_site(scratch: Path, site: Site, timeout: float, before: str | None = None) -> Outcome:
+    """One sampled mutant; `before` given (from an earlier run of the same sample): only the
+    tests added for issue 11 run, and only if that earlier run saw the mutant survive."""
+    if site.test_data():
+        return Outcome(site.label(), site.area, "test-data", "test-data", 0.0)
     target = scratch / site.path
     original = target.read_text()
     start = time.perf_counter()
     try:
         target.write_text(mutate(original, site))
-        before, after = before_after(scratch, site.area, timeout)
+        if before is None:
+            before, after = before_after(scratch, site.area, timeout)
+        else:
+            new_tests = AREAS[site.area][2]
+            after = before if _dead(before) or not new_tests else run_tests(scratch, new_tests, timeout)
     finally:
         target.write_text(original)
     return Outcome(site.label(), site.area, before, after, time.perf_counter() - start)
@@ -321,9 +338,19 @@ def sample(sites: list[Site], n: int, seed: int) -> list[Site]:
     return picked
 
 
+def earlier_befores(path: str) -> dict[str, list[str]]:
+    """label -> the 'before' states an earlier --json run recorded (in sample order)."""
+    out: dict[str, list[str]] = {}
+    for o in json.loads(Path(path).read_text())["outcomes"]:
+        if o["area"] != "named":
+            out.setdefault(o["mutant"], []).append(o["before"])
+    return out
+
+
 def summarise(outcomes: list[Outcome]) -> dict:
-    sampled = [o for o in outcomes if o.area != "named"]
-    out: dict = {"mutants": len(sampled), "areas": {}}
+    drawn = [o for o in outcomes if o.area != "named"]
+    sampled = [o for o in drawn if o.before != "test-data"]
+    out: dict = {"mutants": len(sampled), "test_data_skipped": len(drawn) - len(sampled), "areas": {}}
     for area in sorted({o.area for o in sampled}) + ["all"]:
         rows = [o for o in sampled if area in ("all", o.area)]
         before = sum(_dead(o.before) for o in rows)
@@ -345,11 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="print the mutation sites and exit")
     ap.add_argument("--area", choices=sorted(AREAS), help="only this area's sampled mutants (same draw as in a full run)")
     ap.add_argument("--json", help="write every outcome and the summary here")
+    ap.add_argument("--before-from", metavar="JSON",
+                    help="reuse the 'before' states of an earlier --json run of the same sample (same --sample, "
+                         "--seed, sources): only its survivors run, against the tests added for issue 11")
     args = ap.parse_args(argv)
     sites = all_sites()
     if args.list:
         for s in sites:
-            print(s.area, s.label())
+            print(s.area, s.label(), "[test data: not run]" if s.test_data() else "")
         print(f"{len(sites)} sites", file=sys.stderr)
         return 0
     scratch = make_scratch()
@@ -368,8 +398,15 @@ def main(argv: list[str] | None = None) -> int:
                 if state != "survived":
                     print(f"baseline: the {area} tests do not pass unmutated ({state}); fix that first", file=sys.stderr)
                     return 2
+            earlier = earlier_befores(args.before_from) if args.before_from else None
             for k, site in enumerate(chosen, 1):
-                o = run_site(scratch, site, args.timeout)
+                before = None
+                if earlier is not None and not site.test_data():
+                    if not earlier.get(site.label()):
+                        print(f"--before-from: {site.label()} is not in {args.before_from}", file=sys.stderr)
+                        return 2
+                    before = earlier[site.label()].pop(0)
+                o = run_site(scratch, site, args.timeout, before)
                 outcomes.append(o)
                 print(f"{k:3d}/{len(chosen)} before={o.before:<9} after={o.after:<9} {o.seconds:6.1f}s  {o.mutant}",
                       flush=True)
