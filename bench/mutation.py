@@ -3,6 +3,8 @@
     .venv/bin/python bench/mutation.py [--sample 80] [--seed 0] [--timeout 180] [--json out.json]
     .venv/bin/python bench/mutation.py --named-only        # just the four named mutants
     .venv/bin/python bench/mutation.py --list              # the mutation sites, no runs
+    .venv/bin/python bench/mutation.py --no-named --area gradcheck --json before.json   # one area's draw
+    .venv/bin/python bench/mutation.py --no-named --area gradcheck --before-from before.json  # re-measure "after"
 
 A small AST mutator rather than mutmut or cosmic-ray: both install, but both mutate whole
 modules and run (after a full-suite coverage pass) through their own runners, while this
@@ -22,6 +24,12 @@ Each mutant is run in a scratch copy of the repository (`python -m pytest -x` pu
 first on sys.path), with its area's pre-existing tests first ("before"); a survivor is then
 run against the checker near-miss tests added for issue 11 ("after"). A run past --timeout
 counts as killed (an infinite loop is a detected bug) and is reported separately.
+
+Sites inside functions that build an op record's edge-value table (`*edges`) are drawn like any
+other, so a seed keeps its sample, but not run or counted (`test_data_skipped`): such a mutant
+changes which inputs the tests try, not what any op computes. `--before-from` reuses the
+"before" states of an earlier `--json` run of the same draw and runs only its survivors
+against the added tests: the "after" figure of a re-measure without rerunning the old suite.
 """
 
 from __future__ import annotations
