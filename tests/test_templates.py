@@ -37,8 +37,8 @@ class Recorder(T.NumpyPrims):
         if not callable(attr) or name.startswith("_"):
             return attr
 
-        def call(*args):
-            out = attr(*args)
+        def call(*args, **kw):
+            out = attr(*args, **kw)
             Recorder.log.append(name)
             return out
 

@@ -92,8 +92,8 @@ COMPARE = {"greater", "less", "equal", "greater_equal", "isfinite"}
 
 # the elementwise primitives of a template (`P.exp`, `P.ge`, ...) -> the micro-op computing each
 PRIMS = {"exp": "exp", "log": "log", "log1p": "log1p", "neg": "neg", "abs": "abs", "add": "add", "sub": "sub",
-         "mul": "mul", "div": "div", "where": "where", "gt": "greater", "ge": "greater_equal", "eq": "equal",
-         "isfinite": "isfinite"}
+         "mul": "mul", "div": "div", "maximum": "maximum", "minimum": "minimum", "where": "where", "gt": "greater",
+         "ge": "greater_equal", "eq": "equal", "isfinite": "isfinite"}
 
 
 class ScalarCode:

@@ -12,7 +12,8 @@ Python calls on `P`. Every backend runs the same function with its own `P`:
 So the order of operations, the branches and the constants of a composite live here and
 nowhere else. The primitives (all of them NaN-propagating, as NumPy's):
 
-  elementwise  exp log log1p neg abs add sub mul div, where(c, a, b), gt ge eq, isfinite
+  elementwise  exp log log1p neg abs add sub mul div maximum minimum, where(c, a, b), gt ge eq,
+               isfinite
                (operands are values or Python numbers; `where` may compute both sides)
   rows         max(x, axes) (keepdims, -inf for an empty axis), sum(x, axes) (keepdims),
                count(mask, axes) (keepdims, in the float dtype), squeeze(v, axes) (drop the
@@ -22,6 +23,7 @@ nowhere else. The primitives (all of them NaN-propagating, as NumPy's):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +45,9 @@ def as_float(x):
     return x if x.dtype.kind == "f" else x.astype(np.float64)
 
 
+_INTO = {"exp", "log", "log1p", "neg", "abs", "add", "sub", "mul", "div", "maximum", "minimum"}  # take out=
+
+
 class NumpyPrims:
     """The primitives on NumPy arrays of one float dtype (Python numbers become that dtype)."""
 
@@ -52,32 +57,38 @@ class NumpyPrims:
     def _c(self, v):
         return self.dt.type(v) if isinstance(v, int | float) else v
 
-    def exp(self, a):
-        return np.exp(a)
+    def exp(self, a, out=None):
+        return np.exp(a, out=out)
 
-    def log(self, a):
-        return np.log(a)
+    def log(self, a, out=None):
+        return np.log(a, out=out)
 
-    def log1p(self, a):
-        return np.log1p(a)
+    def log1p(self, a, out=None):
+        return np.log1p(a, out=out)
 
-    def neg(self, a):
-        return np.negative(a)
+    def neg(self, a, out=None):
+        return np.negative(a, out=out)
 
-    def abs(self, a):
-        return np.abs(a)
+    def abs(self, a, out=None):
+        return np.abs(a, out=out)
 
-    def add(self, a, b):
-        return np.add(self._c(a), self._c(b))
+    def add(self, a, b, out=None):
+        return np.add(self._c(a), self._c(b), out=out)
 
-    def sub(self, a, b):
-        return np.subtract(self._c(a), self._c(b))
+    def sub(self, a, b, out=None):
+        return np.subtract(self._c(a), self._c(b), out=out)
 
-    def mul(self, a, b):
-        return np.multiply(self._c(a), self._c(b))
+    def mul(self, a, b, out=None):
+        return np.multiply(self._c(a), self._c(b), out=out)
 
-    def div(self, a, b):
-        return np.divide(self._c(a), self._c(b))
+    def div(self, a, b, out=None):
+        return np.divide(self._c(a), self._c(b), out=out)
+
+    def maximum(self, a, b, out=None):
+        return np.maximum(self._c(a), self._c(b), out=out)
+
+    def minimum(self, a, b, out=None):
+        return np.minimum(self._c(a), self._c(b), out=out)
 
     def where(self, c, a, b):
         return np.where(c, self._c(a), self._c(b))
@@ -116,6 +127,56 @@ class NumpyPrims:
         return np.mean(v) if kind == "mean" else np.sum(v)
 
 
+class _Steps:
+    """Records a scalar template as steps `(prim, args)`; a value is the index of the step
+    that made it (`_Ref(0)` is the input)."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, tuple]] = []
+
+    def __getattr__(self, prim: str):
+        if not hasattr(NumpyPrims, prim):
+            raise AttributeError(prim)
+
+        def step(*args):
+            self.steps.append((prim, args))
+            return _Ref(len(self.steps))
+
+        return step
+
+
+@dataclass(frozen=True)
+class _Ref:
+    k: int
+
+
+@functools.cache
+def _trace(template: Template):
+    """(steps, result, last use of each value) of a scalar template, traced once."""
+    rec = _Steps()
+    result = template.fn(rec, _Ref(0))
+    last = {a.k: i for i, (_, args) in enumerate(rec.steps, 1) for a in args if isinstance(a, _Ref)}
+    return rec.steps, result, last
+
+
+def _buffered(template: Template, x: np.ndarray):
+    """A scalar template on a whole array, each step a NumPy call writing into a buffer of a
+    value no later step reads (the same calls as on `NumpyPrims`, without a fresh array per
+    step: a template of seven steps then runs at the speed of hand-fused in-place code)."""
+    steps, result, last = _trace(template)
+    P, vals, free = NumpyPrims(x.dtype), {0: x}, []
+    for i, (prim, args) in enumerate(steps, 1):
+        ins = [vals[a.k] if isinstance(a, _Ref) else P._c(a) for a in args]
+        free += [vals.pop(a.k) for a in dict.fromkeys(args) if isinstance(a, _Ref) and a.k and last[a.k] == i]
+        fn = getattr(P, prim)
+        j = next((j for j, b in enumerate(free) if b.dtype == x.dtype), None) if prim in _INTO else None
+        if j is not None:
+            vals[i] = fn(*ins, out=free.pop(j))
+        else:
+            vals[i] = fn(*ins)
+    return vals[result.k]
+
+
 def numpy_forward(template: Template) -> Callable:
     """The NumPy forward of a template op: float inputs (ints and bools as float64), the
     template on `NumpyPrims` of that dtype; overflow to inf and NaN are values here, not errors."""
@@ -123,6 +184,8 @@ def numpy_forward(template: Template) -> Callable:
     def forward(x, *rest, **attrs):
         x = as_float(x) if not isinstance(x, float) else x
         with np.errstate(all="ignore"):
+            if template.scalar and isinstance(x, np.ndarray) and x.ndim:
+                return _buffered(template, x)
             return template.fn(NumpyPrims(np.result_type(x)), x, *rest, **attrs)
 
     forward.__doc__ = template.fn.__doc__
@@ -134,16 +197,18 @@ def numpy_forward(template: Template) -> Callable:
 
 
 def sigmoid(P, x):
-    """e = e^-|x|, then (1 if x >= 0 else e) / (1 + e): never overflows, so no NaN; for x < 0
-    it is e^x / (1 + e^x), exact into the subnormals (1 / (1 + e^-x) would give 0 below -709)."""
+    """n / (1 + e), e = e^-|x|, n = min(1, e + [x >= 0]): 1 / (1 + e^-x) for x >= 0 and
+    e^x / (1 + e^x) for x < 0 (n is 1 or e exactly, as e <= 1), so nothing overflows (no
+    NaN) and the tail is exact into the subnormals (1 / (1 + e^-x) would give 0 below -709).
+    Arithmetic rather than a select: NumPy's where on a mixed mask costs more than an exp."""
     e = P.exp(P.neg(P.abs(x)))
-    return P.div(P.where(P.ge(x, 0.0), 1.0, e), P.add(1.0, e))
+    return P.div(P.minimum(1.0, P.add(e, P.ge(x, 0.0))), P.add(1.0, e))
 
 
 def softplus(P, x):
     """max(x, 0) + log1p(e^-|x|) (NumPy's logaddexp(0, x)): e^-|x| <= 1 never overflows, and
-    log1p keeps the tail exact for x << 0. NaN gives NaN (the where picks 0, log1p(NaN) adds it)."""
-    return P.add(P.where(P.gt(x, 0.0), x, 0.0), P.log1p(P.exp(P.neg(P.abs(x)))))
+    log1p keeps the tail exact for x << 0. NaN gives NaN (max and min propagate it)."""
+    return P.add(P.maximum(x, 0.0), P.log1p(P.exp(P.neg(P.abs(x)))))
 
 
 def lse_parts(P, x, axes):
