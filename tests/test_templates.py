@@ -169,3 +169,23 @@ def test_rewrite_reference_evaluates_the_op_record(load_text, monkeypatch):
     monkeypatch.setattr(REGISTRY["exp"], "reference", lambda a: true_ref(a) + 1)
     planted = evaluate(graph, {"x": x}, ["y"], "mpmath")["y"]
     np.testing.assert_allclose(np.asarray(planted, np.float64), np.exp(x) + 1, rtol=1e-15)
+
+
+SIGMOID_GRAPH = """gtool: 1
+inputs:
+  x: [2]
+nodes:
+  y: 1 - sigmoid(x)
+outputs: [y]
+"""
+
+
+def test_rewrite_reference_keeps_its_digits(load_text):
+    """1 - sigmoid(180) = e^-180 / (1 + e^-180) needs ~80 digits: the record references run at
+    the evaluator's 160, not their own default of 60 (which gives 0 here)."""
+    mp = pytest.importorskip("mpmath")
+    graph = load_text(SIGMOID_GRAPH)
+    got = evaluate(graph, {"x": np.array([180.0, 2.0])}, ["y"], "mpmath", digits=160)["y"]
+    with mp.workdps(100):
+        want = [float(mp.exp(-180) / (1 + mp.exp(-180))), float(1 - 1 / (1 + mp.exp(-2)))]
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-15)
