@@ -113,6 +113,7 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
     """
     wrt, loss = check_targets(graph, wrt, of)
     wrt = list(dict.fromkeys(wrt))
+    target_types = {w: inference_of(graph).types[w] for w in wrt}  # a target may be pruned away below
     graph = _restricted(graph, [loss])
     b = GraphBuilder(graph)
     acc = _Accumulator(b, {loss: [("", _seed(b, graph, loss))]})
@@ -134,7 +135,7 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
                     # gets a float32 gradient, rounded once here (issue 11)
                     gi = b("cast", gi, dtype=b.types[inp].dtype)
                 acc.contribs.setdefault(inp, []).append((node.name, gi))
-    outputs = {w: _target_output(b, graph, acc, w) for w in wrt}
+    outputs = {w: _target_output(b, graph, acc, w, target_types[w]) for w in wrt}
     doc = f"gradient of {loss} with respect to {', '.join(wrt)}" + (f" ({graph.name})" if graph.name else "")
     out = b.graph_with([loss, *outputs.values()], loss, doc)
     return Gradient(out, graph, loss, tuple(wrt), outputs, acc.contribs, acc.total, acc.sums)
@@ -151,10 +152,10 @@ def _seed(b: GraphBuilder, graph: Graph, loss: str) -> str:
     return seed
 
 
-def _target_output(b: GraphBuilder, graph: Graph, acc: _Accumulator, w: str) -> str:
-    """The output named `__grad_<w>`: w's total gradient (zeros when the loss ignores w)."""
+def _target_output(b: GraphBuilder, graph: Graph, acc: _Accumulator, w: str, t: TensorType) -> str:
+    """The output named `__grad_<w>`: w's total gradient (zeros when the loss ignores w, also
+    for an intermediate the loss does not read, which `_restricted` dropped from `graph`)."""
     b.context(grad_name(w), graph.loc(w))
-    t = b.types[w]
     if w in acc.contribs:
         g = acc.total_of(w)
         return g if g == acc.sums.get(w) else b("identity", g, name=grad_name(w))

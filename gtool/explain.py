@@ -12,6 +12,7 @@ op below). Scalar graphs also get the symbolic closed form when sympy is install
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 
@@ -36,9 +37,22 @@ def _broadcasts(op: str) -> bool:
     return opdef is not None and (opdef.group.startswith("elementwise") or op == "where")
 
 
+#: A backward pass longer than twice this is summarised: the first and the last DETAIL steps
+#: in full, one `omitted` step for the middle (and the same for the forward pass). Nobody
+#: reads 20,000 steps, and each step shown in full runs its op's VJP on a one-node graph.
+DETAIL = 25
+#: Closed forms (sympy) only for graphs up to this many live nodes: simplifying a deep
+#: expression is slow and sympy recurses on its depth.
+SYMBOLIC_MAX_NODES = 200
+
+
 def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | None = None, backend=None,
             random_inputs: bool = False, seed: int = 0, dims: dict | None = None) -> dict:
-    """The steps of the backward pass, as data (`to_text` and `to_json` format them)."""
+    """The steps of the backward pass, as data (`to_text` and `to_json` format them).
+
+    Linear in the graph's size: one forward run, one run of the gradient graph, and at most
+    2 * DETAIL steps in full per pass (a long chain's middle becomes one `omitted` step).
+    """
     first = api.gradient(graph, wrt, of)
     targets = list(first.wrt)
     # every differentiated node also a target, so no contribution is pruned as dead (one that
@@ -53,21 +67,11 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
     grads = interp.execute(gg, inputs, wanted, **run)
     types = types_of(graph)
     live = graph.ancestors([loss])
-    steps: list[dict] = []
-    for name in graph.names():
-        if name in live and not is_literal(graph.tensors.get(name)):
-            steps.append(_forward_step(graph, name, values, types, loss))
+    forward = [n for n in graph.names() if n in live and not is_literal(graph.tensors.get(n))]
+    steps = [_forward_step(graph, n, values, types, loss) if n is not None else _omitted(graph, m, "forward")
+             for n, m in _summarised(forward)]
     steps.append({"kind": "seed", "name": loss, "text": f"d{loss}/d{loss}", "value": 1.0})
-    seen: dict[str, int] = {}
-    for node in reversed(list(graph.nodes.values())):
-        if node.name not in contribs:
-            continue
-        steps.append(_backprop_step(graph, node, values, grads, contribs, total, types, loss))
-        for inp in dict.fromkeys(node.inputs):
-            parts = contribs.get(inp, [])
-            seen[inp] = seen.get(inp, 0) + sum(1 for c, _ in parts if c == node.name)
-            if len(parts) > 1 and seen[inp] == len(parts):
-                steps.append(_sum_step(inp, parts, grads, total, graph, loss))
+    steps += _backward_steps(graph, values, grads, (loss, contribs, total), types)
     for w in targets:
         parts = contribs.get(w, [])
         steps.append({"kind": "result", "name": w, "text": f"d{loss}/d{w}", "value": grads[out_of[w]],
@@ -75,6 +79,58 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
                       "note": None if parts else f"{loss} does not depend on {w}"})
     steps.append(symbolic(graph, loss, targets, values, {w: grads[out_of[w]] for w in targets}))
     return {"graph": graph.name, "path": graph.path, "loss": loss, "wrt": targets, "steps": steps}
+
+
+def _summarised(names: list[str]) -> list[tuple[str | None, list[str]]]:
+    """(name, []) for each name shown in full and (None, middle) once for a long list's middle."""
+    if len(names) <= 2 * DETAIL + 1:
+        return [(n, []) for n in names]
+    middle = names[DETAIL:-DETAIL]
+    return [(n, []) for n in names[:DETAIL]] + [(None, middle)] + [(n, []) for n in names[-DETAIL:]]
+
+
+def _omitted(graph: Graph, names: list[str], phase: str, values=None) -> dict:
+    ops = Counter(graph.nodes[n].op if n in graph.nodes else graph.tensors[n].kind for n in names)
+    step = {"kind": "omitted", "phase": phase, "count": len(names), "first": names[0], "last": names[-1],
+            "ops": dict(ops.most_common())}
+    if values is not None:
+        step["upstream"] = [values[0], values[1]]
+    return step
+
+
+def _backward_steps(graph: Graph, values, grads, gradient: tuple, types) -> list[dict]:
+    """Each node's backprop step in reverse order, and the fan-out sums where they complete;
+    `gradient` is (loss, contributions, totals) of the gradient graph that `grads` ran."""
+    loss, contribs, total = gradient
+    by_consumer: dict[str, dict[str, list[str]]] = {}  # node -> its input -> its contribution nodes
+    for inp, parts in contribs.items():
+        for who, c in parts:
+            by_consumer.setdefault(who, {}).setdefault(inp, []).append(c)
+    order = [node for node in reversed(list(graph.nodes.values())) if node.name in contribs]
+    steps: list[dict] = []
+    seen: dict[str, int] = {}
+    for name, middle in _summarised([node.name for node in order]):
+        if name is None:
+            ups = (grads[total[middle[0]]], grads[total[middle[-1]]])
+            steps.append(_omitted(graph, middle, "backward", ups))
+            hidden = middle
+        else:
+            node = graph.nodes[name]
+            mine = {k: list(v) for k, v in by_consumer.get(name, {}).items()}
+            steps.append(_backprop_step(graph, node, values, grads, mine, total, types, loss))
+            hidden = [name]
+        sums = 0
+        for consumer in hidden:
+            for inp in dict.fromkeys(graph.nodes[consumer].inputs):
+                parts = contribs.get(inp, [])
+                seen[inp] = seen.get(inp, 0) + len(by_consumer.get(consumer, {}).get(inp, ()))
+                if len(parts) > 1 and seen[inp] == len(parts):
+                    sums += 1
+                    if name is not None:
+                        steps.append(_sum_step(inp, parts, grads, total, graph, loss))
+        if name is None:
+            steps[-1]["sums"] = sums  # fan-outs completed inside the omitted part
+    return steps
 
 
 def _forward_step(graph: Graph, name: str, values, types, loss: str) -> dict:
@@ -94,14 +150,13 @@ def _shape(t: TensorType) -> list:
     return [d.to_json() for d in t.shape]
 
 
-def _backprop_step(graph: Graph, node: Node, values, grads, contribs, total, types, loss: str) -> dict:
+def _backprop_step(graph: Graph, node: Node, values, grads, mine: dict[str, list[str]], total, types,
+                   loss: str) -> dict:
+    """One node's step; `mine` maps each input to this node's contribution nodes for it (consumed)."""
     g = grads[total[node.name]]
     scalar = types[node.name].rank == 0 and all(types[i].rank == 0 for i in node.inputs)
     local = _local_partials(graph, node, values) if scalar else None
     ins = []
-    mine: dict[str, list[str]] = {}
-    for consumer_of, parts in contribs.items():
-        mine[consumer_of] = [c for who, c in parts if who == node.name]
     for k, inp in enumerate(node.inputs):
         if not mine.get(inp):
             continue
@@ -209,6 +264,8 @@ def symbolic(graph: Graph, loss: str, wrt: list[str], values, grads) -> dict:
     live = graph.ancestors([loss])
     if any(types[n].rank != 0 for n in live):
         return {"kind": "symbolic", "note": "none (the graph has tensor values)"}
+    if sum(1 for n in live if n in graph.nodes) > SYMBOLIC_MAX_NODES:
+        return {"kind": "symbolic", "note": f"skipped (the loss depends on more than {SYMBOLIC_MAX_NODES} nodes)"}
     try:
         import sympy as sp
     except ImportError:
@@ -235,7 +292,8 @@ def symbolic(graph: Graph, loss: str, wrt: list[str], values, grads) -> dict:
             continue
         d = sp.simplify(sp.diff(expr[loss], sp.Symbol(w, real=True)))
         value = float(sp.N(d.subs(subs)))
-        agree = bool(np.isclose(value, float(np.asarray(grads[w])), rtol=1e-6, atol=1e-9, equal_nan=True))
+        # a target the loss does not read may be a tensor (its gradient is all zeros): compare elementwise
+        agree = bool(np.all(np.isclose(value, np.asarray(grads[w], dtype=float), rtol=1e-6, atol=1e-9, equal_nan=True)))
         out["gradients"].append({"name": w, "expr": str(d), "value": value, "agrees": agree})
     return out
 
@@ -264,9 +322,28 @@ def _nested(x) -> str:
     return "[" + ", ".join(_nested(v) for v in x) + "]" if isinstance(x, list) else num(x)
 
 
+#: A sum of more parts than this is printed with its first and last few parts only.
+PARTS_SHOWN = 8
+
+
 def _parts_text(parts) -> str:
-    return " + ".join(f"{_val(p['value'])} (via {p['via']})" if np.size(p["value"]) <= 4 else f"(via {p['via']})"
-                      for p in parts)
+    def one(p) -> str:
+        return f"{_val(p['value'])} (via {p['via']})" if np.size(p["value"]) <= 4 else f"(via {p['via']})"
+
+    if len(parts) <= PARTS_SHOWN:
+        return " + ".join(map(one, parts))
+    half = PARTS_SHOWN // 2
+    return " + ".join([*map(one, parts[:half]), f"... ({len(parts) - 2 * half} more)", *map(one, parts[-half:])])
+
+
+def _omitted_text(s: dict, loss: str) -> list[str]:
+    ops = ", ".join(f"{op} x{n}" for op, n in s["ops"].items())
+    if s["phase"] == "forward":
+        return [f"  ... {s['count']} more values, {s['first']} to {s['last']} ({ops}), not shown"]
+    sums = f", {s['sums']} fan-out sums" if s.get("sums") else ""
+    up = s["upstream"]
+    return ["", f"  ... {s['count']} more nodes, {s['first']} back to {s['last']} ({ops}{sums}), each as above;",
+            f"      d{loss}/d{s['first']} = {_val(up[0])} ... d{loss}/d{s['last']} = {_val(up[1])}"]
 
 
 def to_text(doc: dict) -> str:
@@ -274,8 +351,11 @@ def to_text(doc: dict) -> str:
     loss = doc["loss"]
     lines = [f"{doc['graph'] or doc['path']}: gradients of {loss} with respect to {', '.join(doc['wrt'])}", "",
              "Forward pass, in dependency order:"]
+    results = False
     for s in doc["steps"]:
         k = s["kind"]
+        if k == "omitted":
+            lines += _omitted_text(s, loss)
         if k == "forward":
             shape = "" if not s["shape"] else f"  {format_shape(s['shape'])}"
             body = s["name"] + (f" = {s['expr']}" if s["expr"] else "")
@@ -292,8 +372,9 @@ def to_text(doc: dict) -> str:
             lines += ["", f"  fan-out at {s['name']} (used by {uses}): {s['text']} = {_parts_text(s['parts'])} = "
                       f"{_val(s['value'])}"]
         elif k == "result":
-            if not any(x["kind"] == "result" for x in doc["steps"][:doc["steps"].index(s)]):
+            if not results:
                 lines += ["", "Gradients:"]
+                results = True
             parts = f"{_parts_text(s['parts'])} = " if s["parts"] else ""
             note = f"   ({s['note']})" if s["note"] else ""
             lines.append(f"  {s['text']} = {parts}{_val(s['value'])}{note}")

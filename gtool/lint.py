@@ -2,7 +2,8 @@
 
 Two passes over a graph:
 
-1. Patterns. Every stability rule of `gtool.rewrite` is matched (not applied) at every node;
+1. Patterns. Every stability rule of `gtool.rewrite` is matched (not applied) at every node
+   over a read-only `GraphView` (lint imports the rules and the matcher, never the engine);
    each match is an `error` naming the rule that fixes it and the concrete risk at the
    node's dtype (exp overflows above ~88.7 in float32 and ~709.8 in float64, ...).
 2. Hazards. Intervals are propagated through the graph in topological order (declared
@@ -23,12 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .builder import GraphBuilder
 from .errors import Diagnostic, GraphError
 from .intervals import UNKNOWN, Info, Interval, call_rule
 from .ir import Graph
 from .ops.registry import get_op
-from .rewrite.rules import EXP_MAX, STABILITY
+from .rewrite.base import EXP_MAX
+from .rewrite.pattern import GraphView
+from .rewrite.stability import STABILITY
 from .validate import check_file
 
 SEVERITY_RANK = {"warning": 1, "error": 2}
@@ -104,9 +106,30 @@ def bounds(graph: Graph) -> dict[str, Bound]:
             out[name] = Bound(UNKNOWN, sources | {f"<{node.op}>"})
             continue
         info = Info(types[name].dtype, tuple(_shape(types[i]) for i in node.inputs))
-        interval = call_rule(op.interval, [b.interval for b in ins], op.full_attrs(node.attrs), info)
+        interval = rule_interval(op.interval, [b.interval for b in ins], op.full_attrs(node.attrs), info)
         out[name] = Bound(_refine(graph, node, interval), sources)
     return out
+
+
+def rule_interval(rule, bounds: list[Interval], attrs: dict, info: Info) -> Interval:
+    """An op's interval rule, with the ends rounded outward to the result's dtype.
+
+    Rules compute their ends in float64; a float32 op rounds (or overflows) in float32, so
+    its value can lie a float32 rounding outside the float64 ends (a product of 2.6e38 and 2
+    is inf in float32, not 5.2e38). Rounding lo down and hi up to float32 (past its largest
+    value: to -inf / inf) keeps the interval sound; float64 ends are the op's own roundings.
+    """
+    lo, hi = call_rule(rule, bounds, attrs, info)
+    if info.dtype in ("float32", "float16"):
+        dt = np.dtype(info.dtype).type
+        with np.errstate(over="ignore"):
+            lo32, hi32 = dt(lo), dt(hi)
+        if float(lo32) > lo:
+            lo32 = np.nextafter(lo32, dt(-np.inf))
+        if float(hi32) < hi:
+            hi32 = np.nextafter(hi32, dt(np.inf))
+        lo, hi = float(lo32), float(hi32)
+    return lo, hi
 
 
 def _max_of(graph: Graph, name: str, x: str):
@@ -192,13 +215,13 @@ def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
     report = LintReport(path)
     types = types_of(graph)
     bound = bounds(graph)
-    ws = GraphBuilder(graph)  # read-only here: the rules' patterns match on it, nothing is built
+    view = GraphView(graph)
     covered: set[str] = set()
     for node in graph.nodes.values():
         for rule in STABILITY:
             if node.op not in rule.roots:
                 continue
-            m = rule.match(ws, node)
+            m = rule.match(view, node)
             if m is None:
                 continue
             covered.update(m.interior)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,9 @@ class FileReport:
 
 
 def expand_paths(args) -> list[str]:
-    """Files named, and every graph file below each directory (hidden folders and *.inputs.* skipped)."""
+    """Files named, and every graph file below each directory (hidden folders, *.inputs.* and
+    anything that is not a regular file skipped). A file named explicitly is kept whatever it
+    is: loading refuses a non-regular one with a clear error."""
     out: list[str] = []
     for arg in args:
         p = Path(arg)
@@ -54,7 +57,8 @@ def expand_paths(args) -> list[str]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for f in sorted(files):
                     if f.endswith(GRAPH_SUFFIXES) and not f.endswith(DATA_SUFFIXES) and not f.startswith("."):
-                        found.append(str(Path(root) / f))
+                        if _regular_or_broken(Path(root) / f):
+                            found.append(str(Path(root) / f))
             if not found:  # checking nothing must not pass a CI job silently
                 raise UsageError("usage", f"no graph files (*.yaml, *.yml, *.json) under {arg}")
             out.extend(sorted(found))
@@ -63,6 +67,16 @@ def expand_paths(args) -> list[str]:
         else:
             raise UsageError("usage", f"no such file or directory: {arg}")
     return out
+
+
+def _regular_or_broken(path: Path) -> bool:
+    """Whether a file found in a folder is checked: a regular file (a FIFO, socket or device
+    named *.yaml is skipped: opening a FIFO waits for a writer forever), or a path that cannot
+    be examined (a broken link), which loading then reports."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
 
 
 def check_graph(graph: Graph, dim_values: dict[str, int] | None = None) -> tuple[Inference, list, list]:

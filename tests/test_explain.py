@@ -211,3 +211,78 @@ def test_a_contribution_that_only_feeds_stop_gradient(load_text):
     assert r["x"] == pytest.approx(3 * 2 + 3)  # s (held fixed) + y
     assert r["y"] == pytest.approx(2.0)
     assert "no gradient flows through stop_gradient" in ex.to_text(doc)
+
+
+# long chains (issue 10: explain on a 20,000-node chain ran past a minute) --------------------------
+
+
+def _chain(tmp_path, n: int, factor: float = 0.99) -> Path:
+    lines = ["gtool: 1", "inputs:", "  x: {shape: [], value: 1.5}", "nodes:"]
+    prev = "x"
+    for i in range(n):
+        lines.append(f"  h{i}: {prev} * {factor}")
+        prev = f"h{i}"
+    lines += [f"  L: {prev} * 1.0", "outputs: [L]", "loss: L"]
+    path = tmp_path / f"chain{n}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _counted(monkeypatch) -> dict[str, int]:
+    """Count the runs explain makes: one-node VJPs (`_local_partials`) and graph executions."""
+    calls = {"local": 0, "execute": 0}
+    local, execute = ex._local_partials, ex.interp.execute
+
+    def counting_local(*a, **k):
+        calls["local"] += 1
+        return local(*a, **k)
+
+    def counting_execute(*a, **k):
+        calls["execute"] += 1
+        return execute(*a, **k)
+
+    monkeypatch.setattr(ex, "_local_partials", counting_local)
+    monkeypatch.setattr(ex.interp, "execute", counting_execute)
+    return calls
+
+
+@pytest.mark.parametrize("n", [120, 400])
+def test_a_long_chain_is_summarised_with_a_bounded_number_of_runs(tmp_path, monkeypatch, n):
+    calls = _counted(monkeypatch)
+    doc = ex.explain(gtool.load(_chain(tmp_path, n)), None)
+    # the same work for 120 and 400 nodes: 2 * DETAIL steps in full, whatever the length
+    assert calls["local"] == 2 * ex.DETAIL
+    assert calls["execute"] == 2 * ex.DETAIL + 2  # plus the forward run and the gradient graph's
+    kinds = [s["kind"] for s in doc["steps"]]
+    assert kinds.count("backprop") == 2 * ex.DETAIL and kinds.count("forward") == 2 * ex.DETAIL
+    back = step(doc, "omitted", phase="backward")
+    assert back["count"] == n + 1 - 2 * ex.DETAIL and back["ops"] == {"mul": back["count"]}
+    # the numbers are still the gradient graph's: dL/dx = 0.99^n, and dL/dh_k = 0.99^(n-1-k)
+    np.testing.assert_allclose(results(doc)["x"], 0.99 ** n, rtol=1e-12)
+    k = int(back["first"][1:])
+    np.testing.assert_allclose(back["upstream"][0], 0.99 ** (n - 1 - k), rtol=1e-12)
+    text = ex.to_text(doc)
+    assert f"... {back['count']} more nodes, {back['first']} back to {back['last']} (mul x{back['count']})" in text
+    assert ("Closed form: skipped" in text) == (n > ex.SYMBOLIC_MAX_NODES)
+
+
+def test_a_chain_just_short_enough_is_shown_in_full(tmp_path, monkeypatch):
+    calls = _counted(monkeypatch)
+    n = 2 * ex.DETAIL  # n + 1 backprop steps (L too): the longest backward pass shown whole
+    doc = ex.explain(gtool.load(_chain(tmp_path, n)), None)
+    assert not [s for s in doc["steps"] if s["kind"] == "omitted" and s["phase"] == "backward"]
+    assert calls["local"] == n + 1
+    n += 1  # the near miss: one more node, and the middle is summarised
+    doc = ex.explain(gtool.load(_chain(tmp_path, n)), None)
+    assert step(doc, "omitted", phase="backward")["count"] == n + 1 - 2 * ex.DETAIL
+
+
+def test_a_wide_fan_out_sum_is_printed_short(tmp_path):
+    terms = " + ".join(f"w * {k}" for k in range(1, 21))  # dL/dw = 1 + 2 + ... + 20 = 210
+    path = tmp_path / "fan.yaml"
+    path.write_text(f"gtool: 1\ninputs:\n  w: {{shape: [], value: 2.0}}\nnodes:\n  L: {terms}\noutputs: [L]\nloss: L\n")
+    doc = ex.explain(gtool.load(path), None)
+    assert float(results(doc)["w"]) == 210.0
+    text = ex.to_text(doc)
+    line = next(t for t in text.splitlines() if t.startswith("  dL/dw = "))
+    assert "... (12 more) + " in line and line.endswith("= 210")

@@ -391,3 +391,110 @@ def test_an_infinite_derivative_is_reported_as_a_singular_point_not_a_wrong_rule
     assert not res.passed
     assert "infinite at element [0]" in res.message
     assert res.culprit is None
+
+
+# the tolerance, pinned from both sides (docs/grad-check.md, "How close is close enough") -----------------
+
+NEAR = """gtool: 1
+inputs:
+  x: [6]
+nodes:
+  L: sum(sin(OP(x)))
+outputs: [L]
+loss: L
+"""
+X_NEAR = np.array([0.3, -0.7, 1.1, 0.45, -1.3, 0.8])
+
+
+def _cube_off_by(rel: float, name: str) -> str:
+    """Register `name`: x^3 with a right JVP and a VJP (1 + rel) times the truth."""
+    from gtool.ops.registry import OpDef, register
+
+    def vjp(b, node, g):
+        return [b("mul", g, b("mul", b.const(3.0 * (1.0 + rel)), b("square", node.inputs[0])))]
+
+    def jvp(b, node, ts):
+        return None if ts[0] is None else b("mul", ts[0], b("mul", b.const(3.0), b("square", node.inputs[0])))
+
+    register(OpDef(name, 1, lambda ctx, types, attrs: types[0], lambda x: x ** 3, vjp=vjp, jvp=jvp,
+                   doc=f"x^3 whose VJP is off by {rel:g} (relative)", plugin=__file__))
+    return name
+
+
+def _near(load_text, rel: float, name: str) -> gtool.Graph:
+    return load_text(NEAR.replace("OP", _cube_off_by(rel, name)))
+
+
+@pytest.mark.parametrize("how", [{}, {"mode": "fast"}, {"mode": "fast", "directions": 1}, {"against": "forward"}],
+                         ids=["full", "fast", "fast-1", "forward"])
+def test_a_vjp_five_parts_in_ten_thousand_off_fails(load_text, how):
+    """0.05% is 50 times the float64 rtol (1e-5): every mode must fail it, and name the op.
+    A pass rule loosened 100x (rtol 1e-3) would let it through."""
+    r, = gtool.grad_check(_near(load_text, 5e-4, "cube_near"), {"x": X_NEAR}, **how)
+    assert not r.passed, r.to_json()
+    assert r.max_rel_error == pytest.approx(5e-4, rel=0.05)  # the error is measured, not guessed
+    assert r.culprit is not None and r.culprit.op == "cube_near"
+
+
+def test_the_tolerance_is_what_the_docs_say():
+    """The documented numbers: a change here must come with docs/grad-check.md."""
+    f64, f32 = gradcheck.DEFAULTS["float64"], gradcheck.DEFAULTS["float32"]
+    assert (f64.eps, f64.rtol, f64.atol) == (1e-6, 1e-5, 1e-8)
+    assert (f32.eps, f32.rtol, f32.atol) == (1e-3, 1e-2, 1e-3)
+    assert gradcheck.FORWARD_RTOL == 1e-12
+    assert gradcheck.compare.ROUNDING == 16
+
+
+@pytest.mark.parametrize("how", [{}, {"mode": "fast"}], ids=["full", "fast"])
+def test_rounding_level_differences_pass(load_text, how):
+    """A VJP that differs from the truth by 1e-9 relative (reassociated arithmetic, a
+    rounded constant) is right for every purpose finite differences can judge: it passes.
+    Forward mode, exact up to rounding (rtol 1e-12), still sees it."""
+    g = _near(load_text, 1e-9, "cube_rounded")
+    r, = gtool.grad_check(g, {"x": X_NEAR}, **how)
+    assert r.passed and r.max_rel_error < 1e-7, r.to_json()
+    r, = gtool.grad_check(g, {"x": X_NEAR}, against="forward")
+    assert not r.passed and 5e-10 < r.max_rel_error < 2e-9
+
+
+def test_truncation_error_of_a_correct_rule_passes(load_text):
+    """sin(3000 x) at |x| ~ 5: the step is h = 1e-6 |x|, and the central difference's
+    truncation error h^2 |f'''| / (6 |f'|) = (3000 h)^2 / 6 is ~5e-5 of the derivative (~3e-6
+    after the curvature refinement at h/4). The rule is right and must pass; an rtol
+    tightened 10x (1e-6) would fail it."""
+    g = load_text("gtool: 1\ninputs:\n  x: [4]\nnodes:\n  L: sum(sin(3000 * x))\noutputs: [L]\nloss: L\n")
+    x = np.array([3.3, -4.1, 5.7, 6.05])
+    r, = gtool.grad_check(g, {"x": x})
+    assert r.passed and 1e-6 < r.max_rel_error < 5e-6, r.to_json()
+    tight, = gtool.grad_check(g, {"x": x}, rtol=1e-6, localise=False)
+    assert not tight.passed  # the error is real truncation error: the rtol is what absorbs it
+
+
+def test_rounding_noise_of_a_large_loss_passes(load_text):
+    """L = 1e6 + sum(x²): the difference L(x+h) - L(x-h) loses ~1e6 * 1.1e-16 / 1e-6 = 1e-4
+    of the derivative (about 2) to rounding, 5e-5 relative, more than rtol. The noise term
+    (16 ulp(|L|) / h) absorbs it; without it a right rule fails, and a VJP 0.05% off still
+    fails with it (the noise allows ~3.5e-3 absolute: only errors below that hide)."""
+    g = load_text("gtool: 1\ninputs:\n  x: [5]\nnodes:\n  L: 1000000 + sum(x * x)\noutputs: [L]\nloss: L\n")
+    x = np.array([0.9, -1.1, 1.3, 0.7, -0.95])
+    r, = gtool.grad_check(g, {"x": x})
+    assert r.passed, r.to_json()
+    assert r.max_abs_error > 1e-6  # the noise is really there: the term is needed
+
+
+def test_float32_checks_see_five_percent_not_five_hundredths(load_text):
+    """float32 keeps about three digits (rtol 1e-2): a rule 5% off fails, 0.05% off passes
+    (which is why checks run in float64 by default)."""
+    r, = gtool.grad_check(_near(load_text, 5e-2, "cube_far32"), {"x": X_NEAR}, dtype="float32", localise=False)
+    assert not r.passed
+    r, = gtool.grad_check(_near(load_text, 5e-4, "cube_near32"), {"x": X_NEAR}, dtype="float32")
+    assert r.passed
+
+
+def test_order_two_refines_strong_curvature_and_passes(load_text):
+    """Order 2 on sin(300 x): the gradient's one-sided differences disagree by curvature,
+    which sends every direction through the refinement at a quarter of the step; the refined
+    difference must still match H d (a refinement at a wrong step would not)."""
+    g = load_text("gtool: 1\ninputs:\n  x: [3]\nnodes:\n  L: sum(sin(300 * x))\noutputs: [L]\nloss: L\n")
+    r, = gtool.grad_check(g, {"x": np.array([0.31, -0.52, 0.77])}, order=2)
+    assert r.passed and r.max_rel_error < 1e-5 and r.kinks == 0, r.to_json()

@@ -234,3 +234,19 @@ def test_unknown_interval_rules_fail_open():
 
     assert call_rule(broken, [(0.0, 1.0)], {}, Info()) == UNKNOWN
     assert call_rule(lambda b, a: (b[0][0] - 1, b[0][1] + 1), [(0.0, 1.0)], {}, Info()) == (-1.0, 2.0)
+
+
+def test_lint_does_not_import_the_rewrite_engine():
+    """lint matches the stability rules' patterns; rewriting itself (the engine, the checks
+    that `--verify` runs) must not load with it (docs/architecture.md's layering)."""
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import sys, gtool.lint; from gtool.lint import lint_file; "
+            "lint_file(sys.argv[1]); print(sorted(m for m in sys.modules if m.startswith('gtool.rewrite')))")
+    out = subprocess.run([sys.executable, "-c", code, str(NAIVE)], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout
+    loaded = set(ast.literal_eval(out))
+    assert "gtool.rewrite.stability" in loaded  # the patterns were matched
+    assert not loaded & {"gtool.rewrite.engine", "gtool.rewrite.checks"}, loaded

@@ -180,8 +180,12 @@ def test_hostile_file_paths_in_titles_and_diff_labels(tmp_path, capsys):
 def test_cli_names_with_terminal_escapes_do_not_reach_stdout_raw(tmp_path):
     """`render` writes DOT to the terminal: an ANSI escape in a doc or name arrives as text."""
     p = tmp_path / "g.yaml"
-    p.write_text('gtool: 1\nname: "\\e[2J\\e]0;owned\\a"\ndoc: "\\e[31m"\ninputs:\n  x: {shape: [], value: 1.0, doc: "\\e[5m"}\n'
-                 "nodes:\n  y: x * 2\noutputs: [y]\n")
+    body = 'inputs:\n  x: {shape: [], value: 1.0, doc: "\\e[5m\\e[2J\\e]0;owned\\a"}\nnodes:\n  y: x * 2\noutputs: [y]\n'
+    p.write_text('gtool: 1\nname: "\\e[2J\\e]0;owned\\a"\n' + body)  # the loader refuses such a name (bad-name)
+    done = subprocess.run([sys.executable, "-m", "gtool", "render", str(p)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1 and "[bad-name]" in done.stdout + done.stderr
+    assert "\x1b" not in done.stdout + done.stderr and "\x07" not in done.stdout + done.stderr
+    p.write_text('gtool: 1\nname: demo\ndoc: "\\e[31m"\n' + body)  # a doc may hold them: escaped on output
     done = subprocess.run([sys.executable, "-m", "gtool", "render", str(p)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout and "\x07" not in done.stdout

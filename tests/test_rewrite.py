@@ -446,7 +446,7 @@ def test_cli_list_and_verify(capsys, monkeypatch):
     assert all(v["passed"] and {"rule", "node", "line", "message"} <= set(v) for v in doc["verify"])
 
     import gtool.rewrite as rw
-    from gtool.rewrite.verify import Check
+    from gtool.rewrite.checks import Check
 
     monkeypatch.setattr(rw, "verify", lambda applied, **kw: [Check(a, False, "broken") for a in applied])
     code, out, _ = run_cli(capsys, "rewrite", str(NAIVE), "--verify")
@@ -456,6 +456,6 @@ def test_cli_list_and_verify(capsys, monkeypatch):
 def test_verify_works_without_mpmath(monkeypatch):
     import sys
 
-    monkeypatch.setattr(sys.modules["gtool.rewrite.verify"], "have_mpmath", lambda: False)
+    monkeypatch.setattr(sys.modules["gtool.rewrite.checks"], "have_mpmath", lambda: False)
     c = verify(rewrite(load("log1p"), record=True).applied, samples=20, extreme_samples=20)[0]
     assert c.passed and c.details["reference"] == "longdouble" and c.details["original_inaccurate"] == 20

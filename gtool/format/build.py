@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 import numpy as np
 
@@ -21,6 +22,10 @@ from .expr import parse_expression
 from .schema import SCHEMA_PATH, leaves, schema, schema_errors  # noqa: F401 (re-exported)
 
 # The names gtool generates: shorthand intermediates (__<owner>_<n>) and autodiff/rewrite names.
+#: A name, as the schema's pattern says (fullmatch: no final newline; ASCII only, so two names
+#: never differ only by Unicode normalisation).
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # as jsonschema applies the pattern (re.search)
 GENERATED = re.compile(r"__(grad|tan|bwd|c|rw)_\w+|__[A-Za-z_]\w*_\d+")
 SECTIONS = ("inputs", "params", "constants")
 KIND = {"inputs": "input", "params": "param", "constants": "constant"}
@@ -66,6 +71,7 @@ class Builder:
                 continue
             for leaf in leaves(e):
                 found.append(self.schema_diag(prefix + list(leaf.absolute_path), leaf))
+        found += self.name_diags()
         version = self.data.get("gtool")
         if "gtool" in self.data and (type(version) is not int or version != 1):
             found.append(self._diag("bad-version", f"unsupported format version {version!r}: this gtool reads "
@@ -73,6 +79,24 @@ class Builder:
         found.sort(key=lambda d: (d.line or 0, d.column or 0))
         self.diags.extend(found)
         return not found
+
+    def name_diags(self) -> list[Diagnostic]:
+        """Names the schema's pattern lets through: `x\\n` (a JSON Schema `$` is the end of the
+        text, but the Python regex engine that checks it also lets `$` match before a final
+        newline), and a graph `name` holding control characters (an ANSI escape sequence
+        would reach the terminal, a newline would break every one-line report)."""
+        out = []
+        for section in ("dims", *SECTIONS, "nodes"):
+            entries = self.data.get(section)
+            for name in entries if isinstance(entries, dict) else ():
+                if _NAME.fullmatch(name) is None and _SCHEMA_NAME.search(name):  # else the schema said it
+                    out.append(self._diag("bad-name", f"'{shown(name)}' is not a valid name: use letters, digits "
+                                          "and _, not starting with a digit", f"/{section}/{_escape(name)}", shown(name)))
+        title = self.data.get("name")
+        if isinstance(title, str) and not all(c.isprintable() or c == " " for c in title):
+            out.append(self._diag("bad-name", f"the graph's name '{shown(title)}' holds control or unprintable "
+                                  "characters; a name is one line of printable text (put the rest in doc)", "/name"))
+        return out
 
     def schema_diag(self, path: list, e) -> Diagnostic:
         """One schema violation as a located diagnostic with the most specific code we know.
@@ -91,15 +115,21 @@ class Builder:
             if extra:
                 pointer += "/" + _escape(extra[0])
                 allowed = ", ".join(e.schema.get("properties", {})) or "none"
-                message = f"unknown key '{extra[0]}' (allowed here: {allowed})"
+                message = f"unknown key '{shown(extra[0])}' (allowed here: {allowed})"
         elif v == "required":
             message = f"missing required key: {e.message.split(' is a required')[0]}"
         elif "propertyNames" in e.absolute_schema_path:
             code = "bad-name"
             if isinstance(e.instance, str):
                 pointer += "/" + _escape(e.instance)
-                node = node or e.instance
-                message = f"'{e.instance}' is not a valid name: use letters, digits and _, not starting with a digit"
+                node = shown(node or e.instance)
+                message = f"'{shown(e.instance)}' is not a valid name: use letters, digits and _, not starting with a digit"
+        elif v == "pattern" and isinstance(e.instance, str):  # a name in outputs, loss, inputs: [...]
+            code = "bad-name"
+            message = f"'{shown(e.instance)}' is not a valid name: use letters, digits and _, not starting with a digit"
+            folded = unicodedata.normalize("NFKC", e.instance)
+            if folded != e.instance and _NAME.fullmatch(folded):
+                message += f" (names are ASCII: this is not '{folded}', it only looks like it)"
         elif in_shape or (len(path) == 2 and path[0] == "dims"):
             code = "bad-dim"
             what = f"dim '{path[1]}'" if path[0] == "dims" else "a dim"
@@ -278,7 +308,7 @@ class Builder:
         if op is None:
             near = did_you_mean(node.op, REGISTRY)
             hint = f"did you mean '{near}'?" if near else "if it comes from a plugin, load it with --plugin FILE.py"
-            self.error("unknown-op", f"unknown op '{node.op}'", ptr + ("/op" if explicit else ""), owner,
+            self.error("unknown-op", f"unknown op '{shown(node.op)}'", ptr + ("/op" if explicit else ""), owner,
                        hint=hint + ("" if not near else " (or load the plugin that defines it with --plugin)"))
             return False
         n = len(node.inputs)
@@ -296,7 +326,7 @@ class Builder:
             if spec is None:
                 near = _ATTR_ALIASES.get(key) if _ATTR_ALIASES.get(key) in op.attrs else did_you_mean(key, op.attrs)
                 allowed = ", ".join(op.attrs) or "none"
-                self.error("bad-attr", f"{node.op} has no attr '{key}' (its attrs: {allowed})",
+                self.error("bad-attr", f"{node.op} has no attr '{shown(key)}' (its attrs: {allowed})",
                            ptr + (f"/attrs/{key}" if explicit else ""), owner, op=node.op,
                            hint=f"did you mean '{near}'?" if near else None)
                 return False
@@ -364,19 +394,35 @@ class Builder:
 
     def name_ok(self, name: str, ptr: str, seen: dict, section: str) -> bool:
         if name.startswith("__") and not GENERATED.fullmatch(name):
-            self.error("reserved-name", f"'{name}': names starting with '__' are reserved for names gtool "
+            self.error("reserved-name", f"'{shown(name)}': names starting with '__' are reserved for names gtool "
                        "generates", ptr, name, hint=f"rename it, e.g. '{name.lstrip('_') or 'x'}'")
             return False
         if name in seen:
-            self.error("duplicate-name", f"'{name}' is declared in {seen[name]} and again in {section}", ptr, name)
+            self.error("duplicate-name", f"'{shown(name)}' is declared in {seen[name]} and again in {section}", ptr,
+                       name)
             return False
         seen[name] = section
         return True
 
-    def unknown(self, name: str, ptr: str, node: str | None, names) -> None:
-        near = did_you_mean(name, names)
-        self.error("unknown-name", f"unknown name '{name}'", ptr, node,
-                   hint=f"did you mean '{near}'?" if near else "declare it under inputs, params, constants or nodes")
+    def unknown(self, name, ptr: str, node: str | None, names) -> None:
+        if not isinstance(name, str):  # e.g. `outputs: [[x]]`, past a schema that allows it
+            name = str(name)
+        folded = unicodedata.normalize("NFKC", name)
+        if folded != name and folded in names:  # `ｘ` for `x`: refused, never the same name
+            hint = f"'{shown(name)}' is written with other characters than '{folded}'; names are ASCII"
+        else:
+            near = did_you_mean(name, names)
+            hint = f"did you mean '{near}'?" if near else "declare it under inputs, params, constants or nodes"
+        self.error("unknown-name", f"unknown name '{shown(name)}'", ptr, node, hint=hint)
+
+
+def shown(text: str) -> str:
+    """`text` for a message: control, format and unprintable characters (ANSI escapes, a
+    newline, a noncharacter) written as Python escapes, so a hostile name cannot act on the
+    terminal or break a one-line report; printable text, Unicode included, unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def _in_order(nodes: dict[str, Node], tensors: dict) -> bool:

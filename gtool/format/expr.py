@@ -11,7 +11,10 @@ back to it in errors and diagrams.
 from __future__ import annotations
 
 import ast
+import io
+import keyword
 import re
+import tokenize
 import warnings
 from dataclasses import dataclass, field
 
@@ -107,6 +110,7 @@ class _Parser:
         self.consts: list[ExprConst] = []
         self.encoded = b""
         self.lead = 0
+        self.renamed: dict[int, str] = {}  # offset -> keyword used as a name (see _parse_names)
 
     # -- errors ------------------------------------------------------------------------
 
@@ -166,9 +170,7 @@ class _Parser:
         except UnicodeError:
             raise self.error("the text is not valid Unicode") from None
         try:
-            with warnings.catch_warnings():  # "invalid escape sequence" in a string attr: not ours to print
-                warnings.simplefilter("ignore")
-                tree = ast.parse(src, mode="eval")
+            tree = self._parse_names(src)
         except SyntaxError as e:
             msg = e.msg or "invalid syntax"
             if e.lineno not in (None, 1):
@@ -192,6 +194,8 @@ class _Parser:
             raise self.error(str(e)) from None
         if len(src) > MAX_DEPTH:  # a shorter text cannot nest deeper than MAX_DEPTH
             self._check_depth(tree.body)
+        if not src.isascii():
+            self._check_normalised(tree)
         if "#" in src:
             self._check_comments(tree)
         root = tree.body
@@ -199,6 +203,54 @@ class _Parser:
         if name is not None:  # a bare name or number: the owner is identity of it
             self.nodes.append(ExprNode(self.owner, "identity", (name,), {}))
         return self.nodes, self.consts
+
+    def _parse_names(self, src: str) -> ast.Expression:
+        """`ast.parse`, then (if that fails) again with Python keywords as names.
+
+        A graph may name a tensor `lambda` or `in` (the format allows any identifier), but
+        Python's parser reads those as keywords. So when the text does not parse, each keyword
+        token is replaced by a placeholder of the same length (columns stay right) that no
+        user name can be, and `self.renamed` maps its offset back to the keyword. Text that
+        parses as written keeps Python's reading, so `a if c else b` is still refused with
+        its own message; if the second parse fails too, the first error is reported.
+        """
+        try:
+            return _ast_parse(src)
+        except SyntaxError as first:
+            swapped = _swap_keywords(src)
+            if swapped is None:
+                raise
+            text, renamed = swapped
+            self.renamed = {col + self.lead: word for col, word in renamed.items()}
+            try:
+                tree = _ast_parse(text)
+            except SyntaxError:
+                self.renamed = {}
+                raise first from None
+            self.encoded = text.encode("utf-8")
+            return tree
+
+    def ident(self, node: ast.AST, name: str) -> str:
+        """The name as written: a keyword placeholder (see `_parse_names`) maps back."""
+        if self.renamed:
+            return self.renamed.get(self._offset(node.col_offset), name)
+        return name
+
+    def _check_normalised(self, tree: ast.AST) -> None:
+        """Python NFKC-normalises identifiers, so `ｘ` (full-width) would silently mean `x`.
+        Names are ASCII, so an identifier written otherwise than Python reads it is refused."""
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                raw = self.encoded[node.col_offset : node.end_col_offset].decode("utf-8", "replace")
+                name = node.id
+            elif isinstance(node, ast.keyword) and node.arg is not None:
+                raw = self.encoded[node.col_offset :].split(b"=", 1)[0].decode("utf-8", "replace").strip()
+                name = node.arg
+            else:
+                continue
+            if raw != name:
+                raise self.at(node, f"'{raw}' is not a valid name: names are ASCII letters, digits and _ "
+                              f"(Python would read it as '{name}', which is a different name here)")
 
     def _check_comments(self, tree: ast.AST) -> None:
         """Python skips `# ...`; the grammar has no comments, so text there would be lost."""
@@ -256,7 +308,7 @@ class _Parser:
         (name or number) returns its name and the caller wraps it in identity.
         """
         if isinstance(node, ast.Name):
-            ident = node.id
+            ident = self.ident(node, node.id)
             if ident in _BOOL_NAMES:
                 return self.const(_BOOL_NAMES[ident])
             if ident in ("null", "None"):
@@ -332,6 +384,7 @@ class _Parser:
             raise self.at(func, "only an op name can be called: NAME(args)")
         if not _NAME.match(func.id):
             raise self.at(func, f"'{func.id}' is not a valid op name")
+        op = self.ident(func, func.id)
         inputs = []
         for arg in node.args:
             if isinstance(arg, ast.Starred):
@@ -341,10 +394,11 @@ class _Parser:
         for kw in node.keywords:
             if kw.arg is None:
                 raise self.at(kw, "unpacking (**a) is not supported")
-            if kw.arg in attrs:
-                raise self.at(kw, f"keyword '{kw.arg}' is given twice")
-            attrs[kw.arg] = self.attr(kw.value, kw.arg)
-        return self.emit(func.id, inputs, attrs, root)
+            arg = self.ident(kw, kw.arg)
+            if arg in attrs:
+                raise self.at(kw, f"keyword '{arg}' is given twice")
+            attrs[arg] = self.attr(kw.value, arg)
+        return self.emit(op, inputs, attrs, root)
 
     def attr(self, node: ast.AST, key: str) -> object:
         """An attr value as plain data; bare names and dim expressions become strings."""
@@ -360,6 +414,8 @@ class _Parser:
                 return _ATTR_NAMES[node.id]
             if _NAME.match(node.id):
                 return node.id
+            if self.renamed:
+                return self.ident(node, node.id)
         elif isinstance(node, ast.List):
             return [self.attr(e, key) for e in node.elts]
         elif isinstance(node, ast.BinOp) and _is_dim_expr(node):
@@ -369,6 +425,38 @@ class _Parser:
             f"attr '{key}' must be a number, true, false, null, a string, a list, a name "
             "or a dim expression (n + 1, 2 * b)",
         )
+
+
+def _ast_parse(src: str) -> ast.Expression:
+    with warnings.catch_warnings():  # "invalid escape sequence" in a string attr: not ours to print
+        warnings.simplefilter("ignore")
+        return ast.parse(src, mode="eval")
+
+
+#: Python keywords that a graph name may be (True, False and None parse as constants).
+_KEYWORDS = frozenset(keyword.kwlist) - {"True", "False", "None"}
+#: The placeholder letter: an identifier character that NFKC keeps and no ASCII name holds.
+_PLACEHOLDER = "\u03a9"
+
+
+def _swap_keywords(src: str) -> tuple[str, dict[int, str]] | None:
+    """`src` with each keyword token replaced by placeholder letters, and {offset: keyword};
+    None when it holds no keyword (or does not even tokenize)."""
+    found: list[tuple[int, str]] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            if tok.type == tokenize.NAME and tok.string in _KEYWORDS:
+                found.append((tok.start[1], tok.string))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return None
+    if not found:
+        return None
+    parts, last = [], 0
+    for col, word in found:
+        parts += [src[last:col], _PLACEHOLDER * len(word)]
+        last = col + len(word)
+    parts.append(src[last:])
+    return "".join(parts), dict(found)
 
 
 def _is_number(v: object) -> bool:

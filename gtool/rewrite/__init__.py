@@ -5,17 +5,30 @@
     result.graph, result.applied             # the new Graph, and what fired where
     checks = verify(rewrite(graph, record=True).applied)
 
-`rules.py` holds the rules (one class each, docstring = identity), `engine.py` the fixed
-point and the log, `pattern.py` the matcher, `verify.py` the per-rewrite contract checks.
+`stability.py` and `simplify.py` hold the rules (one class each, docstring = identity),
+`rules.py` the registry of them, `engine.py` the fixed point and the log, `pattern.py` the
+matcher, `checks.py` the per-rewrite contract checks (`verify`).
+
+The engine and the checks (which import autodiff and the executor) load on first use, so
+importing the rules or the matcher (as `lint` does) does not import the rewrite engine.
 """
 
 from __future__ import annotations
 
 from ..errors import UsageError, did_you_mean
 from ..ir import Graph
-from .engine import Applied, RewriteResult, run_rules
 from .rules import BY_NAME, EXPANSIONS, RULES, SIMPLIFY, STABILITY, Rule
-from .verify import Check, verify  # noqa: F401  (the function shadows the module name on purpose)
+
+_LAZY = {"Applied": "engine", "RewriteResult": "engine", "Check": "checks", "verify": "checks"}
+
+
+def __getattr__(name: str):
+    """`Applied`, `RewriteResult`, `Check` and `verify`, imported on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def select_rules(names: str | list[str] | None) -> list[Rule]:
@@ -31,12 +44,14 @@ def select_rules(names: str | list[str] | None) -> list[Rule]:
     return [r for r in RULES if r.name in wanted]
 
 
-def rewrite(graph: Graph, rules: str | list | None = None, *, expand: bool = False, record: bool = False) -> RewriteResult:
+def rewrite(graph: Graph, rules: str | list | None = None, *, expand: bool = False, record: bool = False):
     """Apply the rules (names, Rule objects, or None for all) to a fixed point.
 
     `expand` lowers logsumexp afterwards; `record` keeps, per application, the small
-    before/after graphs that `verify` runs.
+    before/after graphs that `verify` runs. Returns an `engine.RewriteResult`.
     """
+    from .engine import run_rules
+
     chosen = rules if rules and not isinstance(rules, str) and isinstance(rules[0], Rule) else select_rules(rules)
     return run_rules(graph, chosen, expand=expand, record=record)
 

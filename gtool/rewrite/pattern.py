@@ -9,6 +9,10 @@ tried, with backtracking, so `log(1 + x)` also matches `log(x + 1)`.
 
 Matching yields every consistent binding (a generator), so a rule can add conditions on
 attrs and types and take the first binding that satisfies them.
+
+Matching only reads. `GraphView` is the read-only view of a graph that rules match over
+(`lint` uses it); the engine's `Workspace` offers the same reading methods and also builds.
+Nothing here imports the engine or autodiff, so `lint` can match rules without them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..ir import Node, Tensor
+from ..ir import Graph, Node, Tensor, TensorType
+from ..ops.registry import get_op
+from ..shapes import ShapeCtx
 
 COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "equal"})
 
@@ -29,6 +35,36 @@ class View(Protocol):
 
     nodes: dict[str, Node]
     tensors: dict[str, Tensor]
+
+
+class GraphView:
+    """A read-only view of a graph for matching: nodes, tensors, inferred types, dim bindings.
+
+    Offers the reading half of the engine's workspace (`type`, `attrs`, `shape_of`, `ctx`),
+    which is all a rule's `match` uses; `build` is never called on it.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        from ..validate import types_of
+
+        types_of(graph)  # infers (and caches) the types, or raises the graph's errors
+        inf = graph.cache["inference"]
+        self.graph = graph
+        self.nodes: dict[str, Node] = dict(graph.nodes)
+        self.tensors: dict[str, Tensor] = dict(graph.tensors)
+        self.types: dict[str, TensorType] = dict(inf.types)
+        self.ctx = ShapeCtx(rigid=set(graph.dims))
+        self.ctx.bindings = dict(inf.ctx.bindings)
+        self.protected = set(graph.outputs) | ({graph.loss} if graph.loss else set())
+
+    def type(self, name: str) -> TensorType:
+        return self.types[name]
+
+    def attrs(self, node: Node) -> dict:
+        return get_op(node.op).full_attrs(node.attrs)
+
+    def shape_of(self, name: str) -> tuple:
+        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
 
 
 @dataclass(frozen=True)

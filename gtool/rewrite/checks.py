@@ -33,15 +33,18 @@ at the wide precision is the reference, and the report counts those samples (`_e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import autodiff, interp
 from ..errors import GraphError
 from ..ir import Graph, Node, Tensor, TensorType
-from .engine import Applied
 from .reference import evaluate, have_mpmath
 from .rules import BY_NAME
+
+if TYPE_CHECKING:
+    from .engine import Applied
 
 ACCURATE = 16.0  # ULP: "the original is accurate here"
 NO_WORSE = 2.0  # ULP: (b), values

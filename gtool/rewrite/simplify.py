@@ -1,0 +1,241 @@
+"""Simplification rules (CSE, constant folding, dead nodes, algebraic identities), which clean
+up and expose patterns the stability rules then match, and the `--expand` lowering of
+logsumexp for targets without that op.
+
+One class per rule; the docstring's first line is the identity it uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.registry import get_op
+from .base import Rule, X, reduced_axes
+from .pattern import Const, Match, either, op
+
+# simplification rules ---------------------------------------------------------------------------
+
+
+class CSE(Rule):
+    """f(a, b) computed twice = computed once (common-subexpression elimination)
+
+    A node with the same op, inputs and attrs as an earlier one reads the earlier one
+    instead. Scalar constants of equal value and type count as the same input. An output
+    that repeats another output is left (it keeps its own name).
+    """
+
+    name = "cse"
+    kind = "simplify"
+    example = ("a: exp(x)\nb: exp(x)", "b reads a")
+
+    def start_sweep(self, ws):
+        self.first: dict = {}
+        for name, node in ws.nodes.items():
+            self.first.setdefault(self._key(ws, node), name)
+
+    def _key(self, ws, node):
+        ins = []
+        for i in node.inputs:
+            t = ws.tensors.get(i)
+            if t is not None and t.kind == "constant" and t.value is not None and t.value.ndim == 0:
+                ins.append(("const", t.dtype, t.type.weak, t.value.item()))
+            else:
+                ins.append(i)
+        attrs = get_op(node.op).full_attrs(node.attrs)
+        return node.op, tuple(ins), repr(sorted(attrs.items()))
+
+    def match(self, ws, node):
+        if node.name in ws.protected:
+            return None
+        key = self._key(ws, node)
+        first = self.first.get(key)
+        if first is None or first == node.name or first not in ws.nodes or self._key(ws, ws.nodes[first]) != key:
+            return None
+        return Match(root=node.name, interior=[node.name], extra={"same": first})
+
+    def build(self, b, m):
+        return m.extra["same"]
+
+
+class ConstantFold(Rule):
+    """f(constants) = constant (constant folding)
+
+    A node whose inputs are all constants becomes a constant with the value the executor
+    would compute, keeping the node's name and type (weak scalars stay weak). Results larger
+    than 4096 elements are left as nodes, so a broadcast does not bloat the file.
+    """
+
+    name = "fold"
+    kind = "simplify"
+    example = ("y: 2 * 3", "y: 6.0 (a constant)")
+    LIMIT = 4096
+
+    def match(self, ws, node):
+        values = []
+        for i in node.inputs:
+            t = ws.tensors.get(i)
+            if t is None or t.kind != "constant" or t.value is None:
+                return None
+            values.append(t.value.item() if t.type.weak else t.value)
+        opdef = get_op(node.op)
+        out_type = ws.type(node.name)
+        try:
+            with np.errstate(all="ignore"):
+                out = opdef.forward(*values, **opdef.prepare(node.attrs, {}))
+            out = np.asarray(out).astype(out_type.dtype)
+        except Exception:  # a kernel error (bad target), unbound dims: leave the node
+            return None
+        if out.size > self.LIMIT or (out_type.weak and out.ndim != 0):
+            return None
+        return Match(root=node.name, interior=[node.name], extra={"value": out})
+
+    def build(self, b, m):
+        t = b.type(m.root)
+        name = b.constant(m.extra["value"], t.dtype)
+        if t.weak:
+            from dataclasses import replace
+
+            b.tensors[name] = replace(b.tensors[name], type=replace(b.tensors[name].type, weak=True))
+            b.types[name] = b.tensors[name].type
+        return name
+
+
+class DeadNodes(Rule):
+    """a node no output reads = nothing (dead-node elimination)
+
+    Runs after each sweep; also drops constants nothing reads. Inputs and params stay: they
+    are the graph's interface.
+    """
+
+    name = "dce"
+    kind = "simplify"
+    global_pass = True
+    example = ("tmp: exp(x)   # read by no output", "(removed)")
+
+    def run(self, ws):
+        from .engine import Applied
+
+        dead = ws.prune()
+        ws.unread_at_start = set()
+        owners: dict[str, Applied] = {}
+        for n in dead:
+            node = ws.graph.nodes.get(n)
+            owner = (node.owner or n) if node is not None else n
+            if owner not in owners:
+                loc = ws.graph.loc(owner)
+                owners[owner] = Applied(self.name, owner, owner, loc.path or ws.graph.path, loc.line,
+                                        note="removed: no output depends on it")
+        return list(owners.values())
+
+
+class _ToX(Rule):
+    """Base of the algebraic identities whose right-hand side is the matched `x` itself."""
+
+    kind = "simplify"
+
+    def build(self, b, m):
+        return m["x"]
+
+
+class MulOne(_ToX):
+    """x * 1 = x, x / 1 = x"""
+
+    name = "mul_one"
+    roots = ("mul", "div")
+    example = ("x * 1", "x")
+    pattern = either(op("mul", X, Const(1)), op("div", X, Const(1)))
+
+
+class AddZero(_ToX):
+    """x + 0 = x, x - 0 = x"""
+
+    name = "add_zero"
+    roots = ("add", "sub")
+    example = ("x + 0", "x")
+    pattern = either(op("add", X, Const(0)), op("sub", X, Const(0)))
+
+
+class NegNeg(_ToX):
+    """-(-x) = x"""
+
+    name = "neg_neg"
+    roots = ("neg",)
+    example = ("-(-x)", "x")
+    pattern = op("neg", op("neg", X))
+
+
+class TransposeTranspose(Rule):
+    """transpose(transpose(x, p), q) = transpose(x, [p[i] for i in q]) (x when that is the identity)"""
+
+    name = "transpose_transpose"
+    kind = "simplify"
+    roots = ("transpose",)
+    example = ("transpose(transpose(x, perm=[1, 2, 0]), perm=[2, 0, 1])", "x")
+    pattern = op("transpose", op("transpose", X, bind="inner"), bind="outer")
+
+    @staticmethod
+    def _perm(b, node):
+        rank = b.type(node.inputs[0]).rank
+        p = b.attrs(node)["perm"]
+        return [a % rank for a in p] if p is not None else list(reversed(range(rank)))
+
+    def build(self, b, m):
+        p, q = self._perm(b, b.nodes[m["inner"]]), self._perm(b, b.nodes[m["outer"]])
+        composed = [p[i] for i in q]
+        if composed == list(range(len(composed))):
+            return m["x"]
+        return b("transpose", m["x"], perm=composed)
+
+
+class ReshapeReshape(Rule):
+    """reshape(reshape(x, s1), s2) = reshape(x, s2) (x when s2 is x's shape)"""
+
+    name = "reshape_reshape"
+    kind = "simplify"
+    roots = ("reshape",)
+    example = ("reshape(reshape(x, shape=[6]), shape=[3, 2])", "reshape(x, shape=[3, 2])")
+    pattern = op("reshape", op("reshape", X), bind="outer")
+
+    def build(self, b, m):
+        if b.shape_of(m["x"]) == b.shape_of(m.root):
+            return m["x"]
+        return b("reshape", m["x"], shape=b.nodes[m["outer"]].attrs["shape"])
+
+
+# lowering (--expand) ----------------------------------------------------------------------------
+
+
+class ExpandLogsumexp(Rule):
+    """logsumexp(x, axis) = m + log(sum(exp(x - m), axis)), m = stop_gradient(max(x, axis))
+
+    Run once after the fixed point by `--expand`, for targets without a logsumexp op. m is
+    replaced by 0 where it is not finite (rows of -inf, or +inf), as the op's forward does;
+    stop_gradient keeps the gradient softmax, and the logsumexp rule does not match the
+    shifted exp again.
+    """
+
+    name = "expand_logsumexp"
+    kind = "lowering"
+    roots = ("logsumexp",)
+    example = ("logsumexp(x, axis=1)", "m + log(sum(exp(x - m), axis=1)), m = stop_gradient(max(x, axis=1, keepdims=true))")
+    extremes = {"x": ("large", "neg_large", "spread", "equal", "neginf", "inf")}
+
+    def match(self, ws, node):
+        return Match(root=node.name, vars={"x": node.inputs[0]}, interior=[node.name])
+
+    def build(self, b, m):
+        x = m["x"]
+        a = b.attrs(b.nodes[m.root])
+        mx = b("max", x, axis=a["axis"], keepdims=True)
+        finite = b("less", b("abs", mx), b.const(float("inf")))
+        shift = b("stop_gradient", b("where", finite, mx, b.const(0)))
+        total = b("sum", b("exp", b("sub", x, shift)), axis=a["axis"], keepdims=a["keepdims"])
+        if not a["keepdims"]:
+            axes = list(reduced_axes(b, b.nodes[m.root]))
+            shift = b("squeeze", shift, axis=axes) if axes else shift
+        return b("add", shift, b("log", total))
+
+
+SIMPLIFY: list[Rule] = [ConstantFold(), CSE(), MulOne(), AddZero(), NegNeg(), TransposeTranspose(), ReshapeReshape(),
+                        DeadNodes()]
+EXPANSIONS: list[Rule] = [ExpandLogsumexp()]
