@@ -168,11 +168,19 @@ def _draw(rng: np.random.Generator, spec: In, domain) -> np.ndarray:
 
 
 def _cases() -> dict[str, list[Case]]:
+    """Hand-written cases per op, by family (`add(op, *inputs, **case_fields)`)."""
     c: dict[str, list[Case]] = {}
 
     def add(op, *inputs, **kw):
         c.setdefault(op, []).append(Case(op, tuple(inputs), **kw))
 
+    for family in (_elementwise_cases, _reduction_cases, _shape_cases, _indexing_and_nn_cases):
+        family(add)
+    return c
+
+
+def _elementwise_cases(add) -> None:
+    """Unary, binary, comparison, where and cast cases."""
     unary = ["neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "sin", "cos", "tanh", "sigmoid", "softplus",
              "identity", "stop_gradient"]
     for op in unary:
@@ -198,6 +206,9 @@ def _cases() -> dict[str, list[Case]]:
     add("cast", F(4, kind="grid"), attrs={"dtype": "int64"})
     add("cast", B(2, 2), attrs={"dtype": "float32"})
 
+
+def _reduction_cases(add) -> None:
+    """Reductions over several axes (distinct values where max/min pick one)."""
     for op in ("sum", "mean", "max", "min", "logsumexp"):
         kind = "distinct" if op in ("max", "min") else "uniform"
         x = F(2, 3, 4, kind=kind)
@@ -209,6 +220,9 @@ def _cases() -> dict[str, list[Case]]:
         add(op, x, attrs={"keepdims": True})
         add(op, F(5, kind=kind), attrs={"axis": 0})
 
+
+def _shape_cases(add) -> None:
+    """matmul and the shape ops."""
     for a, b in (((2, 3, 4), (4, 5)), ((3, 4), (2, 4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)),
                  ((3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,))):
         add("matmul", F(*a, kind="uniform"), F(*b, kind="uniform"))
@@ -246,6 +260,9 @@ def _cases() -> dict[str, list[Case]]:
     add("size", F(3, 4), attrs={"axis": 1})
     add("size", F(2, 3, 4), attrs={"axis": [0, -1]})
 
+
+def _indexing_and_nn_cases(add) -> None:
+    """Indexing ops, softmax, log_softmax and cross_entropy."""
     add("one_hot", I(4, hi=3), attrs={"depth": 3})
     add("one_hot", I(2, 3, hi=5), attrs={"depth": 5, "dtype": "float32"})
     add("one_hot", I(hi=4), attrs={"depth": 4})
@@ -264,7 +281,6 @@ def _cases() -> dict[str, list[Case]]:
         add("cross_entropy", F(5, kind="uniform"), I(hi=5), attrs={"reduction": red})
     add("cross_entropy", F(2, 3, 4, kind="uniform"), I(2, 3, hi=4), attrs={"reduction": "none"})
     add("cross_entropy", F(2, 3, 4, kind="uniform"), I(2, 3, hi=4, dtype="int32"))
-    return c
 
 
 def _default_cases(c: dict[str, list[Case]]) -> dict[str, list[Case]]:

@@ -96,18 +96,7 @@ class GraphGen:
             c = self.pick(["2", "0.5", "1e-3", "3"])
             self.node(f"{a} * {c}", {"op": "identity", "inputs": [a]}, s)
         elif kind == "reduce":
-            op = self.pick(["sum", "mean", "max", "logsumexp"])
-            keep = self.draw(st.booleans())
-            if rank == 0 or self.draw(st.booleans()):
-                axes = None
-            else:
-                axes = sorted(set(self.draw(st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank))))
-            out = tuple(Dim.const(1) if (axes is None or k in axes) else d for k, d in enumerate(s) if keep or
-                        not (axes is None or k in axes))
-            written = None if axes is None else [k - rank if self.draw(st.booleans()) else k for k in axes]
-            attr = "" if axes is None else f", axis={json.dumps(written)}"
-            attr += ", keepdims=true" if keep else ""
-            self.node(f"{op}({a}{attr})", {"op": op, "inputs": [a], "attrs": {"axis": written, "keepdims": keep}}, out)
+            self.reduce(a, s, rank)
         elif kind == "matmul":
             k = self.pick([2, 3, "b"])
             w = self.tensor([s[-1].to_json(), k], param=True)
@@ -120,18 +109,7 @@ class GraphGen:
             self.node(f"transpose({a}, perm={written})", {"op": "transpose", "inputs": [a], "attrs": {"perm": written}},
                       out)
         elif kind == "reshape":
-            total = Dim.const(1)
-            for d in s:
-                total = total * d
-            if rank >= 2 and self.draw(st.booleans()):
-                rest = Dim.const(1)
-                for d in s[1:]:
-                    rest = rest * d
-                target, out = [s[0].to_json(), -1], (s[0], rest)
-            else:
-                target, out = [-1], (total,)
-            self.node(f"reshape({a}, shape={json.dumps(target)})",
-                      {"op": "reshape", "inputs": [a], "attrs": {"shape": target}}, out)
+            self.reshape(a, s, rank)
         elif kind == "concat":
             ax = self.draw(st.integers(0, rank - 1))
             d = self.pick([1, 2, "b", "n"])
@@ -158,6 +136,36 @@ class GraphGen:
                 return  # n inside an expression: it cannot bind a plain size, skip
             self.bound = True
             self.node(f"{a} + {other}", {"op": "add", "inputs": [a, other]}, s)
+
+    def reduce(self, a: str, s: tuple, rank: int) -> None:
+        """A reduction over random axes (some written negative), keepdims or not."""
+        op = self.pick(["sum", "mean", "max", "logsumexp"])
+        keep = self.draw(st.booleans())
+        if rank == 0 or self.draw(st.booleans()):
+            axes = None
+        else:
+            axes = sorted(set(self.draw(st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank))))
+        out = tuple(Dim.const(1) if (axes is None or k in axes) else d for k, d in enumerate(s) if keep or
+                    not (axes is None or k in axes))
+        written = None if axes is None else [k - rank if self.draw(st.booleans()) else k for k in axes]
+        attr = "" if axes is None else f", axis={json.dumps(written)}"
+        attr += ", keepdims=true" if keep else ""
+        self.node(f"{op}({a}{attr})", {"op": op, "inputs": [a], "attrs": {"axis": written, "keepdims": keep}}, out)
+
+    def reshape(self, a: str, s: tuple, rank: int) -> None:
+        """Flatten, or keep the first dim and flatten the rest (-1)."""
+        total = Dim.const(1)
+        for d in s:
+            total = total * d
+        if rank >= 2 and self.draw(st.booleans()):
+            rest = Dim.const(1)
+            for d in s[1:]:
+                rest = rest * d
+            target, out = [s[0].to_json(), -1], (s[0], rest)
+        else:
+            target, out = [-1], (total,)
+        self.node(f"reshape({a}, shape={json.dumps(target)})",
+                  {"op": "reshape", "inputs": [a], "attrs": {"shape": target}}, out)
 
     def document(self, fmt: str, shuffle: bool) -> tuple[str, list[str]]:
         used = {i for spec in self.nodes.values()

@@ -1,16 +1,18 @@
 """Lowering a compiled plan for the numba backends: graph nodes -> micro-ops (`MNode`).
 
-Elementwise ops keep their registry name (a scalar template in `templates.py`); composite ops
-(logsumexp, softmax, log_softmax, cross_entropy) expand into the max / exp / sum steps their
-NumPy forwards document, in the same order; view ops become index maps or array ops; whatever
-has no lowering runs its NumPy forward beside the compiled code (a "fallback" micro-op).
+Elementwise ops keep their registry name (a scalar template in `templates.py`; a composite
+one, sigmoid or softplus, a helper traced from its record's template); row composites
+(logsumexp, softmax, log_softmax, cross_entropy) run their record's template on `RowPrims`,
+which emits one micro-op per primitive: the steps the NumPy forward runs, in the same order,
+from the same code. View ops become index maps or array ops; whatever has no lowering runs
+its NumPy forward beside the compiled code (a "fallback" micro-op).
 """
 
 from __future__ import annotations
 
 from ..dims import Dim, parse_index
 from ..ops.registry import get_op
-from .templates import BOOL_OK, FLOAT_ONLY, TEMPLATES, MNode, V, compute_dtype, is_one
+from .templates import BOOL_OK, COMPARE, FLOAT_ONLY, PRIMS, TEMPLATES, MNode, V, compute_dtype, is_one
 
 
 class Lowering:
@@ -47,8 +49,11 @@ class Lowering:
             node = self.graph.nodes[step.node]
             t = self.program.types[node.name]
             out = V(self.resolve(t.shape), t.dtype, t.weak)
-            fn = getattr(self, "lower_" + node.op, None) if get_op(node.op).plugin is None else None
-            attrs = get_op(node.op).full_attrs(node.attrs)
+            op = get_op(node.op)
+            fn = getattr(self, "lower_" + node.op, None) if op.plugin is None else None
+            if fn is None and op.plugin is None and op.template is not None and not op.template.scalar:
+                fn = self.lower_template
+            attrs = op.full_attrs(node.attrs)
             done = fn(node, attrs, out) if fn is not None else False
             if not done and (node.op in TEMPLATES or node.op == "sign"):
                 done = self.lower_elementwise(node, attrs, out)
@@ -118,65 +123,22 @@ class Lowering:
             return self.emit(node.name, "reshape", [node.inputs[0]], out, node.name)
         return self.reduce(node.name, node.name, "sum", node.inputs[0], axes, out)
 
-    def _named(self, node: str, name: str | None, op: str, inputs, v: V, **attrs) -> str:
-        return self.emit(name, op, inputs, v, node, **attrs) if name else self.tmp(node, op, inputs, v, **attrs)
-
-    def lse_parts(self, node: str, x: str, axes) -> tuple[str, str, str]:
-        """(m, l, x - m) of gtool.ops.reduce.log_sum_exp_parts, step for step (see its
-        docstring): m and l shaped like x with the axes kept as size 1."""
-        xv = self.v(x)
-        full = V(xv.shape, xv.dtype)
-        kv = V(self._kept(xv.shape, axes), xv.dtype)
-        mx = self.reduce(node, None, "max", x, axes, kv)
-        m = self.tmp(node, "finite_or_zero", [mx], kv)
-        d = self.tmp(node, "sub", [x, m], full)
-        e = self.tmp(node, "exp", [d], full)
-        rest = self.reduce(node, None, "sum", self.tmp(node, "drop_top", [x, mx, e], full), axes, kv)
-        n = self.reduce(node, None, "sum", self.tmp(node, "is_top", [x, mx], full), axes, kv)
-        total = self.reduce(node, None, "sum", e, axes, kv)
-        return m, self.tmp(node, "lse_tail", [mx, rest, n, total], kv), d
-
-    def lower_logsumexp(self, node, attrs, out):
+    def lower_template(self, node, attrs, out: V) -> bool:
+        """A composite op: its record's template run on `RowPrims`, one micro-op per primitive
+        (float inputs only; ints fall back to the NumPy forward, which runs the same template)."""
         x = self.v(node.inputs[0])
         if not x.dtype.startswith("float"):
             return False
-        m, lse_rest, _ = self.lse_parts(node.name, node.inputs[0], self._axes(attrs["axis"], x.rank))
-        if attrs["keepdims"]:
-            return self.emit(node.name, "add", [lse_rest, m], out, node.name)
-        return self.emit(node.name, "reshape", [self.tmp(node.name, "add", [lse_rest, m], self.v(m))], out, node.name)
-
-    def lower_softmax(self, node, attrs, out):
-        x = self.v(node.inputs[0])
-        if not x.dtype.startswith("float"):
-            return False
-        axes = (attrs["axis"] % x.rank,)
-        kv = V(self._kept(x.shape, axes), x.dtype)
-        m = self.tmp(node.name, "finite_or_zero", [self.reduce(node.name, None, "max", node.inputs[0], axes, kv)], kv)
-        e = self.tmp(node.name, "exp", [self.tmp(node.name, "sub", [node.inputs[0], m], out)], out)
-        s = self.reduce(node.name, None, "sum", e, axes, kv)
-        return self.emit(node.name, "div", [e, s], out, node.name)
-
-    def lower_log_softmax(self, node, attrs, out):
-        """(x - m) - l, never x - (m + l) (see log_sum_exp_parts)."""
-        x = self.v(node.inputs[0])
-        if not x.dtype.startswith("float"):
-            return False
-        _, lse_rest, d = self.lse_parts(node.name, node.inputs[0], (attrs["axis"] % x.rank,))
-        return self.emit(node.name, "sub", [d, lse_rest], out, node.name)
-
-    def lower_cross_entropy(self, node, attrs, out):
-        """l - (x[target] - m) per row: the NumPy forward's -((x - m) - l)[target]."""
-        logits, t = node.inputs
-        lv = self.v(logits)
-        rows = V(lv.shape[:-1], lv.dtype)
-        m, lse_rest, _ = self.lse_parts(node.name, logits, (lv.rank - 1,))
-        picked = self.tmp(node.name, "gather", [logits, t], rows, axis=lv.rank - 1, drop=True, negative=False)
-        shifted = self.tmp(node.name, "sub", [picked, self.tmp(node.name, "reshape", [m], rows)], rows)
-        l_rows = self.tmp(node.name, "reshape", [lse_rest], rows)
-        if attrs["reduction"] == "none":
-            return self.emit(node.name, "sub", [l_rows, shifted], out, node.name)
-        loss = self.tmp(node.name, "sub", [l_rows, shifted], rows)
-        return self.reduce(node.name, node.name, attrs["reduction"], loss, tuple(range(rows.rank)), out)
+        prims = RowPrims(self, node.name, x.dtype)
+        kwargs = {k: v for k, v in attrs.items() if k in get_op(node.op).attrs}
+        result = get_op(node.op).template.fn(prims, *node.inputs, **kwargs)
+        last = self.nodes[-1]
+        if last.name == result and (last.v.shape, last.v.dtype) == (out.shape, out.dtype):  # the output itself
+            del self.types[last.name]
+            last.name, last.v = node.name, out
+            self.types[node.name] = out
+            return True
+        return self.emit(node.name, "bcast", [result], out, node.name)
 
     # indexing ---------------------------------------------------------------------------------
     def lower_one_hot(self, node, attrs, out):
@@ -246,3 +208,68 @@ def fold_transposes(nodes: list[MNode], outputs) -> list[MNode]:
     return list(reversed(keep))
 
 
+def _broadcast(shapes) -> tuple[Dim, ...]:
+    """The broadcast of value shapes (right-aligned; a size-1 dim gives way)."""
+    rank = max((len(s) for s in shapes), default=0)
+    out: list[Dim] = [Dim.const(1)] * rank
+    for s in shapes:
+        for k, d in enumerate(s, rank - len(s)):
+            if not is_one(d):
+                out[k] = d
+    return tuple(out)
+
+
+class RowPrims:
+    """The template primitives (gtool/ops/templates.py) as micro-ops of one node: values are
+    micro-op names, Python numbers become `const` micro-ops of the template's float dtype."""
+
+    def __init__(self, low: Lowering, node: str, dtype: str) -> None:
+        self.low, self.node, self.dt = low, node, dtype
+
+    def __getattr__(self, prim: str):
+        if prim not in PRIMS:
+            raise AttributeError(f"'{prim}' is not a template primitive")
+        op = PRIMS[prim]
+
+        def step(*args) -> str:
+            names = [self._value(a) for a in args]
+            v = V(_broadcast([self.low.v(n).shape for n in names]), "bool" if op in COMPARE else self.dt)
+            return self.low.tmp(self.node, op, names, v)
+
+        return step
+
+    def _value(self, a) -> str:
+        if isinstance(a, int | float):
+            return self.low.tmp(self.node, "const", (), V((), self.dt), value=float(a))
+        return a
+
+    def _reduce(self, kind: str, x: str, axis) -> str:
+        xv = self.low.v(x)
+        axes = self.low._axes(axis, xv.rank)
+        return self.low.reduce(self.node, None, kind, x, axes, V(self.low._kept(xv.shape, axes), self.dt))
+
+    def max(self, x: str, axis) -> str:
+        return self._reduce("max", x, axis)
+
+    def sum(self, x: str, axis) -> str:
+        return self._reduce("sum", x, axis)
+
+    def count(self, mask: str, axis) -> str:
+        return self._reduce("sum", self.where(mask, 1.0, 0.0), axis)
+
+    def squeeze(self, v: str, axis) -> str:
+        shape = self.low.v(v).shape
+        axes = self.low._axes(axis, len(shape))
+        return self.low.tmp(self.node, "reshape", [v], V(tuple(d for k, d in enumerate(shape) if k not in axes), self.dt))
+
+    def rows(self, v: str) -> str:
+        return self.low.tmp(self.node, "reshape", [v], V(self.low.v(v).shape[:-1], self.dt))
+
+    def pick(self, x: str, t: str) -> str:
+        xv = self.low.v(x)
+        return self.low.tmp(self.node, "gather", [x, t], V(xv.shape[:-1], self.dt), axis=xv.rank - 1, drop=True,
+                            negative=False)
+
+    def total(self, v: str, kind: str) -> str:
+        rank = self.low.v(v).rank
+        return self.low.reduce(self.node, None, kind, v, tuple(range(rank)), V((), self.dt))

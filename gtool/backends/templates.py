@@ -2,11 +2,11 @@
 and `Body`, the statements computing a fused group's members at one loop index.
 
 A template takes operand code (already converted to the op's compute dtype) and returns an
-expression. Templates follow the NumPy forwards in gtool/ops (same branches, same order of
-operations); composite ops have no template of their own: `lowering.py` emits them as the
-primitive steps their NumPy forward documents (`ops.reduce.log_sum_exp_parts`), plus the
-three pieces of that template below (`is_top`, `drop_top`, `lse_tail`). `HELPERS` are small
-functions the emitters define once per generated module.
+expression. Primitive templates follow the NumPy forwards in gtool/ops (same branches, same
+order of operations). Composite ops have no code here: their record's template
+(`gtool/ops/templates.py`, the function the NumPy forward runs too) is traced, a scalar one
+through `ScalarCode` into a helper function (`HELPERS`, defined once per generated module
+that calls it), a row one by `lowering.py` into micro-ops.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..dims import Dim
 from ..ir import TensorType
-from ..ops.registry import result_type
+from ..ops.registry import REGISTRY, result_type
 
 if TYPE_CHECKING:  # fusion imports this module
     from .fusion import Group
@@ -53,26 +53,6 @@ class MNode:
 
 # scalar templates: op -> code for one element -------------------------------------------
 
-HELPERS = {
-    "_sigmoid": """def _sigmoid(x):
-    t = math.exp(-x)
-    if t == math.inf:
-        e = math.exp(x)
-        return e / (1.0 + e)
-    return 1.0 / (1.0 + t)
-""",
-    "_softplus": """def _softplus(x):
-    if x == 0.0:
-        return 0.6931471805599453
-    if x > 0.0:
-        return x + math.log1p(math.exp(-x))
-    if x < 0.0:
-        return math.log1p(math.exp(x))
-    return x
-""",
-}
-
-
 def _fsign(x: str) -> str:
     return f"(1.0 if {x} > 0 else (-1.0 if {x} < 0 else {x}))"
 
@@ -89,14 +69,8 @@ TEMPLATES = {
     "sin": lambda x: f"math.sin({x})",
     "cos": lambda x: f"math.cos({x})",
     "tanh": lambda x: f"math.tanh({x})",
-    "sigmoid": lambda x: f"_sigmoid({x})",  # as the NumPy forward: e^x / (1 + e^x) where e^-x overflows
-    "softplus": lambda x: f"_softplus({x})",
     "relu": lambda x: f"({x} if ({x} >= 0 or {x} != {x}) else 0)",
-    "finite_or_zero": lambda x: f"({x} if math.isfinite({x}) else 0.0)",
-    # the pieces of gtool.ops.reduce.log_sum_exp_parts (logsumexp, log_softmax, cross_entropy)
-    "is_top": lambda x, mx: f"(1.0 if {x} == {mx} else 0.0)",
-    "drop_top": lambda x, mx, e: f"(0.0 if {x} == {mx} else {e})",
-    "lse_tail": lambda mx, rest, n, total: f"(math.log1p({rest} + ({n} - 1.0)) if math.isfinite({mx}) else math.log({total}))",
+    "isfinite": lambda x: f"math.isfinite({x})",
     "add": lambda x, y: f"({x} + {y})",
     "sub": lambda x, y: f"({x} - {y})",
     "mul": lambda x, y: f"({x} * {y})",
@@ -107,14 +81,57 @@ TEMPLATES = {
     "greater": lambda x, y: f"({x} > {y})",
     "less": lambda x, y: f"({x} < {y})",
     "equal": lambda x, y: f"({x} == {y})",
+    "greater_equal": lambda x, y: f"({x} >= {y})",
     "where": lambda c, x, y: f"({x} if {c} else {y})",
 }
-FLOAT_ONLY = {"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus", "div", "pow",
-              "finite_or_zero", "is_top", "drop_top", "lse_tail"}
-BOOL_OK = {"greater", "less", "equal", "where", "maximum", "minimum"}
-COMPARE = {"greater", "less", "equal"}
+FLOAT_ONLY = {"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "div", "pow", "isfinite"}
+BOOL_OK = {"greater", "less", "equal", "greater_equal", "where", "maximum", "minimum"}
+COMPARE = {"greater", "less", "equal", "greater_equal", "isfinite"}
+
+# composite ops: their templates (gtool/ops/templates.py, on the op records) ----------------------
+
+# the elementwise primitives of a template (`P.exp`, `P.ge`, ...) -> the micro-op computing each
+PRIMS = {"exp": "exp", "log": "log", "log1p": "log1p", "neg": "neg", "abs": "abs", "add": "add", "sub": "sub",
+         "mul": "mul", "div": "div", "maximum": "maximum", "minimum": "minimum", "where": "where", "gt": "greater",
+         "ge": "greater_equal", "eq": "equal", "isfinite": "isfinite"}
+
+
+class ScalarCode:
+    """A template's primitive namespace that writes one line of scalar code per call (the
+    primitives' own `TEMPLATES`), so a scalar template compiles to one helper function."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __getattr__(self, prim: str):
+        if prim not in PRIMS:
+            raise AttributeError(f"'{prim}' is not an elementwise template primitive")
+
+        def step(*args) -> str:
+            code = TEMPLATES[PRIMS[prim]](*[repr(float(a)) if isinstance(a, int | float) else a for a in args])
+            var = f"t{len(self.lines)}"
+            self.lines.append(f"    {var} = {code}")
+            return var
+
+        return step
+
+
+def scalar_helper(name: str, template) -> str:
+    """The source of `_<name>(x)`: the op's scalar template traced through `ScalarCode`."""
+    code = ScalarCode()
+    result = template.fn(code, "x")
+    return "\n".join([f"def _{name}(x):", *code.lines, f"    return {result}", ""])
+
+
+# scalar templates become helpers the emitters define once per generated module (when called)
+HELPERS = {f"_{op.name}": scalar_helper(op.name, op.template) for op in REGISTRY.values()
+           if op.template is not None and op.template.scalar and op.plugin is None}
+for _h in HELPERS:
+    TEMPLATES[_h[1:]] = lambda x, _h=_h: f"{_h}({x})"
+    FLOAT_ONLY.add(_h[1:])
+
 # ops that read their inputs elementwise (with broadcasting) inside a fused loop
-FUSED = set(TEMPLATES) | {"sign", "bcast", "cast", "one_hot", "gather", "permute", "slice", "size"}
+FUSED = set(TEMPLATES) | {"sign", "bcast", "cast", "one_hot", "gather", "permute", "slice", "size", "const"}
 
 
 def sign_template(x: str, dtype: str) -> str:
@@ -217,6 +234,8 @@ class Body:
             return convert(f"(1.0 if {tcode} == {last} else 0.0)", "float64", out)
         if op == "gather":
             return self.gather(m)
+        if op == "const":
+            return convert(repr(float(m.attrs["value"])), "float64", out)
         if op == "size":
             dims = " * ".join(self.dim(d) for d in m.attrs["dims"]) or "1"
             return f"float({dims})"

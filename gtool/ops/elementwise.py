@@ -14,6 +14,7 @@ from ..ir import TensorType
 from . import bounds
 from .reference import INF, NAN, elementwise_ref, unary_edges
 from .registry import OpDef, register, result_type
+from .templates import SIGMOID, SOFTPLUS, numpy_forward
 
 
 def _float_type(t: TensorType) -> TensorType:
@@ -117,28 +118,6 @@ def negated(b, v, node):
     return b("neg", v)
 
 
-def _sigmoid_fwd(x):
-    """1 / (1 + e^-x), in place on one buffer.
-
-    Never NaN: e^-x may overflow to inf for x below about -709 (float64), and 1/inf = 0 is
-    the right answer there to within the subnormal range. Accurate to an ulp elsewhere,
-    including the far negative tail, where 1 + e^-x = e^-x exactly.
-    """
-    t = np.negative(x)
-    if not isinstance(t, np.ndarray):
-        return 1.0 / (1.0 + np.exp(t))
-    with np.errstate(over="ignore"):
-        np.exp(t, out=t)
-    t += 1
-    np.reciprocal(t, out=t)
-    if t.size and (t == 0).any():  # e^-x overflowed: e^x / (1 + e^x), exact into the subnormals
-        tail = x < 0  # (any(), not min() == 0: the min of an array holding a NaN is NaN)
-        tail &= t == 0
-        e = np.exp(x[tail])
-        t[tail] = e / (1 + e)
-    return t
-
-
 def _relu_fwd(x):
     """max(x, 0); NaN stays NaN (np.maximum propagates it: the convention, docs/backends.md)."""
     return np.maximum(x, np.zeros((), x.dtype))
@@ -226,10 +205,10 @@ elementwise("tanh", np.tanh, [_lin(lambda b, n: b("sub", b.const(1), b("square",
             doc="hyperbolic tangent", reference=_ref(lambda m, x: m.tanh(x)),
             edges=unary_edges(0.625, 0.6249999999999999, 19.1, 40.0, 1e-8), interval=bounds.increasing("tanh"),
             explain=_partial_texts("1 - {out} ** 2", vjp=("{g} ⊙ (1 - {out}²)",)))
-elementwise("sigmoid", _sigmoid_fwd, [_lin(lambda b, n: b("mul", n.name, b("sigmoid", b("neg", n.inputs[0]))))],
+elementwise("sigmoid", numpy_forward(SIGMOID), [_lin(lambda b, n: b("mul", n.name, b("sigmoid", b("neg", n.inputs[0]))))],
             doc="1 / (1 + e^-x), stable; derivative sigmoid(x) * sigmoid(-x)",
             reference=_ref(lambda m, x: 1 / (1 + m.exp(-m.mpf(x)))), edges=unary_edges(-740.0, -745.0, 36.7, 37.0),
-            interval=bounds.increasing("sigmoid"), ulps=2,
+            interval=bounds.increasing("sigmoid"), ulps=2, template=SIGMOID,
             explain=_partial_texts("{out} * (1 - {out})", vjp=("{g} ⊙ {out} ⊙ (1 - {out})",)))
 elementwise("relu", _relu_fwd,
             [lambda b, v, n: b("mul", v, b("cast", b("greater", n.inputs[0], b.const(0)), dtype=b.type(v).dtype))],
@@ -237,9 +216,10 @@ elementwise("relu", _relu_fwd,
             "mask: 10x faster than where)", reference=_ref(lambda m, x: x if x > 0 else type(x)(0)),
             edges=unary_edges(bools=False), interval=bounds.increasing("relu"),
             explain=_partial_texts("1 if {a} > 0 else 0", vjp=("{g} ⊙ ({a} > 0)",)), ulps=0)
-elementwise("softplus", lambda x: np.logaddexp(np.zeros((), x.dtype), x), [_lin(lambda b, n: b("sigmoid", n.inputs[0]))],
+elementwise("softplus", numpy_forward(SOFTPLUS), [_lin(lambda b, n: b("sigmoid", n.inputs[0]))],
             doc="log(1 + e^x), stable", reference=_ref(lambda m, x: m.log1p(m.exp(x))),
-            edges=unary_edges(-37.0, 33.3, 709.8, 800.0), interval=bounds.increasing("softplus"),
+            edges=unary_edges(-37.0, 33.3, 709.8, 800.0), interval=bounds.increasing("softplus"), template=SOFTPLUS,
+            ulps=2,  # NumPy's float32 SIMD exp and log1p are 1 ulp each (logaddexp used libm)
             explain=_partial_texts("sigmoid({a})", vjp=("{g} ⊙ sigmoid({a})",)))
 elementwise("identity", lambda x: x, [same], float_out=False, doc="x", view=True, reference=_ref(lambda m, x: x),
             edges=unary_edges(), interval=bounds.same, explain=_partial_texts("1", vjp=("{g}",)), ulps=0)

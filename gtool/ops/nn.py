@@ -12,9 +12,9 @@ import numpy as np
 from ..dims import format_shape, parse_dim
 from ..ir import TensorType
 from . import bounds
-from .reduce import as_float, log_sum_exp_parts
 from .reference import INF, NAN, Edge, exact_sum, is_nan, mp, mp_lse_parts, rows_edges, rows_ref
 from .registry import Attr, KernelError, OpDef, ShapeError, register
+from .templates import CROSS_ENTROPY, LOG_SOFTMAX, SOFTMAX, numpy_forward
 
 
 def _need_int(t: TensorType, what: str) -> None:
@@ -145,27 +145,7 @@ def _same_float_infer(ctx, types, attrs):
     return TensorType(t.shape, t.dtype if t.dtype.startswith("float") else "float64", t.weak)
 
 
-def softmax_forward(x, axis=-1):
-    """exp(x - m) / sum(exp(x - m)), m the row max (0 where not finite); ints and bools as
-    float64; an empty axis gives an empty result (max's `initial` keeps np.max from raising)."""
-    x = as_float(x)
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    m = np.where(np.isfinite(m), m, np.zeros((), m.dtype))
-    e = np.exp(x - m)
-    e /= np.sum(e, axis=axis, keepdims=True)
-    return e
-
-
-def _shifted_log_softmax(x, axis=-1):
-    """(x - m) - l with logsumexp = m + l (see log_sum_exp_parts): x - logsumexp(x) would
-    round logsumexp to the ulp of m first (6e-5 at 1000 in float32), while x - m is exact."""
-    x = as_float(x)
-    m, rest = log_sum_exp_parts(x, axis)
-    return (x - m) - rest
-
-
-def _log_softmax_forward(x, axis=-1):
-    return _shifted_log_softmax(x, axis)
+softmax_forward = numpy_forward(SOFTMAX)  # the template (ops/templates.py) on NumPy arrays
 
 
 def _softmax_vjp(b, node, g):
@@ -212,11 +192,12 @@ def _softmax_edges():
             Edge((np.array([[1, -7, 3], [0, 0, 0]]),), note="int"), Edge((np.array([[True, False]]),), note="bool"))
 
 
-register(OpDef("softmax", 1, _same_float_infer, softmax_forward, attrs=dict(AXIS),
+register(OpDef("softmax", 1, _same_float_infer, softmax_forward, attrs=dict(AXIS), template=SOFTMAX,
                vjp=_softmax_vjp, jvp=_softmax_jvp, group="neural nets", doc="exp(x) / sum(exp(x)), max-shifted",
                reference=rows_ref(_softmax_row, default_axis=-1, keep_rows=True), edges=_softmax_edges(),
                interval=bounds.softmax, explain={"vjp": ("{out} ⊙ ({g} - sum({g} ⊙ {out}))",)}, ulps=2))
-register(OpDef("log_softmax", 1, _same_float_infer, _log_softmax_forward, attrs=dict(AXIS),
+register(OpDef("log_softmax", 1, _same_float_infer, numpy_forward(LOG_SOFTMAX), attrs=dict(AXIS),
+               template=LOG_SOFTMAX,
                vjp=_log_softmax_vjp, jvp=_log_softmax_jvp, group="neural nets",
                doc="(x - m) - log(sum(exp(x - m))), m the max: stable for logits of 1e15",
                reference=rows_ref(_log_softmax_row, default_axis=-1, keep_rows=True), edges=_softmax_edges(),
@@ -238,19 +219,17 @@ def _ce_infer(ctx, types, attrs):
     return TensorType(shape, logits.dtype)
 
 
+_ce_template = numpy_forward(CROSS_ENTROPY)
+
+
 def _ce_forward(logits, targets, reduction="mean"):
+    """Targets checked (a located error), then the template (ops/templates.py)."""
     n_cls = np.shape(logits)[-1]
     t = np.asarray(targets)
     if t.size and (t.min() < 0 or t.max() >= n_cls):
         bad = t[(t < 0) | (t >= n_cls)].flat[0]
         raise KernelError("bad-target", f"cross_entropy target {bad} is out of range [0, {n_cls})")
-    logp = _shifted_log_softmax(logits, -1)
-    loss = -np.take_along_axis(logp, t[..., None].astype(np.intp), -1)[..., 0]
-    if reduction == "mean":
-        return np.mean(loss)
-    if reduction == "sum":
-        return np.sum(loss)
-    return loss
+    return _ce_template(logits, t, reduction)
 
 
 def _ce_vjp(b, node, g):
@@ -305,6 +284,6 @@ register(OpDef("cross_entropy", 2, _ce_infer, _ce_forward,
                attrs={"reduction": Attr("choice:mean,sum,none", "mean", "mean, sum or none")},
                vjp=_ce_vjp, jvp=_ce_jvp, group="neural nets",
                doc="logsumexp(logits) - logits[target] over the last axis; integer targets",
-               reference=_ce_ref, edges=_ce_edges(), interval=bounds.cross_entropy,
+               reference=_ce_ref, edges=_ce_edges(), interval=bounds.cross_entropy, template=CROSS_ENTROPY,
                explain={"vjp": ("(softmax({a}) - one_hot({b})) ⊙ {g}{per}",)}, ulps=2))
 

@@ -1,8 +1,8 @@
 """Reductions: sum, mean, max, min, logsumexp (attrs `axis`, default all, and `keepdims`).
 
 Their VJPs re-expand the upstream gradient to the input's shape (`expand_dims` where the
-axes were dropped, then broadcasting does the rest). logsumexp's forward and VJP both use
-the max shift, so neither overflows; its gradient is softmax, never autodiff through max.
+axes were dropped, then broadcasting does the rest). logsumexp's forward is its template
+(`ops.templates.logsumexp`, max-shifted); its gradient is softmax, never autodiff through max.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from ..ir import TensorType
 from . import bounds
 from .reference import INF, NAN, Edge, exact_sum, is_nan, mp_lse, rows_edges, rows_ref
 from .registry import Attr, OpDef, register
+from .templates import LOGSUMEXP, numpy_forward
 
 AXIS_ATTRS = {
     "axis": Attr("axes", None, "an int, a list of ints, or null for all axes"),
@@ -115,47 +116,6 @@ def _weighted_rules(weights):
 _extreme_vjp, _extreme_jvp = _weighted_rules(_extreme_mask)
 
 
-def log_sum_exp_parts(x, axis):
-    """(m, l) with logsumexp(x) = m + l: m the max (0 where it is not finite), l accurate.
-
-    The template every backend follows (the numba lowering step for step):
-        mx = max(x); m = mx if finite else 0; e = exp(x - m)
-        rest = sum(e where x != mx) + (count(x == mx) - 1)
-        l = log1p(rest) where mx is finite, else log(sum(e))
-    log1p(rest) rather than log(1 + rest): when one entry dominates, 1 + tiny would lose the
-    tiny part to rounding. And log_softmax is (x - m) - l, never x - (m + l): m + l is
-    rounded to the ulp of m (0.125 at 1e15). An all -inf row, or an empty axis, gives
-    l = -inf (logsumexp -inf, never NaN); a +inf entry gives +inf; NaN gives NaN.
-    """
-    x = as_float(x)
-    mx = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # initial: an empty axis gives -inf
-    finite = np.isfinite(mx)
-    m = np.where(finite, mx, np.zeros((), mx.dtype))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        e = np.exp(x - m)
-        top = x == mx
-        rest = np.sum(np.where(top, np.zeros((), e.dtype), e), axis=axis, keepdims=True)
-        rest += np.sum(top, axis=axis, keepdims=True, dtype=e.dtype) - 1
-        out = np.log1p(rest)
-        if not np.all(finite):
-            out = np.where(finite, out, np.log(np.sum(e, axis=axis, keepdims=True)))
-    return m, out
-
-
-def as_float(x):
-    """x as floats: ints and bools become float64, as the shape rules of float ops type them."""
-    x = np.asarray(x)
-    return x if x.dtype.kind == "f" else x.astype(np.float64)
-
-
-def _logsumexp_fwd(x, axis=None, keepdims=False):
-    m, out = log_sum_exp_parts(x, axis)
-    out = out + m
-    if not keepdims:
-        out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
-    return out
-
-
 def _lse_weights(b, node):
     """softmax of x over the reduced axes, by the softmax op (exp(x - m) / sum exp(x - m)).
 
@@ -240,11 +200,12 @@ for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
      "gradient", _extreme_row(max), bounds.same, ("{g} at the maximum (shared at ties)",)),
     ("min", _np_reduce(np.min), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
      "gradient", _extreme_row(min), bounds.same, ("{g} at the minimum (shared at ties)",)),
-    ("logsumexp", _logsumexp_fwd, _logsumexp_vjp, _logsumexp_jvp, True,
+    ("logsumexp", numpy_forward(LOGSUMEXP), _logsumexp_vjp, _logsumexp_jvp, True,
      "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax", mp_lse, bounds.logsumexp,
      ("{g} ⊙ softmax({a})",)),
 ):
     register(OpDef(name=name, arity=1, infer=_infer(bool(float_out), keeps_bool=float_out is None), forward=fwd,
                    attrs=dict(AXIS_ATTRS), vjp=vjp, jvp=jvp, group="reductions", doc=doc,
                    reference=rows_ref(ref), edges=_edges(overflow=name != "mean"), interval=interval,
-                   explain={"partial": ("1",), "vjp": texts}, ulps=1))
+                   explain={"partial": ("1",), "vjp": texts}, ulps=1,
+                   template=LOGSUMEXP if name == "logsumexp" else None))

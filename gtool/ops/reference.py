@@ -47,12 +47,13 @@ class Edge:
 
 
 def mp():
-    """mpmath at DIGITS significant digits (lazily imported; a clear error without it)."""
+    """mpmath at DIGITS significant digits or more (lazily imported; a clear error without
+    it): a caller inside `mpmath.workdps(160)` (the rewrite verifier) keeps its 160."""
     try:
         import mpmath
     except ImportError:  # pragma: no cover - the dev extra installs it
         raise ImportError("op references need mpmath: pip install 'gtool[precision]'") from None
-    mpmath.mp.dps = DIGITS
+    mpmath.mp.dps = max(mpmath.mp.dps, DIGITS)
     return mpmath
 
 

@@ -66,6 +66,9 @@ class OpDef:
     reference(*objects, **attrs) -> objects       the math in mpmath (gtool/ops/reference.py)
     edges: (Edge, ...)                            the edge-value table every backend runs
     explain: {"partial": (...), "vjp": (...)}     texts per input for `gtool explain`
+    template                                      a composite's decomposition into primitives
+                                                  (gtool/ops/templates.py): the NumPy forward
+                                                  runs it, the numba backends lower it
     ulps                                          the NumPy forward's bound against `reference`
     on the edge table, in ULPs of the output dtype (float64; float32 gets the same bound).
     Built-in ops must have every piece (tests/test_records.py); plugins may leave the new
@@ -93,6 +96,7 @@ class OpDef:
     edges: tuple = ()
     explain: dict = field(default_factory=dict)
     ulps: float = 1.0
+    template: Any = None  # an ops.templates.Template (composite ops only)
 
     @property
     def differentiable(self) -> bool:

@@ -5,8 +5,8 @@ extended type: 64-bit mantissa, exponent range to 1e4932 on x86, so exp(1000) is
 and 'mpmath' (arbitrary precision, when mpmath is installed). The first two reuse each op's
 NumPy forward with arrays of that dtype (most ufuncs have long-double loops), so the
 reference is the same executable spec the executor runs, only wider. mpmath runs object
-arrays of `mpf`: ops made of NumPy arithmetic (sums, shapes, where, matmul) run unchanged;
-the transcendental and stabilised ops have a small kernel table here.
+arrays of `mpf` through each op's own reference (`OpDef.reference`, written from the math in
+gtool/ops: one reference per op, the one the op tests use too).
 
 The evaluator walks nodes in order, like the executor, but with no plan or buffer reuse:
 it is for checking small subgraphs, not speed.
@@ -80,43 +80,14 @@ class _Wide:
 
 
 class _Mp:
-    """mpmath: object arrays of mpf, computed at `digits` significant digits (mpf of a float is exact)."""
+    """mpmath: object arrays of mpf, each op by its record's reference (`OpDef.reference`, the
+    math written once in gtool/ops), computed at `digits` significant digits or more."""
 
     def __init__(self, digits: int) -> None:
         import mpmath
 
         self.digits = digits
-        self.mp = mp = mpmath.mp
-        real = self._real
-        self.unary = {
-            "exp": mp.exp, "log": real(mp.log), "log1p": real(mp.log1p), "expm1": mp.expm1, "sqrt": real(mp.sqrt),
-            "sin": mp.sin, "cos": mp.cos, "tanh": mp.tanh, "abs": abs, "sign": lambda x: mp.sign(x),
-            "square": lambda x: x * x, "neg": lambda x: -x, "identity": lambda x: x, "stop_gradient": lambda x: x,
-            "relu": lambda x: x if x > 0 else mp.mpf(0),
-            "sigmoid": lambda x: 1 / (1 + mp.exp(-x)) if x >= 0 else mp.exp(x) / (1 + mp.exp(x)),
-            "softplus": lambda x: x + mp.log1p(mp.exp(-x)) if x > 0 else mp.log1p(mp.exp(x)),
-        }
-        self.binary = {"div": self._div, "pow": real(lambda a, b: a ** b)}
-
-    def _real(self, f):
-        mp = self.mp
-
-        def g(*xs):
-            try:
-                out = f(*xs)
-            except (ValueError, ZeroDivisionError):
-                return mp.nan
-            return out if isinstance(out, mp.mpf) else mp.nan
-
-        return g
-
-    def _div(self, a, b):
-        mp = self.mp
-        if b == 0:
-            if a == 0 or mp.isnan(a):
-                return mp.nan
-            return mp.inf if a > 0 else -mp.inf  # mpmath has no signed zero
-        return a / b
+        self.mp = mpmath.mp
 
     def lift(self, a: np.ndarray) -> np.ndarray:
         if a.dtype.kind != "f":
@@ -134,50 +105,26 @@ class _Mp:
                                  else np.longdouble(float(v)), 1, 1)
             return np.asarray(conv(a), dtype=np.longdouble)
 
-    def _map(self, f, *args):
-        out = np.frompyfunc(f, len(args), 1)(*args)
-        return np.asarray(out, dtype=object)
-
-    def _lse(self, x, axis=None, keepdims=False):
-        mp = self.mp
-        m = np.max(x, axis=axis, keepdims=True)
-        m = self._map(lambda v: v if mp.isfinite(v) else mp.mpf(0), m)
-        s = np.sum(self._map(mp.exp, x - m), axis=axis, keepdims=True)
-        out = self._map(self._real(mp.log), s) + m
-        if not keepdims:
-            out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
-        return out
+    def _value(self, v):
+        """A reference's number as the evaluator keeps it: bools and ints as they are, the
+        rest as mpf (a reference may give a Python float for an IEEE special case, or a
+        complex for NaN)."""
+        if isinstance(v, bool | int | np.bool_ | np.integer) or isinstance(v, self.mp.mpf):
+            return v
+        if isinstance(v, complex | self.mp.mpc):
+            return self.mp.nan
+        return self.mp.mpf(v)
 
     def run(self, name, op, args, kwargs):
-        mp = self.mp
-        with mp.workdps(self.digits):
-            if name in self.unary:
-                return self._map(self.unary[name], args[0])
-            if name in self.binary:
-                return self._map(self.binary[name], *np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in args]))
-            if name == "logsumexp":
-                return self._lse(args[0], **kwargs)
-            if name == "log_softmax":
-                return args[0] - self._lse(args[0], axis=kwargs["axis"], keepdims=True)
-            if name == "softmax":
-                return self._map(mp.exp, args[0] - self._lse(args[0], axis=kwargs["axis"], keepdims=True))
+        with self.mp.workdps(self.digits):
+            if op.reference is None:  # a plugin op without one: its NumPy forward on the mpf arrays
+                out = np.asarray(op.forward(*args, **kwargs))
+                return self.lift(out) if out.dtype.kind == "f" else out
             if name == "cross_entropy":
                 op.forward(np.zeros(np.shape(args[0])), args[1], "none")  # raises KernelError for a bad target
-                lp = args[0] - self._lse(args[0], axis=-1, keepdims=True)
-                loss = -np.take_along_axis(lp, np.asarray(args[1])[..., None].astype(np.intp), -1)[..., 0]
-                red = kwargs["reduction"]
-                return np.sum(loss) if red == "sum" else (np.mean(loss) if red == "mean" else loss)
-            if name == "cast":
-                x = np.asarray(args[0])
-                if kwargs["dtype"].startswith("float"):
-                    return x
-                return np.asarray(self._map(float, x) if x.dtype == object else x).astype(kwargs["dtype"])
-            if name in ("greater", "less", "equal"):
-                return np.asarray(op.forward(*args), dtype=bool)
-            if name == "one_hot":
-                return self.lift(op.forward(*args, **kwargs))
-            out = op.forward(*args, **kwargs)
-            if isinstance(out, float):
-                return np.array(mp.mpf(out), dtype=object)
-            out = np.asarray(out)
-            return self.lift(out) if out.dtype.kind == "f" else out
+            out = op.reference(*args, **kwargs)
+            if not isinstance(out, np.ndarray):
+                return np.array(self._value(out), dtype=object)
+            if out.dtype != object:
+                return out
+            return np.asarray(np.frompyfunc(self._value, 1, 1)(out), dtype=object).reshape(out.shape)
