@@ -57,9 +57,9 @@ NEW_GRADCHECK = [f"tests/test_gradcheck.py::{t}" for t in (
     "test_order_two_refines_strong_curvature_and_passes")]
 AREAS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "ops": (["gtool/ops/elementwise.py", "gtool/ops/binary.py", "gtool/ops/reduce.py", "gtool/ops/nn.py",
-             "gtool/ops/bounds.py", "gtool/intervals.py"],
+             "gtool/ops/bounds.py", "gtool/ops/templates.py", "gtool/intervals.py"],
             ["tests/test_ops.py", "tests/test_autodiff.py", "tests/test_autodiff_props.py", "tests/test_lint.py",
-             "tests/test_records.py", "tests/test_edge_values.py"],
+             "tests/test_records.py", "tests/test_edge_values.py", "tests/test_templates.py"],
             ["tests/test_intervals.py", "tests/test_ops_mutants.py"]),
     "autodiff": (["gtool/autodiff.py", "gtool/builder.py"],
                  ["tests/test_autodiff.py", "tests/test_autodiff_props.py", "tests/test_gradcheck.py"],
