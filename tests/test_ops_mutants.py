@@ -99,3 +99,18 @@ loss: L
     for a, k, c in np.ndindex(2, 2, 2):  # each pick adds its weight back where it was taken from
         want[a, i[a, k, c] % 3, c] += w[a, k, c]
     np.testing.assert_array_equal(got["x"], want)
+
+
+def test_pow_with_a_constant_exponent_is_c_x_to_the_c_minus_1(load_text):
+    g = load_text("""
+gtool: 1
+inputs:
+  x: [3]
+nodes:
+  L: sum(x ** 3 + x ** 2 + x ** 0.5 + x ** -1)
+outputs: [L]
+loss: L
+""")
+    x = np.array([0.25, 1.0, 4.0])
+    got = _grads(g, {"x": x}, ["x"])["x"]
+    np.testing.assert_allclose(got, 3 * x**2 + 2 * x + 0.5 / np.sqrt(x) - 1 / x**2, rtol=1e-14)
