@@ -44,3 +44,25 @@ outputs: [s, t, w]
     np.testing.assert_allclose(out["s"], 2 * np.exp(2 * x), rtol=1e-15)
     np.testing.assert_array_equal(out["t"], 4 * x)  # x p + x q with p = 1, q = 3: u and v not merged
     np.testing.assert_array_equal(out["w"], x * [1.0, 2.0, 3.0])
+
+
+def test_log_softmax_pick_fires_on_a_rank_1_hand_written_softmax(load_text):
+    """log(sum(exp(s) / sum(exp(s)) * onehot)) for one row: the probability of class 1 is
+    e^-1000 / (1 + e^-1000 + 1), which underflows to 0 (log: -inf) unless the rule rewrites it
+    to log_softmax picked at 1: -1000 - log(2 + e^-1000) = -1000 - log 2."""
+    g = load_text("""
+gtool: 1
+inputs:
+  s: [3]
+constants:
+  oh: {value: [0.0, 1.0, 0.0]}
+nodes:
+  e: exp(s)
+  p: e / sum(e)
+  L: log(sum(p * oh))
+outputs: [L]
+""")
+    r = rewrite(g)
+    assert "log_softmax_pick" in {a.rule for a in r.applied}
+    out = gtool.run(r.graph, {"s": np.array([0.0, -1000.0, 0.0])})
+    assert out["L"] == -1000.0 - np.log(2.0)
