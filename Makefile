@@ -40,7 +40,7 @@ demo: $(VENV)/.installed  ## validate, run, differentiate, check, lint, fix and 
 	@echo "demo outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed  ## run the test suite and the linter
-	$(PY) -m pytest -n auto --dist loadfile  # one worker per core; a file stays on one worker (module fixtures built once)
+	$(PY) -m pytest -n auto  # one worker per core (pytest-xdist)
 	$(VENV)/bin/ruff check gtool tests bench
 
 lint: $(VENV)/.installed  ## ruff
