@@ -40,7 +40,7 @@ demo: $(VENV)/.installed  ## validate, run, differentiate, check, lint, fix and 
 	@echo "demo outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed  ## run the test suite and the linter
-	$(PY) -m pytest -n auto  # one worker per core (pytest-xdist)
+	$(PY) -m pytest -n auto --dist worksteal  # one worker per core; idle workers take tests from busy ones
 	$(VENV)/bin/ruff check gtool tests bench
 
 lint: $(VENV)/.installed  ## ruff
