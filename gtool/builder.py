@@ -19,7 +19,25 @@ from .shapes import Inference, ShapeCtx
 from .validate import inference_of, with_inference
 
 
-class GraphBuilder:
+class TypedNames:
+    """Questions about the typed values of a graph being matched or built (`types`, `ctx`): one
+    copy for the builder that rules call and the read-only view lint matches over."""
+
+    types: dict[str, TensorType]
+    ctx: ShapeCtx
+
+    def type(self, name: str) -> TensorType:
+        return self.types[name]
+
+    def attrs(self, node: Node) -> dict:
+        return get_op(node.op).full_attrs(node.attrs)
+
+    def shape_of(self, name: str) -> tuple:
+        """A value's shape with every dim resolved as far as the graph's bindings allow."""
+        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
+
+
+class GraphBuilder(TypedNames):
     """Adds nodes to a copy of a graph, inferring each new node's type as it goes.
 
     This is the `b` that VJP and JVP rules receive: `b(op, *inputs, **attrs)` returns the new
@@ -81,16 +99,6 @@ class GraphBuilder:
             self.types[name] = self.tensors[name].type
             self._consts[key] = name
         return self._consts[key]
-
-    def type(self, name: str) -> TensorType:
-        return self.types[name]
-
-    def attrs(self, node: Node) -> dict:
-        return get_op(node.op).full_attrs(node.attrs)
-
-    def shape_of(self, name: str) -> tuple:
-        """A value's shape with every dim resolved as far as the graph's bindings allow."""
-        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
 
     def _same_shape(self, a: str, b: str) -> bool:
         sa, sb = self.types[a].shape, self.types[b].shape

@@ -23,8 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..builder import TypedNames
 from ..ir import Graph, Node, Tensor, TensorType
-from ..ops.registry import get_op
 from ..shapes import ShapeCtx
 
 COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "equal"})
@@ -37,7 +37,7 @@ class View(Protocol):
     tensors: dict[str, Tensor]
 
 
-class GraphView:
+class GraphView(TypedNames):
     """A read-only view of a graph for matching: nodes, tensors, inferred types, dim bindings.
 
     Offers the reading half of the engine's workspace (`type`, `attrs`, `shape_of`, `ctx`),
@@ -57,14 +57,6 @@ class GraphView:
         self.ctx.bindings = dict(inf.ctx.bindings)
         self.protected = set(graph.outputs) | ({graph.loss} if graph.loss else set())
 
-    def type(self, name: str) -> TensorType:
-        return self.types[name]
-
-    def attrs(self, node: Node) -> dict:
-        return get_op(node.op).full_attrs(node.attrs)
-
-    def shape_of(self, name: str) -> tuple:
-        return tuple(self.ctx.resolve(d) for d in self.types[name].shape)
 
 
 @dataclass(frozen=True)
