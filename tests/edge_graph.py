@@ -110,22 +110,27 @@ def reference(case: EdgeCase, out_dtype) -> np.ndarray:
     return want.astype(out_dtype)
 
 
+def _add_case(k: int, c: EdgeCase, lines: list, nodes: list, data: dict, wrt: list) -> None:
+    """Case k as node c<k> with inputs c<k>_a<j>: its input lines, node line, data and float inputs."""
+    names = []
+    for j, a in enumerate(c.inputs):
+        name = f"c{k}_a{j}"
+        lines.append(f"  {name}: {{shape: {list(a.shape)}, dtype: {a.dtype}}}")
+        data[name] = a
+        names.append(name)
+        if a.dtype.kind == "f":
+            wrt.append(name)
+    node = {"op": c.op, "inputs": names}
+    if c.attrs:
+        node["attrs"] = c.attrs
+    nodes.append(f"  c{k}: {json.dumps(node)}")
+
+
 def one_graph_text(cases_: list[EdgeCase]) -> tuple[str, dict, list[str]]:
     """One graph holding every case as node c<k> (inputs c<k>_a<j>), its data, and the float inputs."""
     lines, nodes, data, wrt = ["gtool: 1", "inputs:"], [], {}, []
     for k, c in enumerate(cases_):
-        names = []
-        for j, a in enumerate(c.inputs):
-            name = f"c{k}_a{j}"
-            lines.append(f"  {name}: {{shape: {list(a.shape)}, dtype: {a.dtype}}}")
-            data[name] = a
-            names.append(name)
-            if a.dtype.kind == "f":
-                wrt.append(name)
-        node = {"op": c.op, "inputs": names}
-        if c.attrs:
-            node["attrs"] = c.attrs
-        nodes.append(f"  c{k}: {json.dumps(node)}")
+        _add_case(k, c, lines, nodes, data, wrt)
     outputs = [f"c{k}" for k in range(len(cases_))]
     return "\n".join(lines + ["nodes:"] + nodes + [f"outputs: [{', '.join(outputs)}]"]) + "\n", data, wrt
 
@@ -135,18 +140,7 @@ def loss_graph_text(cases_: list[EdgeCase], out_shapes: dict[int, tuple]) -> tup
     lines, nodes, data, wrt, terms = ["gtool: 1", "inputs:"], [], {}, [], []
     rng = np.random.default_rng(11)
     for k, c in enumerate(cases_):
-        names = []
-        for j, a in enumerate(c.inputs):
-            name = f"c{k}_a{j}"
-            lines.append(f"  {name}: {{shape: {list(a.shape)}, dtype: {a.dtype}}}")
-            data[name] = a
-            names.append(name)
-            if a.dtype.kind == "f":
-                wrt.append(name)
-        node = {"op": c.op, "inputs": names}
-        if c.attrs:
-            node["attrs"] = c.attrs
-        nodes.append(f"  c{k}: {json.dumps(node)}")
+        _add_case(k, c, lines, nodes, data, wrt)
         lines.append(f"  R{k}: {{shape: {list(out_shapes[k])}}}")
         data[f"R{k}"] = rng.standard_normal(out_shapes[k])
         nodes.append(f"  l{k}: sum(cast(c{k}, dtype=float64) * R{k})")
