@@ -23,7 +23,8 @@ from gtool.ops import REGISTRY
 
 # ops whose derivative is zero or undefined by design: forward/shape tests, and a check that no
 # gradient flows through them
-NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient"})
+NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient",
+                                "floor", "ceil", "round"})
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _cases() -> dict[str, list[Case]]:
     def add(op, *inputs, **kw):
         c.setdefault(op, []).append(Case(op, tuple(inputs), **kw))
 
-    for family in (_elementwise_cases, _reduction_cases, _shape_cases, _indexing_and_nn_cases):
+    for family in (_elementwise_cases, _reduction_cases, _shape_cases, _indexing_and_nn_cases, _activation_cases):
         family(add)
     return c
 
@@ -281,6 +282,25 @@ def _indexing_and_nn_cases(add) -> None:
         add("cross_entropy", F(5, kind="uniform"), I(hi=5), attrs={"reduction": red})
     add("cross_entropy", F(2, 3, 4, kind="uniform"), I(2, 3, hi=4), attrs={"reduction": "none"})
     add("cross_entropy", F(2, 3, 4, kind="uniform"), I(2, 3, hi=4, dtype="int32"))
+
+
+def _activation_cases(add) -> None:
+    """gtool/ops/activations.py: kinks at 0 kept away from, attrs other than the defaults."""
+    for op in ("leaky_relu", "elu", "selu"):
+        add(op, F(3, 4, kind="away0"))
+        add(op, F(kind="away0"))
+    add("leaky_relu", F(5, kind="away0"), attrs={"alpha": 0.3})
+    add("elu", F(5, kind="away0"), attrs={"alpha": 2.0})
+    add("selu", F(5, kind="away0"), attrs={"alpha": 1.5, "gamma": 2.0})
+    for op in ("erf", "erfc", "softsign", "gelu"):
+        add(op, F(3, 4, kind="uniform", lo=-3.0, hi=3.0))
+        add(op, F())
+    add("gelu", F(3, 4, kind="uniform", lo=-4.0, hi=4.0), attrs={"approximate": "tanh"})
+    add("hard_sigmoid", F(3, 4))  # corners at -2.5 and 2.5
+    add("hard_sigmoid", F(6, kind="uniform", lo=-1.0, hi=0.5), attrs={"alpha": 0.5, "beta": 0.6})
+    add("reciprocal", F(3, 4, kind="away0"))
+    for op in ("floor", "ceil", "round"):
+        add(op, F(3, 4, kind="uniform", lo=-3.0, hi=3.0))
 
 
 def _default_cases(c: dict[str, list[Case]]) -> dict[str, list[Case]]:

@@ -165,6 +165,9 @@ def check_attr(op: str, name: str, spec: Attr, value: Any) -> Any:
     elif kind == "int":
         if not _is_int(value):
             raise bad
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise bad
     elif kind == "axes":
         if not (_is_int(value) or (isinstance(value, list) and all(_is_int(v) for v in value))):
             raise bad
@@ -201,6 +204,7 @@ def check_attr(op: str, name: str, spec: Attr, value: Any) -> Any:
 _KIND_TEXT = {
     "bool": "true or false",
     "int": "an integer",
+    "float": "a number",
     "axes": "an integer, a list of integers, or null",
     "perm": "a list of integers",
     "shape": "a list of dims (ints, names or dim expressions; -1 once for reshape)",
