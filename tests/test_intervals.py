@@ -36,9 +36,11 @@ INF = math.inf
 # integers in [lo, hi], or ("b", shape) booleans
 UNARY = ("neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sign", "sin", "cos", "tanh", "sigmoid",
          "relu", "softplus", "identity", "stop_gradient")
+ACTIVATIONS = ("erf", "erfc", "gelu", "leaky_relu", "elu", "selu", "hard_sigmoid", "softsign", "reciprocal", "floor",
+               "ceil", "round")
 BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "greater", "less", "equal")
 CASES: dict[str, tuple[list, dict]] = {
-    **{name: ([("f", (24,))], {}) for name in UNARY},
+    **{name: ([("f", (24,))], {}) for name in UNARY + ACTIVATIONS},
     **{name: ([("f", (24,)), ("f", (24,))], {}) for name in BINARY},
     "where": ([("b", (24,)), ("f", (24,)), ("f", (24,))], {}),
     "cast": ([("f", (24,))], {"dtype": "float32"}),

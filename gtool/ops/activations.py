@@ -348,7 +348,11 @@ def _recip_ref(m, x):
 
 
 def _recip_interval(b_, attrs, info):
-    return bounds.div([(1.0, 1.0), b_[0]], attrs, info)
+    """Decreasing on each side of 0; an interval reaching 0 holds -0.0 too (1/-0 = -inf)."""
+    lo, hi = b_[0]
+    if lo <= 0 <= hi:
+        return bounds.UNKNOWN
+    return bounds.div([(1.0, 1.0), (lo, hi)], attrs, info)
 
 
 unary("reciprocal", _native(lambda x: np.reciprocal(x)),
