@@ -175,7 +175,8 @@ def _cases() -> dict[str, list[Case]]:
     def add(op, *inputs, **kw):
         c.setdefault(op, []).append(Case(op, tuple(inputs), **kw))
 
-    for family in (_elementwise_cases, _reduction_cases, _shape_cases, _indexing_and_nn_cases, _activation_cases):
+    for family in (_elementwise_cases, _reduction_cases, _shape_cases, _indexing_and_nn_cases, _activation_cases,
+                   _norm_cases):
         family(add)
     return c
 
@@ -301,6 +302,23 @@ def _activation_cases(add) -> None:
     add("reciprocal", F(3, 4, kind="away0"))
     for op in ("floor", "ceil", "round"):
         add(op, F(3, 4, kind="uniform", lo=-3.0, hi=3.0))
+
+
+def _norm_cases(add) -> None:
+    """gtool/ops/norm.py: the three norms under their attrs, dropout in both modes."""
+    u = {"kind": "uniform", "lo": -2.0, "hi": 2.0}
+    add("layer_norm", F(3, 4, **u), F(4, **u), F(4, **u))
+    add("layer_norm", F(2, 3, 4, **u), F(3, 4, **u), F(4, **u), attrs={"axis": 1, "epsilon": 1e-3})
+    add("layer_norm", F(2, 5, **u), F(**u), F(**u), attrs={"axis": 0})
+    add("instance_norm", F(2, 3, 4, **u), F(3, **u), F(3, **u))
+    add("instance_norm", F(2, 2, 3, 2, **u), F(2, **u), F(2, **u), attrs={"epsilon": 0.1})
+    pos = F(3, kind="uniform", lo=0.5, hi=2.0)
+    add("batch_norm", F(4, 3, **u), F(3, **u), F(3, **u), F(3, **u), pos)
+    add("batch_norm", F(2, 3, 2, 2, **u), F(3, **u), F(3, **u), F(3, **u), pos, attrs={"epsilon": 0.01})
+    add("batch_norm", F(2, 3, 2, 2, **u), F(3, **u), F(3, **u), F(3, **u), pos, attrs={"training": True})
+    add("batch_norm", F(5, 3, **u), F(3, **u), F(3, **u), F(3, **u), pos, attrs={"training": True, "epsilon": 0.0})
+    add("dropout", F(3, 4), attrs={"training": True, "ratio": 0.3, "seed": 1})
+    add("dropout", F(3, 4))
 
 
 def _default_cases(c: dict[str, list[Case]]) -> dict[str, list[Case]]:
