@@ -64,8 +64,13 @@ CASES: dict[str, tuple[list, dict]] = {
     "softmax": ([("f", (4, 6))], {}),
     "log_softmax": ([("f", (4, 6))], {"axis": 0}),
     "cross_entropy": ([("f", (5, 4)), ("i", (5,), 0, 3)], {"reduction": "sum"}),
+    "layer_norm": ([("f", (4, 6)), ("f", (6,)), ("f", (6,))], {}),
+    "instance_norm": ([("f", (2, 3, 4)), ("f", (3,)), ("f", (3,))], {}),
+    "batch_norm": ([("f", (4, 3, 2)), ("f", (3,)), ("f", (3,)), ("f", (3,)), ("f", (3,))], {}),
+    "dropout": ([("f", (4, 6))], {"training": True, "ratio": 0.25, "seed": 3}),
 }
-ROUNDING = frozenset({"sum", "mean", "matmul", "logsumexp", "softmax", "log_softmax", "cross_entropy", "sum_to"})
+ROUNDING = frozenset({"sum", "mean", "matmul", "logsumexp", "softmax", "log_softmax", "cross_entropy", "sum_to",
+                      "layer_norm", "instance_norm", "batch_norm", "dropout"})
 
 # Two known gaps, found by these tests (ops/intervals are helper h5's; reported to be fixed in
 # the op records). The property test steps around exactly these inputs, and the two strict
