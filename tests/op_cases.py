@@ -319,6 +319,7 @@ def _norm_cases(add) -> None:
     add("batch_norm", F(5, 3, **u), F(3, **u), F(3, **u), F(3, **u), pos, attrs={"training": True, "epsilon": 0.0})
     add("dropout", F(3, 4), attrs={"training": True, "ratio": 0.3, "seed": 1})
     add("dropout", F(3, 4))
+    add("dropout", F(3, 4), F(kind="uniform", lo=0.1, hi=0.4), B(), attrs={"seed": 2})
 
 
 def _default_cases(c: dict[str, list[Case]]) -> dict[str, list[Case]]:

@@ -25,7 +25,7 @@ import numpy as np
 from ..ir import TensorType
 from . import bounds
 from .reference import INF, NAN, Edge, is_nan, mp, rows_edges
-from .registry import Attr, OpDef, ShapeError, register
+from .registry import Attr, KernelError, OpDef, ShapeError, register
 
 EPS = {"epsilon": Attr("float", 1e-5, "added to the variance (0 gives NaN for a constant row)")}
 
@@ -435,8 +435,10 @@ def dropout_mask(shape, ratio: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(shape) >= ratio
 
 
-def _dropout(x, ratio=0.5, seed=0, training=False):
+def _dropout(x, *given, ratio=0.5, seed=0, training=False):
+    """x, or x * mask / (1 - ratio); `given` = (ratio, training) as run-time inputs (ONNX's)."""
     x = np.asarray(x)
+    ratio, training = _dropout_args(given, ratio, training)
     if not training or ratio == 0:
         return x
     keep = dropout_mask(x.shape, ratio, seed)
@@ -445,15 +447,61 @@ def _dropout(x, ratio=0.5, seed=0, training=False):
     return np.where(keep, kept, np.zeros((), x.dtype))
 
 
+def _dropout_args(given, ratio, training):
+    if given:
+        ratio = float(given[0])
+        if not 0 <= ratio < 1:
+            raise KernelError("bad-input", f"dropout ratio must be in [0, 1), got {ratio}")
+    if len(given) > 1:
+        training = bool(given[1])
+    return ratio, training
+
+
 def _dropout_infer(ctx, types, attrs):
     if not 0 <= attrs["ratio"] < 1:
         raise ShapeError("bad-attr", f"dropout ratio must be in [0, 1), got {attrs['ratio']}")
+    if len(types) > 3:
+        raise ShapeError("arity", f"dropout takes x and at most ratio and training, got {len(types)} inputs")
+    for t, what, ok in zip(types[1:], ("ratio", "training"), (lambda d: d.startswith("float"), lambda d: d == "bool")):
+        if t.rank != 0 or not ok(t.dtype):
+            raise ShapeError("dtype-mismatch", f"dropout {what} must be a {'float' if what == 'ratio' else 'bool'} "
+                                               f"scalar, got {t.dtype} of rank {t.rank}")
     t = types[0]
     return TensorType(t.shape, t.dtype if t.dtype.startswith("float") else "float64", t.weak)
 
 
-def _dropout_ref(x, ratio=0.5, seed=0, training=False):
+def _ratio_partial(b, node, v):
+    """d y / d ratio times v: y / (1 - ratio) where training (x m / (1 - r) is all that moves)."""
+    if len(node.inputs) < 2 or (len(node.inputs) < 3 and not b.attrs(node)["training"]):
+        return None
+    d = b("div", node.name, b("sub", b.const(1), node.inputs[1]))
+    if len(node.inputs) > 2:
+        d = b("mul", d, b("cast", node.inputs[2], dtype=b.type(node.name).dtype))
+    return b("mul", d, v)
+
+
+def _dropout_vjp(b, node, g):
+    dr = _ratio_partial(b, node, g)
+    out = [b("dropout", g, *node.inputs[1:], **node.attrs)]
+    if len(node.inputs) > 1:
+        out.append(None if dr is None else b("sum", dr))
+    return out + [None] * (len(node.inputs) - len(out))
+
+
+def _dropout_jvp(b, node, ts):
+    terms = []
+    if ts[0] is not None:
+        terms.append(b("dropout", ts[0], *node.inputs[1:], **node.attrs))
+    if len(ts) > 1 and ts[1] is not None:
+        dr = _ratio_partial(b, node, ts[1])
+        if dr is not None:
+            terms.append(dr)
+    return _total(b, terms, node.name)
+
+
+def _dropout_ref(x, *given, ratio=0.5, seed=0, training=False):
     x = np.asarray(x, dtype=object)
+    ratio, training = _dropout_args([float(v) if i == 0 else bool(v) for i, v in enumerate(given)], ratio, training)
     if not training:
         return x.copy()
     keep = dropout_mask(x.shape, ratio, seed)
@@ -461,31 +509,32 @@ def _dropout_ref(x, ratio=0.5, seed=0, training=False):
     out = np.empty(x.shape, dtype=object)
     for idx in np.ndindex(*x.shape):
         v = x[idx]
-        out[idx] = v if is_nan(v) or not keep[idx] else (m.mpf(v) / (1 - m.mpf(ratio)) if abs(v) != INF else v)
-        if not keep[idx]:
-            out[idx] = 0.0
+        out[idx] = 0.0 if not keep[idx] else v if is_nan(v) or abs(v) == INF else m.mpf(v) / (1 - m.mpf(ratio))
     return out
 
 
 def _dropout_interval(b_, attrs, info):
     lo, hi = b_[0]
-    if not attrs["training"]:
+    if len(b_) < 3 and not attrs["training"]:
         return lo, hi
-    s = 1 / (1 - attrs["ratio"])
-    return bounds.clean(min(lo * s, 0.0), max(hi * s, 0.0))
+    r_hi = b_[1][1] if len(b_) > 1 else attrs["ratio"]
+    s = 1 / (1 - r_hi) if r_hi < 1 else INF
+    return bounds.clean(min(bounds._mul(lo, s), lo, 0.0), max(bounds._mul(hi, s), hi, 0.0))
 
 
-register(OpDef("dropout", 1, _dropout_infer, _dropout,
+_FLOATS = (0.0, -0.0, 5e-324, 1.5, -3.0, 1e308, -1e308, INF, -INF, NAN)
+register(OpDef("dropout", None, _dropout_infer, _dropout,
                attrs={"ratio": Attr("float", 0.5, "the fraction dropped, in [0, 1)"),
                       "seed": Attr("int", 0, "the mask's seed: the same mask on every run"),
                       "training": Attr("bool", False, "false: the identity (inference)")},
-               vjp=lambda b, node, g: [b("dropout", g, **node.attrs)],
-               jvp=lambda b, node, ts: None if ts[0] is None else b("dropout", ts[0], **node.attrs),
-               group="normalization", view=True,
+               vjp=_dropout_vjp, jvp=_dropout_jvp, group="normalization", view=True,
                doc="x at inference; training: x * mask / (1 - ratio), mask a seeded draw keeping 1 - ratio "
-                   "of the entries (linear in x: its VJP and JVP are dropout with the same mask)",
+                   "of the entries (linear in x: its VJP and JVP are dropout with the same mask); optional "
+                   "inputs ratio (float scalar) and training (bool scalar) override the attrs at run time",
                reference=_dropout_ref, interval=_dropout_interval, ulps=1,
-               edges=(Edge((np.array(FLOATS := (0.0, -0.0, 5e-324, 1.5, -3.0, 1e308, -1e308, INF, -INF, NAN)),)),
-                      Edge((np.array(FLOATS * 4).reshape(4, 10),), {"training": True, "ratio": 0.3, "seed": 7}),
-                      Edge((np.array(FLOATS),), {"training": True, "ratio": 0.0})),
-               explain={"vjp": ("{g} ⊙ mask / (1 - ratio)",)}))
+               edges=(Edge((np.array(_FLOATS),)),
+                      Edge((np.array(_FLOATS * 4).reshape(4, 10),), {"training": True, "ratio": 0.3, "seed": 7}),
+                      Edge((np.array(_FLOATS),), {"training": True, "ratio": 0.0}),
+                      Edge((np.array(_FLOATS * 2), np.array(0.25), np.array(True)), {"seed": 3}),
+                      Edge((np.array(_FLOATS), np.array(0.25), np.array(False)))),
+               explain={"vjp": ("{g} ⊙ mask / (1 - ratio)", "sum of {g} ⊙ {out} / (1 - ratio)", "none")}))
