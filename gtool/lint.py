@@ -205,6 +205,28 @@ FIXES = {
     "div-zero": "keep the divisor away from 0 (add a small constant, or use softmax / sigmoid for normalisations)",
 }
 HAZARD_OPS = {"exp": 0, "expm1": 0, "log": 0, "log1p": 0, "sqrt": 0, "div": 1}  # op -> the input that matters
+NORM_OPS = ("layer_norm", "instance_norm", "batch_norm")
+FIXES["norm-epsilon"] = "give the norm a positive epsilon (1e-5 is PyTorch's and ONNX's default)"
+
+
+def _norm_hazard(graph: Graph, node, bound: dict) -> tuple[str, str, Bound | None] | None:
+    """(code, message, the bound it rests on) for a norm that can divide by 0: epsilon 0 with
+    batch statistics (a row of equal values has variance 0: 0 / 0 = NaN), or running
+    variances that can be -epsilon or less (a given `var` input's interval says)."""
+    from .ops import get_op
+
+    attrs = get_op(node.op).full_attrs(node.attrs)
+    eps = float(attrs["epsilon"])
+    if node.op == "batch_norm" and not attrs["training"]:
+        b = bound[node.inputs[4]]
+        if b.interval[0] + eps <= 0:
+            return ("norm-epsilon", f"batch_norm divides by sqrt(var + {eps:g}), and var ranges over "
+                    f"[{fmt(b.interval[0])}, {fmt(b.interval[1])}]: it can be 0 (inf or NaN) or negative (NaN)", b)
+        return None
+    if eps <= 0:
+        return ("norm-epsilon", f"{node.op} with epsilon {eps:g}: a row of equal values has variance 0, and "
+                "(x - mean) / sqrt(0) = 0 / 0 = NaN (its gradient too)", None)
+    return None
 
 
 def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
@@ -228,6 +250,8 @@ def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
             report.findings.append(Finding(_pattern_diag(graph, node, rule, m, types, bound, path), rule.name))
             break
     for name, node in graph.nodes.items():
+        if node.op in NORM_OPS:
+            _add_norm_finding(report, graph, node, bound, path)
         k = HAZARD_OPS.get(node.op)
         if k is None or name in covered:
             continue
@@ -242,6 +266,18 @@ def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
         report.findings.append(Finding(_diag(graph, node, code, f"{message} ({_why(b)})", hint, severity, path)))
     report.findings.sort(key=lambda f: (f.diag.line or 0, f.diag.column or 0))
     return report
+
+
+def _add_norm_finding(report: LintReport, graph: Graph, node, bound: dict, path: str) -> None:
+    found = _norm_hazard(graph, node, bound)
+    if found is None:
+        report.proven_safe += node.op == "batch_norm"
+        return
+    code, message, b = found
+    tainted = b is not None and b.tainted
+    hint = FIXES[code] + ("; or declare a `range` on the inputs to prove it cannot happen" if tainted else "")
+    message += f" ({_why(b)})" if tainted else ""
+    report.findings.append(Finding(_diag(graph, node, code, message, hint, "warning" if tainted else "error", path)))
 
 
 def _diag(graph: Graph, node, code: str, message: str, hint: str | None, severity: str, path: str) -> Diagnostic:
