@@ -21,13 +21,14 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from op_cases import CASES  # noqa: E402
+
 import gtool  # noqa: E402
 from gtool import api  # noqa: E402
 from gtool.errors import GraphError, UsageError  # noqa: E402
 from gtool.onnx.export import export_model  # noqa: E402
 from gtool.onnx.export_ops import RULES  # noqa: E402
 from gtool.ops import REGISTRY  # noqa: E402
-from tests.op_cases import CASES  # noqa: E402
 
 GRAPHS = sorted(glob.glob("graphs/*.yaml") + glob.glob("graphs/*.json"))
 

@@ -28,7 +28,7 @@ def _onnx():
     try:
         import onnx
     except ModuleNotFoundError:
-        raise UsageError("missing-extra", "ONNX export needs the onnx package",
+        raise UsageError("usage", "ONNX export needs the onnx package, which is not installed",
                          hint="pip install 'gtool[onnx]'") from None
     return onnx
 
@@ -236,6 +236,10 @@ def export_model(graph: Graph, *, opset: int = DEFAULT_OPSET, params: dict | Non
 
     types = types_of(graph)
     x = Exporter(graph, types, opset)
+    unknown = [n for n in (params or {}) if graph.tensors.get(n) is None or graph.tensors[n].kind != "param"]
+    if unknown:
+        raise UsageError("unknown-name", f"values given for {', '.join(map(repr, unknown))}, which "
+                         f"{'is not a param' if len(unknown) == 1 else 'are not params'} of the graph")
     inputs = _write_tensors(x, graph, params or {}, seed, dims or {})
     for node in graph.nodes.values():
         x.current, x.local = node, {}
@@ -274,18 +278,27 @@ def _finish(x: Exporter, node: Node, result: str) -> None:
 
 
 def _param_value(t, given: dict, seed: int, dims: dict[str, int]) -> np.ndarray:
+    """A param's value: given, else its own, else drawn from its init (as `gtool run` draws it)."""
+    from ..feeds import _as_array, _init
+
     if t.name in given:
-        return np.asarray(given[t.name], dtype=t.dtype)
+        arr = _as_array(t.name, given[t.name], t)
+        want = [d.evaluate(dims) if not d.symbols() - dims.keys() else None for d in t.shape]
+        if arr.ndim != len(want) or any(w is not None and w != n for w, n in zip(want, arr.shape)):
+            from ..dims import format_shape
+
+            raise UsageError("bad-input", f"the value given for param '{t.name}' has shape {list(arr.shape)}, but "
+                             f"'{t.name}' is declared {format_shape(t.shape)}", node=t.name)
+        return arr
     if t.value is not None:
         return np.asarray(t.value, dtype=t.dtype)
-    from ..feeds import _init
-
     try:
         shape = tuple(d.evaluate(dims) for d in t.shape)
     except KeyError as e:
         raise ExportError("onnx-export", f"param '{t.name}' has no value and its shape uses dim {e}, which has "
                           "no size: ONNX stores param values", node=t.name, **t.loc.where(),
-                          hint="declare the dim with a default under dims:, or give the param a value") from None
+                          hint="declare the dim with a default under dims:, bind it with --dim, or give the "
+                          "param's value") from None
     return _init(t, shape, seed)
 
 
