@@ -84,7 +84,7 @@ def write(model, graph, exporter, renamed: dict[str, str]) -> None:
     import onnx
 
     doc = build(graph, exporter, renamed)
-    onnx.helper.set_model_props(model, {KEY: json.dumps(doc, sort_keys=True, separators=(",", ":"))})
+    onnx.helper.set_model_props(model, {KEY: json.dumps(doc, separators=(",", ":"))})  # keys in the graph's order
     if graph.doc:
         model.doc_string = graph.doc
 
@@ -100,3 +100,121 @@ def read(model) -> dict | None:
                 return None
             return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else None
     return None
+
+
+# the way back -------------------------------------------------------------------------------
+
+DOMAIN = "gtool"  # the domain of the one-node stand-ins `collapse` makes for intact groups
+
+
+def collapse(model, doc: dict):
+    """A copy of `model` in which the ONNX nodes of each gtool node that are exactly as exported
+    are replaced by one node of domain `gtool` (op type: the gtool op; attrs as JSON), which
+    `gtool/onnx/convert/gtool_ops.py` turns back into that op. Nodes and initializers that only
+    the replaced nodes read are dropped. The metadata itself is left out of the copy."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.metadata_props[:]
+    g = out.graph
+    by_name = {n.name: n for n in g.node if n.name}
+    replaced: dict[str, object] = {}  # ONNX node name -> the stand-in (at the group's last node) or None
+    for name, entry in doc.get("nodes", {}).items():
+        group = [by_name.get(n) for n in entry.get("onnx", [])]
+        if not group or any(n is None for n in group) or group_hash(group) != entry.get("hash"):
+            continue  # changed since the export: the importer reads the ONNX nodes
+        stand_in = onnx.helper.make_node(entry["op"], entry["inputs"], [name], name=name, domain=DOMAIN,
+                                         gtool_attrs=json.dumps(entry.get("attrs", {})))
+        for n in group[:-1]:
+            replaced[n.name] = None
+        replaced[group[-1].name] = stand_in
+    nodes = []
+    for n in g.node:
+        if n.name in replaced:
+            if replaced[n.name] is not None:
+                nodes.append(replaced[n.name])
+        else:
+            nodes.append(n)
+    keep_tensors = set(doc.get("tensors", {}))
+    nodes, inits = _live(nodes, list(g.initializer), {o.name for o in g.output}, keep_tensors)
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    return out
+
+
+def _live(nodes: list, inits: list, outputs: set[str], keep: set[str]) -> tuple[list, list]:
+    """Drop nodes whose outputs nothing reads (repeatedly), then initializers nothing reads
+    (the gtool tensors in `keep` stay: they are the graph's interface)."""
+    while True:
+        read = set(outputs)
+        for n in nodes:
+            read.update(n.input)
+        live = [n for n in nodes if any(o in read for o in n.output)]
+        if len(live) == len(nodes):
+            break
+        nodes = live
+    return nodes, [t for t in inits if t.name in read or t.name in keep]
+
+
+def restore(model, path: str, importer):
+    """The graph of a model gtool exported, or None for any other model.
+
+    `importer(model, path)` is the ONNX importer, run on `collapse`'s copy; the result then gets
+    back what ONNX has no field for (module docstring)."""
+    doc = read(model)
+    if doc is None:
+        return None
+    graph = importer(collapse(model, doc), path)
+    return _apply(graph, doc)
+
+
+def _tensor(name: str, entry: dict, imported, path: str):
+    """The gtool tensor `name` from its metadata entry and the imported tensor (whose value,
+    the initializer's, wins over the metadata: the ONNX file may hold retrained weights)."""
+    from ..dims import parse_dim
+    from ..format.build import nonfinite
+    from ..ir import Loc, Tensor, TensorType
+
+    shape = tuple(parse_dim(d) for d in entry["shape"])
+    value = imported.value if imported is not None else None
+    if entry.get("weak") and "value" in entry:
+        value = np.asarray(nonfinite(entry["value"]), dtype=entry["dtype"])
+    elif not entry.get("has_value") and entry.get("init") is not None:
+        value = None  # drawn from its init, as before the export
+    if value is not None:
+        value = np.asarray(value, dtype=entry["dtype"])
+    rng = entry.get("range")
+    return Tensor(name, entry["kind"], TensorType(shape, entry["dtype"], bool(entry.get("weak"))), value=value,
+                  init=entry.get("init"), range=tuple(nonfinite(rng)) if rng is not None else None,
+                  doc=entry.get("doc"), loc=imported.loc if imported is not None else Loc(path))
+
+
+def _apply(graph, doc: dict):
+    """The imported graph with the metadata's tensors, node docs and shapes, outputs, loss,
+    name, doc and dims."""
+    from dataclasses import replace
+
+    from ..dims import parse_dim
+
+    tensors = {}
+    for name, entry in doc.get("tensors", {}).items():
+        if name in graph.tensors or entry.get("has_value") or entry["kind"] == "input" or entry.get("init"):
+            tensors[name] = _tensor(name, entry, graph.tensors.get(name), graph.path)
+    tensors.update({n: t for n, t in graph.tensors.items() if n not in tensors and n not in graph.nodes})
+    nodes = {}
+    for name, node in graph.nodes.items():
+        entry = doc.get("nodes", {}).get(name)
+        if entry is not None and node.op == entry["op"] and list(node.inputs) == entry["inputs"]:
+            shape = tuple(parse_dim(d) for d in entry["shape"]) if "shape" in entry else None
+            node = replace(node, attrs=dict(entry.get("attrs", node.attrs)), doc=entry.get("doc"), shape=shape)
+        nodes[name] = node
+    renamed = doc.get("renamed", {})
+    outputs = tuple(renamed.get(o, o) for o in graph.outputs)
+    loss = doc.get("loss") if doc.get("loss") in tensors or doc.get("loss") in nodes else None
+    dims = {k: v for k, v in (doc.get("dims") or {}).items() if isinstance(v, int)}
+    out = graph.evolve(tensors=tensors, nodes=nodes, outputs=outputs, loss=loss, name=doc.get("name") or graph.name,
+                       doc=doc.get("doc") if "doc" in doc else graph.doc, dims=dims)
+    return out.prune()
