@@ -215,6 +215,7 @@ def _apply(graph, doc: dict):
     outputs = tuple(renamed.get(o, o) for o in graph.outputs)
     loss = doc.get("loss") if doc.get("loss") in tensors or doc.get("loss") in nodes else None
     dims = {k: v for k, v in (doc.get("dims") or {}).items() if isinstance(v, int)}
-    out = graph.evolve(tensors=tensors, nodes=nodes, outputs=outputs, loss=loss, name=doc.get("name") if "name" in doc else graph.name,
+    out = graph.evolve(tensors=tensors, nodes=nodes, outputs=outputs, loss=loss,
+                       name=doc.get("name") if "name" in doc else graph.name,
                        doc=doc.get("doc") if "doc" in doc else graph.doc, dims=dims)
     return out.prune()
