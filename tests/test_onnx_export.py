@@ -297,3 +297,22 @@ def test_other_opsets(opset):
     want = api.run(graph, feeds)
     for name, got in zip(graph.outputs, ort_run(model, feeds)):
         assert_same(want[name], got, name)
+
+
+def test_a_dim_only_inside_an_expression_is_solved(load_text):
+    """n is read as (size - 1) / 2 from an input of shape [2 * n + 1]."""
+    graph = load_text("gtool: 1\ninputs:\n  x: ['2 * n + 1']\nnodes:\n  y: {op: slice, inputs: [x], attrs: "
+                      "{axis: 0, start: 0, stop: n}}\noutputs: [y]\n")
+    model = exported(graph)
+    for n in (1, 4):
+        x = np.arange(2 * n + 1, dtype=np.float64)
+        (got,) = ort_run(model, {"x": x})
+        np.testing.assert_array_equal(got, x[:n])
+
+
+def test_an_op_without_a_rule_is_refused_by_name(load_text, monkeypatch):
+    graph = load_text("gtool: 1\ninputs:\n  x: [2]\nnodes:\n  y: tanh(x)\noutputs: [y]\n")
+    monkeypatch.delitem(RULES, "tanh")
+    with pytest.raises(GraphError) as e:
+        export_model(graph)
+    assert e.value.code == "onnx-export" and "'tanh'" in str(e.value) and e.value.diagnostic.node == "y"

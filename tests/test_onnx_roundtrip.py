@@ -125,3 +125,31 @@ def test_unreadable_metadata_is_ignored(tmp_path, load_text):
         assert back.loss is None and back.tensors["x"].range is None  # what only the metadata held
         assert back.doc == "text"  # the graph's doc_string is ONNX's own field
         assert float(api.run(back, {"x": np.array(1.0), "y": np.array(2.0)})["L"]) == (3 * 2) - 3
+
+
+def test_edited_helper_constant_is_seen(load_text, tmp_path):
+    """The exporter's own constants are part of a group's fingerprint: changing the 1 inside
+    log1p's decomposition makes the importer read that decomposition, with the new number."""
+    graph = load_text("gtool: 1\ninputs:\n  x: [3]\nnodes:\n  y: log1p(x)\noutputs: [y]\n")
+    model = export_model(graph)
+    (add,) = [n for n in model.graph.node if n.op_type == "Add"]
+    one = next(t for t in model.graph.initializer if t.name in add.input)
+    one.CopyFrom(onnx.numpy_helper.from_array(np.asarray(2.0), one.name))
+    try:
+        back = round_trip(graph, tmp_path, model)
+    except gtool.GraphError as e:  # the importer may lack a converter for a decomposition's op
+        assert e.code == "onnx-unsupported"
+        return
+    assert back.nodes["y"].op != "log1p"
+
+
+def test_edited_weak_scalar_is_kept(load_text, tmp_path):
+    graph = load_text("gtool: 1\ninputs:\n  x: {shape: [2], dtype: float32}\nnodes:\n  y: x * 0.1\noutputs: [y]\n")
+    back = round_trip(graph, tmp_path)
+    (lit,) = [t for t in back.tensors.values() if t.kind == "constant"]
+    assert lit.type.weak and lit.value == 0.1  # the file's 0.1, not float32(0.1)
+    model = export_model(graph)
+    init = next(t for t in model.graph.initializer if t.name == lit.name)
+    init.CopyFrom(onnx.numpy_helper.from_array(np.asarray(0.5, np.float32), lit.name))
+    back = round_trip(graph, tmp_path, model)
+    assert back.tensors[lit.name].value == 0.5

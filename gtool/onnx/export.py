@@ -176,27 +176,37 @@ class Exporter:
                               f"value, so ONNX cannot compute it at run time{where}",
                               node=self.current.name if self.current else None,
                               hint="give an input with that dim, or bind it with --dim")
-        value, axis = source
+        value, axis, coeff, offset = source
         saved, self.current = self.current, None  # shared by every later node: no owner
         if self.opset >= 15:
             out = self.op("Shape", [value], "int64", start=axis, end=axis + 1)
         else:
             whole = self.op("Shape", [value], "int64")
             out = self.op("Slice", [whole, self.ints([axis]), self.ints([axis + 1])], "int64")
+        if offset:
+            out = self.op("Sub", [out, self.ints([offset])], "int64")
+        if coeff != 1:
+            out = self.op("Div", [out, self.ints([coeff])], "int64")
         self.current = saved
         self.dim_memo[name] = out
         return out
 
-    def _dim_source(self, name: str) -> tuple[str, int] | None:
+    def _dim_source(self, name: str) -> tuple[str, int, int, int] | None:
+        """(value, axis, c, k) with that axis's size c * name + k (c > 0): the first value written
+        so far whose shape has `name` alone on an axis, else one where it appears linearly."""
         sym = Dim.sym(name)
+        linear = None
         for candidates in (self.graph.tensors, self.graph.nodes):
             for v in candidates:
                 if v not in self.dtypes:
                     continue  # not written yet (or a weak constant)
-                shape = self.types[v].shape
-                if sym in shape:
-                    return v, shape.index(sym)
-        return None
+                for axis, d in enumerate(self.types[v].shape):
+                    if d == sym:
+                        return v, axis, 1, 0
+                    c = d.linear_coeff(name) if linear is None and d.symbols() == {name} else None
+                    if c is not None and c > 0 and (d - sym * c).is_const:
+                        linear = (v, axis, c, (d - sym * c).value)
+        return linear
 
     def shape(self, dims) -> str:
         """An int64 1-D tensor of `dims` (ints or Dims; -1 kept as reshape's -1)."""

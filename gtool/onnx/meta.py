@@ -42,11 +42,15 @@ def _jsonable(v):
     return v
 
 
-def group_hash(nodes) -> str:
-    """sha256 of ONNX node protos, in order: equal iff nothing in them changed."""
+def group_hash(nodes, helpers: dict) -> str:
+    """sha256 of ONNX node protos, in order, and of the helper initializers they read (`helpers`:
+    name -> TensorProto, the constants the exporter added): equal iff nothing in them changed."""
     h = hashlib.sha256()
     for n in nodes:
         h.update(n.SerializeToString(deterministic=True))
+        for i in n.input:
+            if i in helpers:
+                h.update(helpers[i].SerializeToString(deterministic=True))
     return h.hexdigest()
 
 
@@ -65,10 +69,11 @@ def _tensor_meta(t) -> dict:
 def build(graph, exporter, renamed: dict[str, str]) -> dict:
     """The metadata document of an export (see the module docstring)."""
     nodes = {}
+    helpers = {t.name: t for t in exporter.inits if t.name not in graph.tensors}
     for name, node in graph.nodes.items():
         group = exporter.groups.get(name, [])
         d = {"op": node.op, "inputs": list(node.inputs), "attrs": _jsonable(node.attrs),
-             "onnx": [n.name for n in group], "hash": group_hash(group)}
+             "onnx": [n.name for n in group], "hash": group_hash(group, helpers)}
         if node.shape is not None:
             d["shape"] = [s.to_json() for s in node.shape]
         if node.doc:
@@ -119,10 +124,11 @@ def collapse(model, doc: dict):
     del out.metadata_props[:]
     g = out.graph
     by_name = {n.name: n for n in g.node if n.name}
+    helpers = {t.name: t for t in g.initializer if t.name not in doc.get("tensors", {})}
     replaced: dict[str, object] = {}  # ONNX node name -> the stand-in (at the group's last node) or None
     for name, entry in doc.get("nodes", {}).items():
         group = [by_name.get(n) for n in entry.get("onnx", [])]
-        if not group or any(n is None for n in group) or group_hash(group) != entry.get("hash"):
+        if not group or any(n is None for n in group) or group_hash(group, helpers) != entry.get("hash"):
             continue  # changed since the export: the importer reads the ONNX nodes
         stand_in = onnx.helper.make_node(entry["op"], entry["inputs"], [name], name=name, domain=DOMAIN,
                                          gtool_attrs=json.dumps(entry.get("attrs", {})))
@@ -181,7 +187,10 @@ def _tensor(name: str, entry: dict, imported, path: str):
     shape = tuple(parse_dim(d) for d in entry["shape"])
     value = imported.value if imported is not None else None
     if entry.get("weak") and "value" in entry:
-        value = np.asarray(nonfinite(entry["value"]), dtype=entry["dtype"])
+        exact = np.asarray(nonfinite(entry["value"]), dtype=entry["dtype"])
+        if value is None or np.array_equal(exact.astype(value.dtype), value, equal_nan=True):
+            value = exact  # the file's number, not the copy rounded to the dtype it met
+        # else: changed in the ONNX file since the export: the new number
     elif not entry.get("has_value") and entry.get("init") is not None:
         value = None  # drawn from its init, as before the export
     if value is not None:
