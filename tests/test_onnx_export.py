@@ -316,3 +316,17 @@ def test_an_op_without_a_rule_is_refused_by_name(load_text, monkeypatch):
     with pytest.raises(GraphError) as e:
         export_model(graph)
     assert e.value.code == "onnx-export" and "'tanh'" in str(e.value) and e.value.diagnostic.node == "y"
+
+
+@pytest.mark.parametrize("op", ["max", "min", "sum", "mean", "logsumexp"])
+def test_reductions_at_nan_and_inf(op, load_text):
+    """gtool's NaN propagation survives onnxruntime (whose ReduceMax alone skips NaN)."""
+    graph = load_text(f"gtool: 1\ninputs:\n  x: [4, 3]\nnodes:\n  r: {op}(x, axis=1)\n  a: {op}(x)\noutputs: [r, a]\n")
+    x = np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, -np.inf], [-np.inf, -np.inf, -np.inf], [3.0, -1.0, 0.5]])
+    want = api.run(graph, {"x": x})
+    for name, got in zip(graph.outputs, ort_run(exported(graph), {"x": x})):
+        assert_same(want[name], got, f"{op}: {name}")
+    numpy = {"max": np.max, "min": np.min, "sum": np.sum, "mean": np.mean}.get(op)
+    if numpy is not None:  # and gtool agrees with NumPy there
+        with np.errstate(all="ignore"):
+            np.testing.assert_array_equal(want["r"], numpy(x, axis=1))

@@ -292,10 +292,17 @@ _REDUCE = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": 
 
 @rule(*_REDUCE)
 def reduction(x, node: Node) -> str:
+    """sum, mean, max, min. onnxruntime's ReduceMax and ReduceMin skip NaN ([1, nan, 2] -> 2);
+    gtool's give NaN, so a float max or min puts NaN back where the reduced entries hold one."""
     dt = x.out_type(node).dtype
     attrs = REGISTRY[node.op].full_attrs(node.attrs)
     v = x.value(node.inputs[0], _compute(dt))
-    return x.cast(reduce(x, _REDUCE[node.op], v, attrs["axis"], attrs["keepdims"], _compute(dt)), dt)
+    axes, keep = attrs["axis"], attrs["keepdims"]
+    out = reduce(x, _REDUCE[node.op], v, axes, keep, _compute(dt))
+    if node.op in ("max", "min") and dt.startswith("float") and out != v:
+        flag = reduce(x, "ReduceMax", x.cast(x.op("IsNaN", [v], "bool"), dt), axes, keep, dt)
+        out = x.op("Where", [x.cast(flag, "bool"), x.scalar(np.nan, dt), out], dt)
+    return x.cast(out, dt)
 
 
 # shapes ---------------------------------------------------------------------------------------
