@@ -144,7 +144,8 @@ def expm1(x, node: Node) -> str:
     one = x.scalar(1, dt)
     u = x.op("Exp", [a], dt)
     d = x.op("Sub", [u, one], dt)
-    ratio = x.op("Where", [x.op("IsInf", [u], "bool"), one, x.op("Div", [a, x.op("Log", [u], dt)], dt)], dt)
+    inf = x.op("Equal", [u, x.scalar(np.inf, dt)], "bool")
+    ratio = x.op("Where", [inf, one, x.op("Div", [a, x.op("Log", [u], dt)], dt)], dt)
     body = x.op("Mul", [d, ratio], dt)
     body = x.op("Where", [x.op("Equal", [d, x.scalar(-1, dt)], "bool"), x.scalar(-1, dt), body], dt)
     return x.op("Where", [x.op("Equal", [u, one], "bool"), a, body], dt)
@@ -213,9 +214,9 @@ class OnnxPrims:
         return self._op("Equal", a, b, dtype="bool")
 
     def isfinite(self, a):
-        x = self.x
-        bad = x.op("Or", [x.op("IsInf", [a], "bool"), x.op("IsNaN", [a], "bool")], "bool")
-        return x.op("Not", [bad], "bool")
+        """a - a == 0: exactly the finite a (inf - inf and NaN - NaN are NaN); two ops every
+        importer has, where IsInf/IsNaN/Or are three less common ones."""
+        return self._op("Equal", self._op("Sub", a, a), 0.0, dtype="bool")
 
     def max(self, v, axes):
         return reduce(self.x, "ReduceMax", v, axes, True, self.dt)
@@ -300,8 +301,8 @@ def reduction(x, node: Node) -> str:
     axes, keep = attrs["axis"], attrs["keepdims"]
     out = reduce(x, _REDUCE[node.op], v, axes, keep, _compute(dt))
     if node.op in ("max", "min") and dt.startswith("float") and out != v:
-        flag = reduce(x, "ReduceMax", x.cast(x.op("IsNaN", [v], "bool"), dt), axes, keep, dt)
-        out = x.op("Where", [x.cast(flag, "bool"), x.scalar(np.nan, dt), out], dt)
+        no_nan = reduce(x, "ReduceMin", x.cast(x.op("Equal", [v, v], "bool"), dt), axes, keep, dt)  # 0: a NaN
+        out = x.op("Where", [x.cast(no_nan, "bool"), out, x.scalar(np.nan, dt)], dt)
     return x.cast(out, dt)
 
 
