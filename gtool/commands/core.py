@@ -11,8 +11,17 @@ from .. import api, report
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError
 from ..format.write import refuse_input, save_graph, write_atomic
 from ..validate import check_file, expand_paths
-from .common import (apply_loss, backend_option, check_dim_names, data_options, format_option, load_graph, loss_option,
-                     parse_dims, plugin_option)
+from .common import (
+    apply_loss,
+    backend_option,
+    check_dim_names,
+    data_options,
+    format_option,
+    load_graph,
+    loss_option,
+    parse_dims,
+    plugin_option,
+)
 
 
 @click.command()

@@ -14,8 +14,16 @@ from ..format.write import refuse_input, write_atomic
 from ..gradcheck import DEFAULTS, FORWARD_RTOL, FULL_LIMIT, Result, failure_details, failure_line, junit_xml
 from ..gradcheck import grad_check as check_graph
 from ..validate import expand_paths
-from .common import (apply_loss, backend_option, check_dim_names, data_options, format_option, load_graph, loss_option,
-                     plugin_option)
+from .common import (
+    apply_loss,
+    backend_option,
+    check_dim_names,
+    data_options,
+    format_option,
+    load_graph,
+    loss_option,
+    plugin_option,
+)
 
 _D64, _D32 = DEFAULTS["float64"], DEFAULTS["float32"]
 
