@@ -68,6 +68,8 @@ def with_loss(graph: Graph, expr: str, data: dict | None = None) -> Graph:
     # checks the data of t against the model's batch instead of binding t_0 on its own
     typed = {n: Tensor(n, t.kind, TensorType(ctx.resolve_shape(t.shape), t.dtype), doc=t.doc, loc=t.loc)
              for n, t in tensors.items() if n not in graph.tensors and t.kind == "input"}
+    for n, t in typed.items():
+        _check_data_shape(n, t.shape, np.shape(data[n]), expr)
     if any(t.shape != tensors[n].shape for n, t in typed.items()):
         out = out.evolve(tensors={**tensors, **typed})
         _check_types(out, owner, expr)
@@ -153,6 +155,14 @@ def _data_input(graph: Graph, name: str, expr: str, data: dict, taken: set[str],
         dims.add(fresh)
         shape.append(Dim.sym(fresh))
     return Tensor(name, "input", TensorType(tuple(shape), dtype), doc=f"data for the loss {expr!r}", loc=loc)
+
+
+def _check_data_shape(name: str, shape: tuple, data_shape: tuple, expr: str) -> None:
+    """Where the expression fixed an axis of a new input to a number, the data must have it."""
+    for k, (d, n) in enumerate(zip(shape, data_shape)):
+        if d.is_const and d.value != n:
+            raise UsageError("shape-mismatch", f"--loss {expr!r}: the data for '{name}' has shape {list(data_shape)}, "
+                             f"but the expression needs {format_shape(shape)} (axis {k} is {n}, not {d.value})")
 
 
 def _dim_names(graph: Graph) -> set[str]:
