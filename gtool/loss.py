@@ -6,7 +6,8 @@ as `cross_entropy(logits, t)` or `sum(y * r)`. `with_loss` appends that expressi
 as ordinary nodes (the same parser and checks as a node written in a file) and makes it the
 graph's loss, so everything downstream (autodiff, the executor, the drawings) sees a plain
 graph. Names in the expression that the model does not have become new inputs, typed from the
-data given for them (`--inputs batch.npz`): an axis of the data becomes a fresh dim (bound by
+data given for them (`--inputs batch.npz`). A name that is not an identifier (ONNX's `output.1`,
+or torch's default output names such as `19`) is written in backquotes. An axis of the data becomes a fresh dim (bound by
 the expression's shape rules, e.g. `t`'s axis to `logits`'s batch dim) unless its size is 1,
 which stays 1 so that the data can broadcast.
 """
@@ -14,6 +15,7 @@ which stays 1 so that the data can broadcast.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from .validate import inference_of
 __all__ = ["with_loss"]
 
 _COLUMN = re.compile(r" \(column (\d+)\)$")
+_QUOTED = re.compile(r"`([^`]+)`")
 _HINT_INDENT = len("    hint: ")  # where Diagnostic.format starts a hint's text
 
 
@@ -42,10 +45,13 @@ def with_loss(graph: Graph, expr: str, data: dict | None = None) -> Graph:
     if not isinstance(expr, str):
         raise UsageError("usage", f"the loss expression must be a string, not {type(expr).__name__}")
     owner = _owner(graph)
+    text, quoted = _unquote(expr, set(graph.names()) | set(data or {}))
     try:
-        parsed, literals = parse_expression(expr, owner)
+        parsed, literals = parse_expression(text, owner)
     except GraphError as e:
         raise _syntax_error(expr, e.diagnostic.message) from None
+    if quoted:
+        parsed = [replace(p, inputs=tuple(quoted.get(i, i) for i in p.inputs)) for p in parsed]
     made = {p.name for p in parsed} | {c.name for c in literals}
     clash = sorted(made & set(graph.names()))
     if clash:  # cannot happen with _owner's choice; a plain error rather than a silently merged graph
@@ -74,6 +80,26 @@ def with_loss(graph: Graph, expr: str, data: dict | None = None) -> Graph:
         out = out.evolve(tensors={**tensors, **typed})
         _check_types(out, owner, expr)
     return out
+
+
+def _unquote(expr: str, taken: set[str]) -> tuple[str, dict[str, str]]:
+    """`expr` with each backquoted name (`` `output.1` ``: ONNX names need not be identifiers)
+    replaced by a free identifier of the same length, so columns in errors stay right, and
+    {identifier: name}."""
+    quoted: dict[str, str] = {}
+    parts, last = [], 0
+    for k, m in enumerate(_QUOTED.finditer(expr)):
+        width = m.end() - m.start()
+        for letter in "qQzZ":
+            ident = f"{letter}{k}".ljust(width, "_")
+            if len(ident) == width and ident not in taken and ident not in expr:
+                break
+        else:
+            raise UsageError("bad-expression", f"--loss: too many backquoted names in {expr!r}")
+        quoted[ident] = m.group(1)
+        parts += [expr[last:m.start()], ident]
+        last = m.end()
+    return "".join(parts) + expr[last:], quoted
 
 
 def _owner(graph: Graph) -> str:

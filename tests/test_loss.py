@@ -195,3 +195,24 @@ def test_flag_errors_exit_2(capsys, data):
     assert status == 2 and "--of" in err
     status, _, err = cli(capsys, "grad-check", LINEAR, "--loss", "y * r", "--inputs", data)
     assert status == 2 and "[non-scalar-loss]" in err
+
+
+def test_backquoted_names_that_are_not_identifiers():
+    """ONNX names need not be identifiers (torch names unnamed outputs `19`, or `output.1`)."""
+    from gtool.ir import Node
+
+    g = gtool.load(LINEAR)
+    rename = {"y": "out.1"}
+    nodes = {}
+    for node in g.nodes.values():
+        n = Node(rename.get(node.name, node.name), node.op, tuple(rename.get(i, i) for i in node.inputs), node.attrs,
+                 loc=node.loc, owner=node.owner)
+        nodes[n.name] = n
+    g = g.evolve(nodes=nodes, outputs=("out.1", "L"))
+    g2 = with_loss(g, "sum(`out.1` * `r.0`)", {"r.0": R})
+    _, grads = gtool.value_and_grad(g2, {"r.0": R}, wrt=["W"])
+    np.testing.assert_array_equal(grads["W"], np.outer(R, X))
+    e = _refused(g, "sum(`out.2` * r)", {"r": R})
+    assert e.code == "unknown-name" and "'out.2'" in str(e) and "did you mean 'out.1'" in str(e)
+    e = _refused(g, "sum(`out.1` *)")
+    assert e.code == "bad-expression" and e.diagnostic.hint.split("\n")[0] == "sum(`out.1` *)"
