@@ -137,10 +137,13 @@ def log1p_nodes(x, a: str, dt: str) -> str:
 
 @rule("expm1")
 def expm1(x, node: Node) -> str:
+    dt = x.out_type(node).dtype
+    return expm1_nodes(x, x.value(node.inputs[0], dt), dt)
+
+
+def expm1_nodes(x, a: str, dt: str) -> str:
     """Kahan: u = e^a; expm1(a) = a where u == 1, -1 where u - 1 == -1, else (u - 1) * a / log(u)
     (the ratio taken as 1 where u is inf, where it would be inf / inf)."""
-    dt = x.out_type(node).dtype
-    a = x.value(node.inputs[0], dt)
     one = x.scalar(1, dt)
     u = x.op("Exp", [a], dt)
     d = x.op("Sub", [u, one], dt)
@@ -432,3 +435,6 @@ def take_along_axis(x, node: Node) -> str:
             grown = x.op("Expand", [src, x.shape(want)], x.dtype(src))
             v, index = (grown, index) if name == "v" else (v, grown)
     return x.op("GatherElements", [v, index], dt, axis=axis)
+
+
+from . import export_norm  # noqa: E402,F401  (registers the rules of the norm and activation ops)

@@ -430,9 +430,14 @@ register(OpDef("batch_norm", 5, _channel_infer("batch_norm", 4), _batch_norm,
 # dropout ---------------------------------------------------------------------------------------------
 
 
+def dropout_draws(shape, seed: int) -> np.ndarray:
+    """The uniform [0, 1) draws behind dropout's mask: NumPy's PCG64 generator seeded with `seed`."""
+    return np.random.default_rng(seed).random(shape)
+
+
 def dropout_mask(shape, ratio: float, seed: int) -> np.ndarray:
-    """The kept entries: NumPy's PCG64 generator seeded with `seed`, uniform [0, 1) >= ratio."""
-    return np.random.default_rng(seed).random(shape) >= ratio
+    """The kept entries: draws >= ratio."""
+    return dropout_draws(shape, seed) >= ratio
 
 
 def _dropout(x, *given, ratio=0.5, seed=0, training=False):
