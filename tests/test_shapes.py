@@ -409,6 +409,51 @@ def test_take_along_axis():
     assert error("take_along_axis(p, k, axis=1)", inputs).code == "shape-mismatch"
 
 
+# activations, norms, dropout (gtool/ops/activations.py, gtool/ops/norm.py) ---------------------------------
+
+ACTIVATIONS = ["erf", "erfc", "gelu", "leaky_relu", "elu", "selu", "hard_sigmoid", "softsign", "reciprocal", "floor",
+               "ceil", "round"]
+
+
+@pytest.mark.parametrize("op", ACTIVATIONS)
+def test_activations_keep_shape_and_are_float(op):
+    assert shape(f"{op}(x)") == "[b, n, 4]"
+    assert typ({"op": op, "inputs": ["i"]}).dtype == "float64"
+    assert typ(f"{op}(f)").dtype == "float32"
+
+
+def test_activation_attrs_are_checked():
+    assert typ("gelu(x, approximate='tanh')").dtype == "float64"
+    for expr in ("gelu(x, approximate='erf')", "leaky_relu(x, alpha='big')", "elu(x, alpha=true)"):
+        text = json.dumps({"gtool": 1, "inputs": DEFAULT_INPUTS, "nodes": {"out": expr}, "outputs": ["out"]})
+        data, marks = load_document(text, "g.json")
+        graph, diags = build_graph(data, marks, "g.json")
+        assert graph is None and [d.code for d in diags] == ["bad-attr"], expr
+
+
+def test_norm_shapes():
+    ins = {"x": ["b", "c", 5], "g": [5], "gc": ["c", 5], "p": ["c"], "q": [4], "r": ["c", 1]}
+    assert shape("layer_norm(x, g, g)", ins) == "[b, c, 5]"
+    assert shape("layer_norm(x, gc, g, axis=1)", ins) == "[b, c, 5]"
+    assert error("layer_norm(x, q, q)", ins).code == "shape-mismatch"
+    assert error("layer_norm(x, gc, g)", ins).code == "shape-mismatch"  # rank 2 scale for 1 normalized axis
+    assert error("layer_norm(x, g, g, axis=3)", ins).code == "bad-axis"
+    assert shape("instance_norm(x, p, p)", ins) == "[b, c, 5]"
+    assert shape("batch_norm(x, p, p, p, p, training=true)", ins) == "[b, c, 5]"
+    assert error("batch_norm(y, p3, p3, p3, q)", {"y": ["b", 3], "p3": [3], "q": [4]}).code == "shape-mismatch"
+    assert error("instance_norm(x, r, p)", ins).code == "shape-mismatch"  # not [C]
+    assert error("instance_norm(g, g, g)", ins).code == "shape-mismatch"  # rank 1: no channel axis
+
+
+def test_dropout_shapes():
+    ins = {"x": ["b", 4], "r": [], "k": {"shape": [], "dtype": "bool"}, "v": [2]}
+    assert shape("dropout(x, ratio=0.2, training=true)", ins) == "[b, 4]"
+    assert shape("dropout(x, r, k)", ins) == "[b, 4]"
+    assert error("dropout(x, ratio=1.0)", ins).code == "bad-attr"
+    assert error("dropout(x, v)", ins).code == "dtype-mismatch"  # ratio must be a scalar
+    assert error("dropout(x, r, r)", ins).code == "dtype-mismatch"  # training must be bool
+
+
 # linear algebra -----------------------------------------------------------------------------------------
 
 
@@ -579,7 +624,7 @@ def test_every_registered_op_has_a_shape_test():
 
     text = Path(__file__).read_text()
     used = set(re.findall(r"\b([a-z_0-9]+)\(", text)) | set(re.findall(r'"op": "([a-z_]+)"', text))
-    used |= set(UNARY) | set(BINARY) | set(REDUCTIONS) | set(SOFTMAXES)
+    used |= set(UNARY) | set(BINARY) | set(REDUCTIONS) | set(SOFTMAXES) | set(ACTIVATIONS)
     used |= {op for op, expr in OPERATOR_SYNTAX.items() if expr in text}
     builtin = [name for name, op in REGISTRY.items() if op.plugin is None and op.infer.__module__.startswith("gtool.ops")]
     missing = sorted(name for name in builtin if name not in used)
