@@ -56,11 +56,24 @@ def h(s):
     return x * m.exp(x * x) * m.erfc(x)
 
 
+def _tuple(values, indent: str) -> str:
+    """A tuple literal wrapped at 110 columns."""
+    lines, line = [], indent
+    for v in values:
+        item = repr(v) + ", "
+        if len(line) + len(item) > 110:
+            lines.append(line.rstrip())
+            line = indent
+        line += item
+    lines.append(line.rstrip())
+    return "(\n" + "\n".join(lines) + "\n" + indent[4:] + ")"
+
+
 def main() -> None:
-    print(f"SMALL = {tuple(cheb(erf_over_x, 0, m.mpf('0.25')))!r}")
+    print(f"SMALL = {_tuple(cheb(erf_over_x, 0, m.mpf('0.25')), '    ')}")
     print("TAIL = (")
-    for a, b in ((0.5, 1), (1, 2), (2, 4), (4, 8), (8, 28)):
-        print(f"    ({a!r}, {b!r}, {tuple(cheb(h, 1 / m.mpf(b), 1 / m.mpf(a)))!r}),")
+    for a, b in ((0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 28.0)):
+        print(f"    ({a!r}, {b!r}, {_tuple(cheb(h, 1 / m.mpf(b), 1 / m.mpf(a)), '        ')}),")
     print(")")
 
 

@@ -27,7 +27,7 @@ def test_epsilon_zero_is_an_error_and_a_positive_one_is_not(load_text, op):
 
 def test_batch_norm_running_variance_against_epsilon(load_text):
     def bn(var_range: str, eps: str) -> list:
-        inputs = ("  x: {shape: [4, 3]}\n  c: {shape: [3]}\n  v: {shape: [3], range: %s}\n" % var_range)
+        inputs = "  x: {shape: [4, 3]}\n  c: {shape: [3]}\n  v: {shape: [3], range: " + var_range + "}\n"
         return findings(load_text, f"  out: batch_norm(x, c, c, c, v, epsilon={eps})\n", inputs)
 
     assert bn("[0, 1]", "0.0") == [("out", "norm-epsilon", "error")]

@@ -21,7 +21,8 @@ import math
 
 import numpy as np
 
-from . import bounds, erf as _erf
+from . import bounds
+from . import erf as _erf
 from .elementwise import _as_float, _broadcast_infer, _jvp_from, _partial_texts, _vjp_from
 from .reference import INF, NAN, Edge, elementwise_ref, unary_edges
 from .registry import Attr, OpDef, register
