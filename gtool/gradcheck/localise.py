@@ -157,12 +157,18 @@ class _Projected:
 
     def __init__(self, prob: _Problem, prog, name: str, feed: dict, t: str, gbar: np.ndarray, out0: np.ndarray):
         self.prob, self.prog, self.name, self.feed, self.t, self.gbar = prob, prog, name, feed, t, gbar
-        self.f0 = float(np.sum(gbar * out0))
-        self.magnitude = float(np.sum(np.abs(gbar * out0)))  # the size of the terms, for the rounding noise
+        self.f0 = float(np.sum(self._weighted(out0)))
+        self.magnitude = float(np.sum(np.abs(self._weighted(out0))))  # the size of the terms, for the rounding noise
+
+    def _weighted(self, out: np.ndarray) -> np.ndarray:
+        """ḡ * out, with 0 where ḡ is 0: an entry no gradient reaches does not count, even when
+        it is ±inf (a -inf attention mask: 0 * -inf would make every difference NaN)."""
+        with np.errstate(invalid="ignore"):
+            return np.where(self.gbar == 0, 0.0, self.gbar * out)
 
     def __call__(self, value: np.ndarray) -> float:
         self.prob.evaluations += 1
-        return float(np.sum(self.gbar * self.prog.run({**self.feed, self.t: value}, self.prob.bindings)[self.name]))
+        return float(np.sum(self._weighted(self.prog.run({**self.feed, self.t: value}, self.prob.bindings)[self.name])))
 
 
 def _compare_node(blame, project: _Projected, a, x0, tol, directions, full_limit, rng) -> Culprit | None:
@@ -182,7 +188,7 @@ def _compare_node(blame, project: _Projected, a, x0, tol, directions, full_limit
 
         fp, fm = probe(1.0, np.ones(x0.shape, bool))
         v = judge(a, f0, fp, fm, h, tol, False, lambda m: probe(0.25, m), project.magnitude)
-        ok = v.ok | _singular(a, v.numeric, h)
+        ok = v.ok | _singular(a, v.numeric, h) | ~np.isfinite(x0)  # no difference can step off ±inf
         if ok.all():
             return None
         worst = np.unravel_index(int(np.argmax(np.where(ok, -np.inf, np.nan_to_num(v.badness, nan=np.inf)))), x0.shape)
