@@ -1,0 +1,75 @@
+"""`--remat budget=SIZE`: the plan with the least recompute whose predicted peak fits.
+
+Candidates are the evenly spaced checkpoint plans (one checkpoint after every s saved values,
+for each s that gives a different number of segments, s = 1 being `none`) and `cheap`; each
+candidate's peak is the executor's own plan simulated (gtool/memory/plan.py), not a formula.
+Among those that fit, the least recompute FLOPs wins; then the kept tail (the values after the
+last checkpoint, which the backward pass reads first) grows by bisection while the plan still
+fits, which turns leftover budget into less recompute. This is a heuristic over a family of
+plans (Chen et al.'s segments), exact within that family; it is not an optimum over every
+subset of values (Checkmate's ILP) nor Griewank's multi-level schedule.
+"""
+
+from __future__ import annotations
+
+from ..autodiff import Gradient
+from ..budget import human
+from ..errors import UsageError
+from .remat import apply, backward_readers, cheap_stored, recompute_flops, segment_stored, _costless
+
+
+def predicted_peak(gr: Gradient, bindings: dict[str, int]) -> int:
+    from ..interp import program
+    from .plan import simulate
+
+    return simulate(program(gr.graph), bindings).peak_bytes
+
+
+def _evaluate(gr: Gradient, stored: set[str], bindings: dict[str, int], seen: dict) -> tuple[int, int, Gradient]:
+    key = frozenset(stored)
+    if key not in seen:
+        g = apply(gr, stored)
+        seen[key] = (predicted_peak(g, bindings), recompute_flops(g, bindings), g)
+    return seen[key]
+
+
+def candidates(gr: Gradient) -> list[int]:
+    """Segment lengths that give different numbers of segments (about 2 sqrt(n) of them)."""
+    n = sum(1 for v in backward_readers(gr) if not _costless(gr, v))
+    out, seen = [], set()
+    for s in range(1, n + 1):
+        k = -(-n // s)
+        if k not in seen:
+            seen.add(k)
+            out.append(s)
+    return out or [1]
+
+
+def fit_budget(gr: Gradient, budget: int, bindings: dict[str, int]) -> Gradient:
+    """The least-recompute plan of the family whose peak is at most `budget` bytes."""
+    seen: dict = {}
+    results = [(*_evaluate(gr, segment_stored(gr, s), bindings, seen), s) for s in candidates(gr)]
+    results.append((*_evaluate(gr, cheap_stored(gr), bindings, seen), None))
+    fits = [r for r in results if r[0] <= budget]
+    if not fits:
+        least = min(results, key=lambda r: r[0])
+        raise UsageError("budget-too-small", f"no plan fits in {human(budget)}: the least peak gtool finds is "
+                         f"{human(least[0])} ({least[0]} bytes)",
+                         hint="raise the budget, or use smaller dims (gtool memory --budget SIZE --solve DIM)")
+    fits.sort(key=lambda r: (r[1], r[0]))
+    best = fits[0]
+    for peak, cost, g, s in fits[:3]:
+        if s is None or cost == 0:
+            continue
+        lo, hi = 0, sum(1 for v in backward_readers(gr) if not _costless(gr, v))
+        while lo < hi:  # the longest kept tail that still fits
+            mid = (lo + hi + 1) // 2
+            p, c, _ = _evaluate(gr, segment_stored(gr, s, tail=mid), bindings, seen)
+            if p <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        p, c, g2 = _evaluate(gr, segment_stored(gr, s, tail=lo), bindings, seen)
+        if (c, p) < (best[1], best[0]):
+            best = (p, c, g2, s)
+    return best[2]
