@@ -249,3 +249,27 @@ def rematerialize(gr: Gradient, policy, bindings: dict[str, int] | None = None) 
     from .search import fit_budget
 
     return fit_budget(gr, policy.budget, bindings or {})
+
+
+def for_graph(graph, gr: Gradient, policy, dims: dict[str, int] | None = None, inputs: dict | None = None) -> Gradient:
+    """`rematerialize` for a library call (cached on the graph per policy and dims): a budget
+    is planned at `dims`, the sizes of `inputs` and the file's `dims:`."""
+    policy = parse_policy(policy)
+    if policy.kind == "none":
+        return gr
+    bindings: dict[str, int] = {}
+    if policy.kind == "budget":
+        from .plan import bind_dims
+
+        shapes = {n: getattr(v, "shape", None) for n, v in (inputs or {}).items() if n in graph.tensors}
+        fixed = dict(dims or {})
+        for n, shape in shapes.items():
+            for d, size in zip(graph.tensors[n].shape, shape or ()):
+                if len(d.symbols()) == 1 and str(d) in d.symbols():
+                    fixed.setdefault(str(d), int(size))
+        bindings = bind_dims(graph, fixed)
+    key = ("remat", id(gr), str(policy), tuple(sorted(bindings.items())))
+    out = graph.cache.get(key)
+    if out is None:
+        out = graph.cache[key] = rematerialize(gr, policy, bindings)
+    return out
