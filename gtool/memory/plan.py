@@ -157,7 +157,7 @@ def simulate(program: Program, bindings: dict[str, int]) -> Plan:
             refs[b] += 1
         bufs[st.out] = held
         live += new
-        during = live
+        during = live + _scratch(st, program, sizes)
         freed = []
         for s in st.free:
             freed.append(name_of(program, s))
@@ -169,6 +169,19 @@ def simulate(program: Program, bindings: dict[str, int]) -> Plan:
         if during > plan.peak_bytes:
             plan.peak_bytes, plan.peak_step = during, k
     return plan
+
+
+def _scratch(step, program: Program, sizes: dict[str, int]) -> int:
+    """NumPy's iterator buffer while a ufunc broadcasts an array input against a bigger output:
+    up to `np.getbufsize()` elements, allocated and dropped inside the call."""
+    if step.ufunc is None or step.dtype is None:
+        return 0
+    out_t = program.types[step.node]
+    for s in step.ins:
+        t = program.types[name_of(program, s)]
+        if not t.weak and t.rank > 0 and t.shape != out_t.shape:
+            return min(np.getbufsize(), sizes[step.node] // step.dtype.itemsize) * step.dtype.itemsize
+    return 0
 
 
 def flops(graph, types, node: str, bindings: dict[str, int]) -> int:
