@@ -97,9 +97,13 @@ def _numel(shape, bindings: dict[str, int], where: str) -> int:
 def value_bytes(program: Program, bindings: dict[str, int]) -> dict[str, int]:
     """Bytes of each value of the program at these dims (weak scalars are Python numbers: 0)."""
     out = {}
+    memo: dict[tuple, int] = {}  # a deep net has a few distinct (shape, dtype) pairs
     for name in list(program.tensor_names) + [st.node for st in program.steps]:
         t = program.types[name]
-        out[name] = 0 if t.weak else _numel(t.shape, bindings, name) * np.dtype(t.dtype).itemsize
+        key = (t.shape, t.dtype)
+        if key not in memo:
+            memo[key] = _numel(t.shape, bindings, name) * np.dtype(t.dtype).itemsize
+        out[name] = 0 if t.weak else memo[key]
     return out
 
 
@@ -174,12 +178,13 @@ def simulate(program: Program, bindings: dict[str, int]) -> Plan:
 def _scratch(step, program: Program, sizes: dict[str, int]) -> int:
     """NumPy's iterator buffer while a ufunc broadcasts an array input against a bigger output:
     up to `np.getbufsize()` elements, allocated and dropped inside the call."""
-    if step.ufunc is None or step.dtype is None:
+    if step.ufunc is None or step.dtype is None or len(step.ins) < 2:
         return 0
-    out_t = program.types[step.node]
+    types = program.types
+    out_t = types[step.node]
     for s in step.ins:
-        t = program.types[name_of(program, s)]
-        if not t.weak and t.rank > 0 and t.shape != out_t.shape:
+        t = types[name_of(program, s)]
+        if not t.weak and t.shape and t.shape != out_t.shape:
             return min(np.getbufsize(), sizes[step.node] // step.dtype.itemsize) * step.dtype.itemsize
     return 0
 

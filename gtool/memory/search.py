@@ -1,13 +1,15 @@
 """`--remat budget=SIZE`: the plan with the least recompute whose predicted peak fits.
 
 Candidates are the evenly spaced checkpoint plans (one checkpoint after every s saved values,
-for each s that gives a different number of segments, s = 1 being `none`) and `cheap`; each
-candidate's peak is the executor's own plan simulated (gtool/memory/plan.py), not a formula.
-Among those that fit, the least recompute FLOPs wins; then the kept tail (the values after the
-last checkpoint, which the backward pass reads first) grows by bisection while the plan still
-fits, which turns leftover budget into less recompute. This is a heuristic over a family of
-plans (Chen et al.'s segments), exact within that family; it is not an optimum over every
-subset of values (Checkmate's ILP) nor Griewank's multi-level schedule.
+s = 1 being `none`) and `cheap`; each candidate's peak is the executor's own plan simulated
+(gtool/memory/plan.py), not a formula. Shorter segments mean more checkpoints and less
+recompute, and up to s ~ sqrt(n) a longer segment means a lower peak, so a bisection over s
+finds the shortest segments that fit (its neighbours and the longest segment are checked too).
+Among the plans that fit, the least recompute FLOPs wins; then the kept tail (the values after
+the last checkpoint, which the backward pass reads first) grows by bisection while the plan
+still fits, which turns leftover budget into less recompute. This is a heuristic over a family
+of plans (Chen et al.'s segments); it is not an optimum over every subset of values
+(Checkmate's ILP) nor Griewank's multi-level schedule.
 """
 
 from __future__ import annotations
@@ -48,28 +50,43 @@ def candidates(gr: Gradient) -> list[int]:
 def fit_budget(gr: Gradient, budget: int, bindings: dict[str, int]) -> Gradient:
     """The least-recompute plan of the family whose peak is at most `budget` bytes."""
     seen: dict = {}
-    results = [(*_evaluate(gr, segment_stored(gr, s), bindings, seen), s) for s in candidates(gr)]
-    results.append((*_evaluate(gr, cheap_stored(gr), bindings, seen), None))
-    fits = [r for r in results if r[0] <= budget]
+    lengths = candidates(gr)
+    n = lengths[-1]
+    short = [s for s in lengths if s * s <= 2 * n] or lengths  # longer segments only cost more
+    results = {}
+
+    def at(s: int):
+        if s not in results:
+            results[s] = (*_evaluate(gr, segment_stored(gr, s), bindings, seen), s)
+        return results[s]
+
+    lo, hi = 0, len(short) - 1  # the shortest segments that fit: the peak falls as they lengthen
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if at(short[mid])[0] <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    for s in short[max(0, lo - 1):lo + 2] + [short[-1]]:
+        at(s)
+    cheap = (*_evaluate(gr, cheap_stored(gr), bindings, seen), None)
+    options = list(results.values()) + [cheap]
+    fits = [r for r in options if r[0] <= budget]
     if not fits:
-        least = min(results, key=lambda r: r[0])
+        least = min(options, key=lambda r: r[0])
         raise UsageError("budget-too-small", f"no plan fits in {human(budget)}: the least peak gtool finds is "
                          f"{human(least[0])} ({least[0]} bytes)",
                          hint="raise the budget, or use smaller dims (gtool memory --budget SIZE --solve DIM)")
-    fits.sort(key=lambda r: (r[1], r[0]))
-    best = fits[0]
-    for peak, cost, g, s in fits[:3]:
-        if s is None or cost == 0:
-            continue
-        lo, hi = 0, sum(1 for v in backward_readers(gr) if not _costless(gr, v))
-        while lo < hi:  # the longest kept tail that still fits
-            mid = (lo + hi + 1) // 2
-            p, c, _ = _evaluate(gr, segment_stored(gr, s, tail=mid), bindings, seen)
-            if p <= budget:
-                lo = mid
-            else:
-                hi = mid - 1
-        p, c, g2 = _evaluate(gr, segment_stored(gr, s, tail=lo), bindings, seen)
-        if (c, p) < (best[1], best[0]):
-            best = (p, c, g2, s)
-    return best[2]
+    best = min(fits, key=lambda r: (r[1], r[0]))
+    s = best[3]
+    if s is None or best[1] == 0:
+        return best[2]
+    lo, hi = 0, n
+    while lo < hi:  # the longest kept tail that still fits
+        mid = (lo + hi + 1) // 2
+        if _evaluate(gr, segment_stored(gr, s, tail=mid), bindings, seen)[0] <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    p, c, g = _evaluate(gr, segment_stored(gr, s, tail=lo), bindings, seen)
+    return g if (c, p) < (best[1], best[0]) else best[2]
