@@ -85,7 +85,7 @@ OP_RECORDS = ("gtool.ops.registry",)
 ABOVE_IR = ["gtool.ops", "gtool.format", "gtool.shapes", "gtool.validate", "gtool.feeds", "gtool.interp",
             "gtool.builder", "gtool.autodiff", "gtool.backends", "gtool.gradcheck", "gtool.rewrite",
             "gtool.intervals", "gtool.lint", "gtool.render", "gtool.render_dot", "gtool.explain", "gtool.api",
-            "gtool.report", "gtool.commands", "gtool.cli"]
+            "gtool.report", "gtool.commands", "gtool.cli", "gtool.memory"]
 
 RULES = {
     "backends know ops only through the records": (["gtool.backends"], ["gtool.ops"], OP_RECORDS),
@@ -104,6 +104,10 @@ RULES = {
     "autodiff executes nothing": (["gtool.autodiff"], ["gtool.interp", "gtool.backends", "gtool.api"], ()),
     "interp knows no autodiff": (["gtool.interp"], ["gtool.autodiff", "gtool.builder", "gtool.api"], ()),
     "lint does not import the rewrite engine": (["gtool.lint"], ["gtool.rewrite.engine"], ()),
+    "the memory plan reads the executor's plan, never autodiff": (
+        ["gtool.memory.plan"], ["gtool.autodiff", "gtool.builder", "gtool.api", "gtool.memory.remat"], ()),
+    "remat is a graph transform: it runs nothing (the budget search simulates plans)": (
+        ["gtool.memory.remat"], ["gtool.interp", "gtool.backends", "gtool.api", "gtool.memory.plan"], ()),
     "the library knows no click": (
         [m for m in MODULES if not _under(m, "gtool.commands") and m != "gtool.cli" and m != "gtool.__main__"],
         ["click", "gtool.commands", "gtool.cli"], ()),

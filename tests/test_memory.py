@@ -136,11 +136,26 @@ def test_any_stored_set_gives_bitwise_equal_gradients_on_random_graphs(load_text
 def test_sqrt_checkpoints_about_every_sqrt_n_and_keeps_the_tail(deep):
     gr = api.gradient(deep)
     stored = remat.sqrt_stored(gr)
-    checkpoints = sorted((int(n[1:]) for n in stored if n.startswith("h")))
+    checkpoints = sorted(int(n[1:]) for n in stored if n.startswith("h"))
     gaps = np.diff(checkpoints[:3])
     assert list(gaps) == [5, 5]  # round(sqrt(24)) = 5 saved values per segment
     copies = remat.recomputed(remat.apply(gr, stored))
     assert "h0" in copies and "h23" not in copies and "h22" not in copies
+
+
+def test_sqrt_cuts_the_peak_of_a_residual_network(tmp_path):
+    """Residual blocks h_i = h_{i-1} + tanh(h_{i-1} W_i + b_i): the block outputs are
+    articulation points, so sqrt checkpoints there and the skip edges stay inside segments."""
+    f = tmp_path / "res.yaml"
+    f.write_text(mlp_yaml(24, 256, 32, residual=True))
+    g = gtool.load(f)
+    values = feed(g)
+    none, sqrt = measured_peak(g, values, "none"), measured_peak(g, values, "sqrt")
+    assert sqrt <= 0.6 * none, (sqrt, none)
+    assert abs(memory_report(g, remat="sqrt").peak_bytes - sqrt) <= 0.1 * sqrt
+    _, g0 = _grads(g, values, "none")
+    _, g1 = _grads(g, values, "sqrt")
+    assert all(np.array_equal(g0[k], g1[k]) for k in g0)
 
 
 def test_cut_points_never_cut_a_skip_connection(residual):
@@ -254,3 +269,31 @@ def test_grad_remat_emits_recompute_nodes_and_the_same_gradients(capsys, tmp_pat
     reloaded = gtool.load(emitted)
     assert any(n.startswith("__remat_") for n in reloaded.nodes)
     assert gtool_cli(capsys, "grad", f, "--remat", "nope", "--random-inputs")[0] == 2
+
+
+# render and explain show the table ---------------------------------------------------------------------
+
+
+def test_render_marks_stored_and_recomputed_values(capsys):
+    g = ROOT / "graphs" / "mlp.yaml"
+    status, out, err = gtool_cli(capsys, "render", g, "--remat", "cheap")
+    assert status == 0, err
+    lines = {line.split(" [")[0].strip(): line for line in out.splitlines() if " [label=" in line}
+    assert "recomputed in the backward pass" in lines["h1"] and "#00897b" in lines["h1"]
+    assert "saved for backward" in lines["__h1_1"]  # the matmul output: kept under `cheap`
+    assert "recomputed" not in lines["__h1_1"]
+    plain = gtool_cli(capsys, "render", g)[1]
+    assert "recomputed" not in plain  # no policy, no marks
+    status, out, err = gtool_cli(capsys, "render", g, "--backward", "--remat", "cheap")
+    assert status == 0, err
+    assert "__remat_h1_1 [label=" in out and "recomputes h1" in out
+
+
+def test_explain_says_what_the_backward_pass_keeps_and_why(capsys):
+    status, out, err = gtool_cli(capsys, "explain", ROOT / "graphs" / "fanout.yaml", "--format", "json")
+    assert status == 0, err
+    kept = next(s for s in json.loads(out)["steps"] if s["kind"] == "kept")["values"]
+    # w = u^2 reads u (dw/du = 2u); z = u * y reads u (dz/dy = u); L = z + w reads nothing
+    assert kept == [{"name": "u", "bytes": 8, "read_by": ["w", "z"]}]
+    text = gtool_cli(capsys, "explain", ROOT / "graphs" / "fanout.yaml")[1]
+    assert "u (8 bytes): read by w's VJP, z's VJP" in text

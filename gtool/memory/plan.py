@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UsageError
 from ..interp import IN_PLACE_MIN_SIZE, Program
 from ..ops.registry import get_op
+from .cost import _numel, flops  # noqa: F401 (flops re-exported: the report's FLOPs)
 
 # view ops whose output is a view of (or the very object of) their first input, and when
 _VIEW_ALWAYS = {"identity", "stop_gradient", "transpose", "broadcast_to", "expand_dims", "squeeze", "slice"}
@@ -77,21 +77,9 @@ def name_of(program: Program, slot: int) -> str:
 def bind_dims(graph, dims: dict[str, int] | None) -> dict[str, int]:
     """The sizes of every dim for a plan: --dim, then the file's `dims:`, then what shape
     inference derives from those; an unbound dim is a usage error naming it."""
-    from ..feeds import DimBinder
-    from ..interp import free_dims
+    from .cost import bind_dims as bind
 
-    return DimBinder(graph, dims, free_dims(graph)).finish()
-
-
-def _numel(shape, bindings: dict[str, int], where: str) -> int:
-    n = 1
-    for d in shape:
-        try:
-            n *= int(d.evaluate(bindings))
-        except KeyError as e:
-            raise UsageError("unbound-dim", f"the size of '{where}' needs dim {e.args[0]!r}",
-                             hint=f"give it with --dim {e.args[0]}=SIZE") from None
-    return n
+    return bind(graph, dims)
 
 
 def value_bytes(program: Program, bindings: dict[str, int]) -> dict[str, int]:
@@ -187,22 +175,3 @@ def _scratch(step, program: Program, sizes: dict[str, int]) -> int:
         if not t.weak and t.shape and t.shape != out_t.shape:
             return min(np.getbufsize(), sizes[step.node] // step.dtype.itemsize) * step.dtype.itemsize
     return 0
-
-
-def flops(graph, types, node: str, bindings: dict[str, int]) -> int:
-    """A floating-point operation count for one node: 2mnk for matmul, nothing for views and
-    weak scalars, else one per element of its largest operand (an estimate, used to compare
-    plans: what recomputing a value costs)."""
-    n = graph.nodes[node]
-    op = get_op(n.op)
-    t = types[node]
-    if t.weak:
-        return 0
-    if op.view and n.op not in ("cast",):
-        return 0
-    sizes = [_numel(types[i].shape, bindings, i) for i in n.inputs] + [_numel(t.shape, bindings, node)]
-    if n.op == "matmul":
-        a = types[n.inputs[0]].shape
-        k = int(a[-1].evaluate(bindings)) if a else 1
-        return 2 * sizes[-1] * k
-    return max(sizes)

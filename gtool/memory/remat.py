@@ -229,7 +229,7 @@ def sqrt_stored(gr: Gradient) -> set[str]:
 
 
 def recompute_flops(gr: Gradient, bindings: dict[str, int]) -> int:
-    from .plan import flops
+    from .cost import flops
 
     g = gr.graph
     types = inference_of(g).types
@@ -259,7 +259,7 @@ def for_graph(graph, gr: Gradient, policy, dims: dict[str, int] | None = None, i
         return gr
     bindings: dict[str, int] = {}
     if policy.kind == "budget":
-        from .plan import bind_dims
+        from .cost import bind_dims
 
         shapes = {n: getattr(v, "shape", None) for n, v in (inputs or {}).items() if n in graph.tensors}
         fixed = dict(dims or {})

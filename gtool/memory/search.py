@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..autodiff import Gradient
 from ..budget import human
 from ..errors import UsageError
-from .remat import apply, backward_readers, cheap_stored, recompute_flops, segment_stored, _costless
+from .remat import _costless, apply, backward_readers, cheap_stored, recompute_flops, segment_stored
 
 
 def predicted_peak(gr: Gradient, bindings: dict[str, int]) -> int:
