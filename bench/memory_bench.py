@@ -9,7 +9,8 @@ L = sum(h_last^2). Every measurement runs in a fresh process with one BLAS/compu
   /proc/self/clear_refs resets VmHWM) minus the resident set before it, plus the bytes of the
   inputs and params (alive in every framework); for gtool also tracemalloc's peak and the
   predicted `peak_bytes` of `gtool memory`;
-- time: the median of 7 steps.
+- time: the median over 7 steps of the process's CPU time (time.process_time: with one
+  thread, other programs on a shared machine do not inflate it as they do wall time).
 
     .venv/bin/python bench/memory_bench.py                        # gtool only
     PYTHONPATH=. ~/.cache/gtool-peers/venv/bin/python bench/memory_bench.py --peers
@@ -47,7 +48,7 @@ def _status() -> dict:
 
 
 def _measure(step) -> tuple[int, float]:
-    """(resident-set peak increase of one step, median seconds per step)."""
+    """(resident-set peak increase of one step, median CPU seconds per step)."""
     step()
     step()
     with open("/proc/self/clear_refs", "w") as f:
@@ -57,9 +58,9 @@ def _measure(step) -> tuple[int, float]:
     peak = _status()["VmHWM"] - base
     times = []
     for _ in range(REPEAT):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         step()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return peak, sorted(times)[REPEAT // 2]
 
 

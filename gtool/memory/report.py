@@ -81,11 +81,11 @@ def memory_report(graph, wrt=None, of: str | None = None, remat=None, dims: dict
             continue
         stored = n in alive and n not in g.outputs
         why = sorted({vjp_owner(gr, r) for r in readers.get(n, []) if not r.startswith(REMAT_PREFIX)})
-        via: list[str] = []
+        via = sorted({vjp_owner(gr, r) for r in readers.get(n, []) if r.startswith(REMAT_PREFIX)})
         if n in copies:  # who reads the copies: VJPs, or other copies on the way to one
             later = [r for c in copies[n] for r in _readers_of(g, c)]
             why = sorted(set(why) | {vjp_owner(gr, r) for r in later if not r.startswith(REMAT_PREFIX)})
-            via = sorted({vjp_owner(gr, r) for r in later if r.startswith(REMAT_PREFIX)})
+            via = sorted(set(via) | {vjp_owner(gr, r) for r in later if r.startswith(REMAT_PREFIX)})
         rows.append({"name": n, "op": g.nodes[n].op, "bytes": plan.value_bytes.get(n, 0), "stored": stored,
                      "recomputed": n in copies, "output": n in g.outputs,
                      "reason": _reason(n, why, via, stored, n in copies, plan, n),
