@@ -8,7 +8,7 @@ import click
 
 from .. import report
 from ..errors import EXIT_FAILED, UsageError
-from .common import check_dim_names, format_option, load_graph, parse_dims, plugin_option
+from .common import apply_loss, check_dim_names, format_option, load_graph, loss_option, parse_dims, plugin_option
 
 
 @click.command()
@@ -22,9 +22,10 @@ from .common import check_dim_names, format_option, load_graph, parse_dims, plug
               "--solve DIM, the largest DIM that fits.")
 @click.option("--solve", metavar="DIM", help="With --budget: find the largest size of this dim that fits.")
 @click.option("-o", "--output", "out_path", metavar="PLOT.svg", help="Also draw live bytes over the run as SVG.")
+@loss_option
 @format_option()
 @plugin_option
-def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, fmt):
+def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, loss_expr, fmt):
     """The memory plan of forward + backward as the executor runs it: the peak and where it
     occurs, each value the backward pass keeps or recomputes and why, and live bytes over the run.
 
@@ -34,7 +35,7 @@ def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, fmt):
     from ..memory.report import format_text, memory_report, solve_dim
 
     dims = parse_dims(dim_flags)
-    graph = load_graph(path, dims)
+    graph = apply_loss(load_graph(path, dims), loss_expr, {"inputs": {}}, of)  # (its names: the model's)
     if solve:
         check_dim_names(graph, {solve: 1})
         if not budget:
