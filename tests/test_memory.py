@@ -297,3 +297,27 @@ def test_explain_says_what_the_backward_pass_keeps_and_why(capsys):
     assert kept == [{"name": "u", "bytes": 8, "read_by": ["w", "z"]}]
     text = gtool_cli(capsys, "explain", ROOT / "graphs" / "fanout.yaml")[1]
     assert "u (8 bytes): read by w's VJP, z's VJP" in text
+
+
+def test_memory_with_a_loss_expression(capsys):
+    status, out, err = gtool_cli(capsys, "memory", ROOT / "graphs" / "mlp.yaml", "--loss", "sum(logits * logits)",
+                                 "--format", "json")
+    assert status == 0, err
+    rows = {r["name"]: r for r in json.loads(out)["nodes"]}
+    assert rows["logits"]["stored"]  # d(sum(l * l))/dl = 2 l reads logits, which cross_entropy's VJP did not need
+
+
+def test_a_budget_for_value_and_grad_is_planned_at_the_inputs_sizes(tmp_path):
+    """No `dims:` in the file: the batch comes from the data, as for the run itself."""
+    f = tmp_path / "free.yaml"
+    f.write_text(mlp_yaml(12, 64, 32).replace("dims:\n  batch: 64\n", ""))
+    g = gtool.load(f)
+    x = np.random.default_rng(0).normal(size=(512, 32))
+    with pytest.raises(UsageError):  # without sizes there is no plan
+        api.grad(g, remat="budget=1MiB")
+    values = feed(g, {"batch": 512})
+    values["x"] = x
+    top = memory_report(g, remat="none", dims={"batch": 512}).peak_bytes
+    loss, grads = api.value_and_grad(g, values, remat=f"budget={top * 3 // 4}")
+    assert loss == api.value_and_grad(g, values)[0]
+    assert measured_peak(g, values, f"budget={top * 3 // 4}") <= 1.1 * top * 3 // 4
