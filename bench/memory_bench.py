@@ -15,6 +15,7 @@ L = sum(h_last^2). Every measurement runs in a fresh process with one BLAS/compu
     .venv/bin/python bench/memory_bench.py                        # gtool only
     PYTHONPATH=. ~/.cache/gtool-peers/venv/bin/python bench/memory_bench.py --peers
     .venv/bin/python bench/memory_bench.py --plot docs/img/memory_curve.svg  # from the saved results
+    .venv/bin/python bench/memory_bench.py --timeline docs/img/memory_timeline.svg
 
 Results go to bench/results/memory_bench.json (merged per framework), a table to stdout.
 """
@@ -237,6 +238,24 @@ def plot(rows: list[dict], path: str) -> None:
     Path(path).write_text(svg)
 
 
+def timeline(a, path: str) -> None:
+    """Live bytes over one run of the deep MLP under none, sqrt and cheap (gtool's predictions)."""
+    import tempfile
+
+    import gtool
+    from gtool.memory.report import memory_report
+    from gtool.memory.svg import timeline_svg
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "mlp.yaml"
+        f.write_text(mlp_yaml(a.layers, a.batch, a.width))
+        g = gtool.load(f)
+    reports = [memory_report(g, remat=p) for p in ("none", "sqrt")]
+    low, top = reports[1].peak_bytes, reports[0].peak_bytes
+    reports.append(memory_report(g, remat=f"budget={(low + top) // 2}"))
+    Path(path).write_text(timeline_svg(reports, f"{a.layers}-layer tanh MLP: live bytes over forward + backward"))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--one", nargs=2, metavar=("FRAMEWORK", "CONFIG"), help=argparse.SUPPRESS)
@@ -245,7 +264,11 @@ def main() -> None:
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--peers", action="store_true", help="Measure torch and jax (run with the peers venv).")
     p.add_argument("--plot", metavar="OUT.svg", help="Draw the saved results and exit.")
+    p.add_argument("--timeline", metavar="OUT.svg", help="Draw live bytes over a run per policy and exit.")
     a = p.parse_args()
+    if a.timeline:
+        timeline(a, a.timeline)
+        return
     if a.one:
         fw, config = a.one
         fn = {"gtool": lambda: one_gtool(config, a), "torch": lambda: one_torch(int(config), a),

@@ -321,3 +321,39 @@ def test_a_budget_for_value_and_grad_is_planned_at_the_inputs_sizes(tmp_path):
     loss, grads = api.value_and_grad(g, values, remat=f"budget={top * 3 // 4}")
     assert loss == api.value_and_grad(g, values)[0]
     assert measured_peak(g, values, f"budget={top * 3 // 4}") <= 1.1 * top * 3 // 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.integers(0, 50)), min_size=1, max_size=9), st.integers(1, 60))
+def test_the_chain_dynamic_program_is_exact_for_its_model(items, budget):
+    """Against every subset: the most FLOPs saved whose modelled peak fits (module docstring of
+    gtool/memory/chain.py: segment (p, q) holds P(q) + the bytes strictly between p and q)."""
+    from itertools import combinations
+
+    from gtool.memory.chain import best_checkpoints
+
+    sizes, costs = [s for s, _ in items], [c for _, c in items]
+    n = len(sizes)
+
+    def fits(picks):
+        held, prev = 0, 0
+        for q in [p + 1 for p in picks]:
+            held += sizes[q - 1]
+            if held + sum(sizes[prev:q - 1]) > budget:
+                return False
+            prev = q
+        return True
+
+    best = None
+    for k in range(n):
+        for rest in combinations(range(n - 1), k):
+            picks = [*rest, n - 1]
+            if fits(picks):
+                saved = sum(costs[i] for i in picks)
+                best = saved if best is None else max(best, saved)
+    got = best_checkpoints(sizes, costs, budget)
+    if best is None:
+        assert got is None
+    else:
+        assert got is not None and got[-1] == n - 1 and fits(got)
+        assert sum(costs[i] for i in got) == best

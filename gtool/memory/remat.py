@@ -17,10 +17,9 @@ Policies choose `stored` (docs/memory.md):
 - `sqrt`: Chen et al. 2016: checkpoints about every sqrt(n) saved values, at articulation
   points of the forward graph (nodes that no edge jumps over, so a skip connection is never
   cut); the values after the last checkpoint are kept (the backward pass starts there);
-- `budget=SIZE`: the plan with the least recompute (FLOPs) whose predicted peak fits: a search
-  over the evenly spaced checkpoint plans of every segment length (each one's peak computed
-  by the executor's own plan, gtool/memory/plan.py), then the longest kept tail that still
-  fits. A documented heuristic, exact among those plans, not over all subsets.
+- `budget=SIZE`: the plan with the least recompute (FLOPs) whose predicted peak fits, among
+  the evenly spaced checkpoint plans and, on chains, the dynamic program's plan
+  (gtool/memory/search.py, gtool/memory/chain.py); each peak is the executor's own plan.
 """
 
 from __future__ import annotations

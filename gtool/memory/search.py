@@ -7,12 +7,17 @@ recompute, and up to s ~ sqrt(n) a longer segment means a lower peak, so a bisec
 finds the shortest segments that fit (its neighbours and the longest segment are checked too).
 Among the plans that fit, the least recompute FLOPs wins; then the kept tail (the values after
 the last checkpoint, which the backward pass reads first) grows by bisection while the plan
-still fits, which turns leftover budget into less recompute. This is a heuristic over a family
-of plans (Chen et al.'s segments); it is not an optimum over every subset of values
-(Checkmate's ILP) nor Griewank's multi-level schedule.
+still fits, which turns leftover budget into less recompute. On a chain the dynamic program
+of gtool/memory/chain.py adds its plan (exact for its peak model, then checked against the
+real plan). Every option's peak is simulated; the least recompute that fits wins. On other
+DAGs this is a heuristic over a family of plans (Chen et al.'s segments at articulation
+points): not an optimum over every subset of values (Checkmate's ILP), nor Griewank's
+multi-level schedule.
 """
 
 from __future__ import annotations
+
+import math
 
 from ..autodiff import Gradient
 from ..budget import human
@@ -67,10 +72,15 @@ def fit_budget(gr: Gradient, budget: int, bindings: dict[str, int]) -> Gradient:
             hi = mid
         else:
             lo = mid + 1
-    for s in short[max(0, lo - 1):lo + 2] + [short[-1]]:
-        at(s)
+    for s in short[max(0, lo - 1):lo + 2] + [short[-1], max(1, round(math.sqrt(n)))]:
+        at(s)  # the neighbours, the longest segments, and sqrt's own plan
     cheap = (*_evaluate(gr, cheap_stored(gr), bindings, seen), None)
     options = list(results.values()) + [cheap]
+    from .chain import fit_chain
+
+    exact = fit_chain(gr, budget, bindings, lambda g: predicted_peak(g, bindings))
+    if exact is not None:  # a chain: the dynamic program's plan (gtool/memory/chain.py)
+        options.append((predicted_peak(exact, bindings), recompute_flops(exact, bindings), exact, None))
     fits = [r for r in options if r[0] <= budget]
     if not fits:
         least = min(options, key=lambda r: r[0])

@@ -35,7 +35,7 @@ def line_plot(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
         return H - B - (y - y0) / (y1 - y0) * (H - T - B)
 
     def fmt(v: float, as_bytes: bool) -> str:
-        return human(int(v)) if as_bytes else f"{v:.3g}"
+        return human(int(v)) if as_bytes else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
            'font-family="sans-serif" font-size="11">',
