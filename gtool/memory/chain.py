@@ -3,12 +3,12 @@
 On a chain (every value a VJP reads is an articulation point: an MLP, a stack of residual
 blocks) a plan is a set S of checkpoints v_q among the saved values v_1..v_n (v_n always kept;
 v_0, the input, is alive anyway). The backward pass of the segment between consecutive
-checkpoints p < q recomputes v_{p+1}..v_{q-1} from v_p while the checkpoints up to p are still
-held, so the plan's peak is modelled as
+checkpoints p < q recomputes v_{p+1}..v_{q-1} from v_p while the checkpoints up to q are still
+held (v_q's own VJP runs as its segment starts), so the plan's peak is modelled as
 
     max over segments (p, q) of  P(q) + sum(b_{p+1..q-1})
 
-where P(q) is the bytes of the checkpoints up to q (v_q's own VJP runs as its segment starts), and its recompute is the FLOPs of every
+where P(q) is the bytes of the checkpoints up to q, and its recompute is the FLOPs of every
 value not in S (c_i: the nodes from v_{i-1} to v_i). The dynamic program keeps, for each last
 checkpoint q, the Pareto front of (bytes held P, FLOPs saved) and extends it by the next
 checkpoint while the segment in between fits: exact for this model (the single-level schedule
