@@ -118,8 +118,6 @@ def _reason(name: str, why: list[str], via: list[str], stored: bool, recomputed:
 def solve_dim(graph, dim: str, budget: int, wrt=None, of=None, remat=None, dims=None) -> tuple[int, MemoryReport]:
     """The largest size of `dim` whose predicted peak fits `budget` (bisection: the peak grows
     with every dim), and the report at that size."""
-    from . import plan as _plan  # noqa: F401  (bind_dims raises on an unknown dim below)
-
     fixed = dict(dims or {})
 
     def peak(n: int) -> MemoryReport:
