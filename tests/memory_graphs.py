@@ -41,10 +41,12 @@ def feed(graph, dims=None) -> dict:
 
 
 def measured_peak(graph, values: dict, remat=None, dims=None) -> int:
-    """Bytes at the peak of a steady-state `value_and_grad` (the second call), counting the
-    inputs and params (copied inside the traced region) and the graph's array constants."""
+    """Bytes at the peak of a steady-state `value_and_grad` (the third call: the first runs the
+    careful loop, the second builds the fast loop's step list), counting the inputs and params
+    (copied inside the traced region) and the graph's array constants."""
     from gtool import api
 
+    api.value_and_grad(graph, values, remat=remat, dims=dims)
     api.value_and_grad(graph, values, remat=remat, dims=dims)
     tracemalloc.start()
     try:
