@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from window_cases import window_cases
+
 from gtool.ops import REGISTRY
 
 # ops whose derivative is zero or undefined by design: forward/shape tests, and a check that no
@@ -176,6 +178,7 @@ def _cases() -> dict[str, list[Case]]:
 
     for family in (_elementwise_cases, _reduction_cases, _shape_cases, _indexing_and_nn_cases):
         family(add)
+    window_cases(add, F)  # conv and pooling (tests/window_cases.py)
     return c
 
 

@@ -290,7 +290,9 @@ def _sum_terms(b, terms, like):
     terms = [t for t in terms if t is not None]
     if not terms:
         return None
-    out = terms[0] if len(terms) == 1 else b("add", *terms)
+    out = terms[0]
+    for t in terms[1:]:  # the bias tangent [M, 1, ...] comes last: it broadcasts onto the sum
+        out = b("add", out, t)
     return b.broadcast_like(out, like)
 
 

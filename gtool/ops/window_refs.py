@@ -249,7 +249,8 @@ CONV_EDGES = (
     Edge((_X, _W, np.array([0.5, -INF])), {"stride": 2, "padding": [0, 1, 1, 0]}),
     Edge((_X1, _W1), {"dilation": 2, "padding": 1}, note="1d"),
     Edge((_X1, _W1, np.array([1.0, 2.0, -1.0])), {"auto_pad": "same_lower", "stride": 2}, note="1d"),
-    Edge((np.concatenate([_X1, -_X1], axis=1), np.array([[[1.0, 2.0]], [[-1.0, 0.5]]])), {"groups": 2}, note="groups"),
+    Edge((np.concatenate([_X1, -_X1], axis=1), np.array([[[1.0, 2.0], [0.5, -1.0]], [[-1.0, 0.5], [1.0, 1.0]]])),
+         {"groups": 2}, note="groups"),
 )
 CONV_TRANSPOSE_EDGES = (
     Edge((_X, np.array([[[[1.0, 0.0], [-1.0, 2.0]]]])), {"stride": 2, "padding": 1, "output_padding": 1}),
