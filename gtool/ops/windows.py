@@ -81,8 +81,8 @@ class Window:
             if pe + s > ek:
                 raise ShapeError("shape-mismatch", "ceil_mode with a symbolic input size needs pad_end + stride <= "
                                  "the kernel extent (else the last window may start in the padding)")
-            return (h + (pb + pe - ek + s - 1)) // s + 1
-        return (h + (pb + pe - ek)) // s + 1
+            return (h + (pb + pe - ek + 2 * s - 1)) // s
+        return (h + (pb + pe - ek + s)) // s  # (h + pads - ek) // s + 1, written with one division
 
     def out_size(self, axis: int, h: int, pb: int, pe: int) -> int:
         """The output size for a known input size (the ceil_mode rule of ONNX and PyTorch: the
