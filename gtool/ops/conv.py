@@ -26,7 +26,7 @@ from . import bounds
 from . import window_refs as refs
 from .registry import Attr, KernelError, OpDef, ShapeError, register, result_type
 from .shape import shape_json
-from .windows import AUTO_PAD, Plan, Window, explicit_pads, ints, prod, window_from_attrs
+from .windows import AUTO_PAD, Columns, Window, explicit_pads, ints, prod, window_from_attrs
 
 GEOMETRY = {
     "stride": Attr("ints", 1, "step per spatial axis (one int or one per axis)"),
@@ -175,44 +175,32 @@ def _window(kw: dict, n: int, kernel) -> Window:
     return window_from_attrs(kw, n, tuple(kernel))
 
 
-def _im2col(x: np.ndarray, plan: Plan, groups: int) -> np.ndarray:
-    """x [N, C, *S] -> columns [G, C/G * K, N * P] (the one copy of the windows)."""
-    nb, c = x.shape[:2]
-    n = len(plan.spatial)
-    v = plan.windows(plan.pad(x))  # [N, C, *out, *kernel], a view
-    v = v.reshape((nb, groups, c // groups) + v.shape[2:])
-    perm = (1, 2) + tuple(range(3 + n, 3 + 2 * n)) + (0,) + tuple(range(3, 3 + n))
-    return v.transpose(perm).reshape(groups, (c // groups) * prod(plan.window.kernel), nb * prod(plan.out))
-
-
-def _by_group(t: np.ndarray, groups: int) -> np.ndarray:
-    """[N, M, *P] -> [G, M/G, N * P]."""
-    nb, m = t.shape[:2]
-    return t.reshape(nb, groups, m // groups, -1).transpose(1, 2, 0, 3).reshape(groups, m // groups, -1)
-
-
-def _from_groups(t: np.ndarray, nb: int, spatial) -> np.ndarray:
-    """[G, M/G, N * P] -> [N, M, *P] (contiguous)."""
-    g, mg = t.shape[:2]
-    return np.ascontiguousarray(t.reshape(g * mg, nb, *spatial).swapaxes(0, 1))
-
-
 def _bias(out: np.ndarray, b) -> np.ndarray:
     if b is not None:
         out += np.reshape(b, (-1,) + (1,) * (out.ndim - 2)).astype(out.dtype, copy=False)
     return out
 
 
+def _operands(a, w, kw: dict, kernel):
+    """Both operands at their common dtype, and the `Window`."""
+    dt = np.result_type(a, w)
+    a, w = np.asarray(a, dt), np.asarray(w, dt)
+    win = _window(kw, a.ndim - 2, kernel)
+    return a, w, win, dt
+
+
 def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilation=1, groups=1):
-    """im2col + one batched matmul (+ the bias, broadcast over batch and positions)."""
-    dt = np.result_type(x, w)
-    x, w = np.asarray(x, dt), np.asarray(w, dt)
-    n = x.ndim - 2
-    plan = _window(dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation), n,
-                   w.shape[2:]).plan(x.shape[2:])
-    cols = _im2col(x, plan, groups)
-    wm = w.reshape(groups, w.shape[0] // groups, -1)
-    return _bias(_from_groups(np.matmul(wm, cols), x.shape[0], plan.out), b)
+    """im2col + matmul, one image at a time (+ the bias, broadcast over batch and positions)."""
+    x, w, win, dt = _operands(x, w, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
+                              w.shape[2:])
+    cols = Columns(win.plan(x.shape[2:]), dt)
+    src = cols.source(x)
+    nb, m = x.shape[0], w.shape[0]
+    wm = w.reshape(groups, m // groups, -1)
+    out = np.empty((nb, groups, m // groups, cols.length), dt)
+    for n in range(nb):
+        np.matmul(wm, cols.image(src, n).reshape(groups, -1, cols.length), out=out[n])
+    return _bias(cols.gather(out.reshape(nb, m, cols.length)), b)
 
 
 def _transpose_out_spatial(insize, win: Window, output_shape, output_padding) -> tuple[int, ...]:
@@ -228,36 +216,35 @@ def _transpose_out_spatial(insize, win: Window, output_shape, output_padding) ->
 
 def conv_transpose_forward(g, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilation=1, groups=1,
                            output_padding=0, output_shape=None):
-    """The adjoint of conv in x: columns W^T g by one batched matmul, then col2im."""
-    dt = np.result_type(g, w)
-    g, w = np.asarray(g, dt), np.asarray(w, dt)
-    n = g.ndim - 2
-    win = _window(dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation), n, w.shape[2:])
+    """The adjoint of conv in x: per image, columns W^T g by one matmul, then col2im."""
+    g, w, win, dt = _operands(g, w, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
+                              w.shape[2:])
     spatial = _transpose_out_spatial(g.shape[2:], win, output_shape, output_padding)
     plan = win.plan(spatial)
     if plan.out != tuple(g.shape[2:]):
         raise KernelError("shape-mismatch", f"conv_transpose output {list(spatial)} does not convolve back to the "
                           f"input size {list(g.shape[2:])}")
-    nb, cg = g.shape[0], w.shape[1]
-    wm = w.reshape(groups, w.shape[0] // groups, -1)
-    cols = np.matmul(wm.transpose(0, 2, 1), _by_group(g, groups))  # [G, Cg * K, N * P]
-    kernel = plan.window.kernel
-    cols = cols.reshape((groups, cg) + kernel + (nb,) + plan.out)
-    perm = tuple(range(2, 2 + n)) + (2 + n, 0, 1) + tuple(range(3 + n, 3 + 2 * n))
-    cols = cols.transpose(perm).reshape(kernel + (nb, groups * cg) + plan.out)
-    return _bias(plan.scatter(cols, (nb, groups * cg), dt), b)
+    cols = Columns(plan, dt)
+    nb, m = g.shape[:2]
+    gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
+    wt = w.reshape(groups, m // groups, -1).transpose(0, 2, 1)  # [G, Cg * K, M/G]
+    buf = np.empty((groups, wt.shape[1], cols.length), dt)
+    return _bias(cols.scatter(lambda n: np.matmul(wt, gf[n], out=buf), nb, groups * w.shape[1]), b)
 
 
 def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset", dilation=1, groups=1):
-    """dL/dw of conv: g (by group) times the columns of x, one batched matmul."""
-    dt = np.result_type(x, g)
-    x, g = np.asarray(x, dt), np.asarray(g, dt)
-    n = x.ndim - 2
-    plan = _window(dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation), n,
-                   kernel).plan(x.shape[2:])
-    cols = _im2col(x, plan, groups)
-    out = np.matmul(_by_group(g, groups), cols.transpose(0, 2, 1))  # [G, M/G, Cg * K]
-    return out.reshape((g.shape[1], x.shape[1] // groups) + tuple(kernel))
+    """dL/dw of conv: the sum over images of g (by group) times the image's columns."""
+    x, g, win, dt = _operands(x, g, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
+                              tuple(kernel))
+    cols = Columns(win.plan(x.shape[2:]), dt)
+    src = cols.source(x)
+    nb, m = g.shape[:2]
+    gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
+    acc = np.zeros((groups, m // groups, (x.shape[1] // groups) * prod(kernel)), dt)
+    part = np.empty_like(acc)
+    for n in range(nb):
+        acc += np.matmul(gf[n], cols.image(src, n).reshape(groups, -1, cols.length).transpose(0, 2, 1), out=part)
+    return acc.reshape((m, x.shape[1] // groups) + tuple(kernel))
 
 
 # VJP and JVP rules ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..dims import Dim
 from .registry import Attr, ShapeError
@@ -202,6 +202,91 @@ class Plan:
         for _, sl in self.offsets():
             total += mask[sl]
         return total
+
+
+class Columns:
+    """im2col one image at a time: `image(x, n)` copies image n's columns [C, *kernel, L] into
+    a buffer reused for every image, small enough to stay in cache for the matmul that follows
+    (a whole-batch im2col is a copy of 9x the input through memory, and then read again).
+
+    With stride 1 the columns are whole padded rows: the padded input is flattened per
+    channel and kernel offset kk reads one *contiguous* run of L = out[0] * prod(padded[1:])
+    cells from offset(kk); the cells past the last output column are garbage that `gather`
+    drops (and that `spread` sets to zero on the way back). Other strides read the strided
+    window view, L = prod(out).
+    """
+
+    def __init__(self, plan: Plan, dtype) -> None:
+        self.plan, self.dtype = plan, np.dtype(dtype)
+        w = plan.window
+        self.kernel = w.kernel
+        self.flat = all(s == 1 for s in w.stride)
+        if self.flat:
+            padded = plan.padded
+            inner = [prod(padded[a + 1:]) for a in range(len(padded))]
+            self.offsets = [sum(k * d * t for k, d, t in zip(kk, w.dilation, inner)) for kk in np.ndindex(*w.kernel)]
+            self.length = plan.out[0] * inner[0]
+            self.size = max(prod(padded), self.offsets[-1] + self.length)
+            self.rows = (plan.out[0],) + tuple(padded[1:])
+            self.taps_strides = tuple(d * t for d, t in zip(w.dilation, inner))
+        else:
+            self.length = prod(plan.out)
+        self.buf = None
+
+    def source(self, x: np.ndarray) -> np.ndarray:
+        """The view [N, C, *kernel, L] (or [N, C, *kernel, *out]) that `image` copies from."""
+        n = len(self.plan.spatial)
+        if not self.flat:
+            v = self.plan.windows(self.plan.pad(x))  # [N, C, *out, *kernel]
+            return v.transpose((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))
+        xf = np.zeros(x.shape[:2] + (self.size,), self.dtype)
+        body = xf[..., : prod(self.plan.padded)].reshape(x.shape[:2] + self.plan.padded)
+        body[(Ellipsis,) + tuple(slice(b, b + h) for b, h in zip(self.plan.pad_begin, self.plan.spatial))] = x
+        item = xf.itemsize
+        return as_strided(xf, x.shape[:2] + self.kernel + (self.length,),
+                          xf.strides[:2] + tuple(t * item for t in self.taps_strides) + (item,), writeable=False)
+
+    def image(self, src: np.ndarray, n: int) -> np.ndarray:
+        """Image n's columns, copied into the reused buffer: [C * prod(kernel), L]."""
+        if self.buf is None:
+            self.buf = np.empty(src.shape[1:], self.dtype)
+        np.copyto(self.buf, src[n])
+        return self.buf.reshape(-1, self.length)
+
+    def spread(self, g: np.ndarray) -> np.ndarray:
+        """An output-shaped [N, M, *out] on the columns' positions: [N, M, L]."""
+        nm = g.shape[:2]
+        if not self.flat:
+            return g.reshape(nm + (self.length,))
+        out = np.zeros(nm + self.rows, g.dtype)
+        out[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)] = g
+        return out.reshape(nm + (self.length,))
+
+    def gather(self, full: np.ndarray) -> np.ndarray:
+        """[N, M, L] -> [N, M, *out] (contiguous): the inverse of `spread`."""
+        nm = full.shape[:2]
+        if not self.flat:
+            return full.reshape(nm + self.plan.out)
+        rows = full.reshape(nm + self.rows)
+        return np.ascontiguousarray(rows[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)])
+
+    def scatter(self, cols_of, nb: int, channels: int) -> np.ndarray:
+        """col2im: for each image n, `cols_of(n)` [C, *kernel, L] is added back at each kernel
+        offset's cells (runs, or strided slices); returns the input region [N, C, *spatial]."""
+        if self.flat:
+            xf = np.zeros((nb, channels, self.size), self.dtype)
+            for n in range(nb):
+                cols = cols_of(n).reshape(channels, -1, self.length)
+                for k, at in enumerate(self.offsets):
+                    xf[n, :, at: at + self.length] += cols[:, k]
+            body = xf[..., : prod(self.plan.padded)].reshape((nb, channels) + self.plan.padded)
+            return np.ascontiguousarray(self.plan.crop(body))
+        xp = np.zeros((nb, channels) + self.plan.padded, self.dtype)
+        for n in range(nb):
+            cols = cols_of(n).reshape((channels, -1) + self.plan.out)
+            for k, (_, sl) in enumerate(self.plan.offsets()):
+                xp[(n, slice(None)) + sl] += cols[:, k]
+        return np.ascontiguousarray(self.plan.crop(xp))
 
 
 def spatial_attr_dims(window: Window, shape) -> tuple[Dim, ...]:
