@@ -133,25 +133,28 @@ def main() -> None:
     print(f"{'layer':6} {'x':>16} {'W':>14} {'s,p':>4} {'torch ms':>9} {'gtool kern':>10} {'gtool graph':>11} "
           f"{'numpy':>8} {'kern/torch':>10} {'graph/torch':>11} {'numpy/torch':>11}")
     for name, (xs, ws, stride, pad) in LAYERS.items():
-        if args.only and name not in args.only.split(","):
-            continue
-        x, w, b = (rng.standard_normal(s).astype(args.dtype) for s in (xs, ws, (ws[0],)))
-        oh = (xs[2] + 2 * pad - ws[2]) // stride + 1
-        r = rng.standard_normal((xs[0], ws[0], oh, oh)).astype(args.dtype)
-        want = torch_step(torch, x, w, b, r, stride, pad)
-        _close(gtool_kernels(x, w, b, r, stride, pad), want, args.dtype)
-        _close(by_hand(x, w, b, r, stride, pad), want, args.dtype)
-        step = gtool_graph(xs, ws, stride, pad, args.dtype)
-        _, grads = step(x, w, b, r)
-        _close((want[0], grads["x"], grads["W"], grads["b"]), want, args.dtype)
-        t_torch = time_median(lambda: torch_step(torch, x, w, b, r, stride, pad), args.repeat)
-        t_kern = time_median(lambda: gtool_kernels(x, w, b, r, stride, pad), args.repeat)
-        t_graph = time_median(lambda: step(x, w, b, r), args.repeat)
-        t_np = time_median(lambda: by_hand(x, w, b, r, stride, pad), args.repeat)
-        print(f"{name:6} {str(list(xs)):>16} {str(list(ws)):>14} {f'{stride},{pad}':>4} {t_torch * 1e3:9.2f} "
-              f"{t_kern * 1e3:10.2f} {t_graph * 1e3:11.2f} {t_np * 1e3:8.2f} {t_kern / t_torch:10.2f} "
-              f"{t_graph / t_torch:11.2f} {t_np / t_torch:11.2f}")
+        if not args.only or name in args.only.split(","):
+            print(bench_layer(torch, rng, name, xs, ws, stride, pad, args))
 
+
+def bench_layer(torch, rng, name, xs, ws, stride, pad, args) -> str:
+    """One table row: the four timings (after checking all three against torch)."""
+    x, w, b = (rng.standard_normal(s).astype(args.dtype) for s in (xs, ws, (ws[0],)))
+    oh = (xs[2] + 2 * pad - ws[2]) // stride + 1
+    r = rng.standard_normal((xs[0], ws[0], oh, oh)).astype(args.dtype)
+    want = torch_step(torch, x, w, b, r, stride, pad)
+    _close(gtool_kernels(x, w, b, r, stride, pad), want, args.dtype)
+    _close(by_hand(x, w, b, r, stride, pad), want, args.dtype)
+    step = gtool_graph(xs, ws, stride, pad, args.dtype)
+    _, grads = step(x, w, b, r)
+    _close((want[0], grads["x"], grads["W"], grads["b"]), want, args.dtype)
+    t_torch = time_median(lambda: torch_step(torch, x, w, b, r, stride, pad), args.repeat)
+    t_kern = time_median(lambda: gtool_kernels(x, w, b, r, stride, pad), args.repeat)
+    t_graph = time_median(lambda: step(x, w, b, r), args.repeat)
+    t_np = time_median(lambda: by_hand(x, w, b, r, stride, pad), args.repeat)
+    return (f"{name:6} {str(list(xs)):>16} {str(list(ws)):>14} {f'{stride},{pad}':>4} {t_torch * 1e3:9.2f} "
+            f"{t_kern * 1e3:10.2f} {t_graph * 1e3:11.2f} {t_np * 1e3:8.2f} {t_kern / t_torch:10.2f} "
+            f"{t_graph / t_torch:11.2f} {t_np / t_torch:11.2f}")
 
 if __name__ == "__main__":
     main()

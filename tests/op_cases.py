@@ -18,7 +18,6 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from window_cases import window_cases
 
 from gtool.ops import REGISTRY
