@@ -24,7 +24,8 @@ from gtool.ops import REGISTRY
 
 # ops whose derivative is zero or undefined by design: forward/shape tests, and a check that no
 # gradient flows through them
-NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient"})
+NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient",
+                                "max_pool_indices"})
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ def window_cases(add, F) -> None:
     add("max_pool", F(1, 2, 6, 5, kind=d), attrs={"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True})
     add("max_pool", F(1, 1, 7, kind=d), attrs={"kernel": 3, "dilation": 2, "stride": 1})
     add("max_pool", F(1, 2, 3, 4, 3, kind=d), attrs={"kernel": [2, 2, 2], "stride": 1, "auto_pad": "same_lower"})
+    add("max_pool_indices", F(2, 2, 5, 5, kind=d), attrs={"kernel": 2})
+    add("max_pool_indices", F(1, 2, 6, 5, kind=d), attrs={"kernel": 3, "stride": 2, "padding": 1, "storage_order": 1})
     add("max_pool_pick", F(2, 2, 5, 5, kind=d), F(2, 2, 5, 5, kind=u), attrs={"kernel": 2})
     add("max_pool_pick", F(1, 2, 6, 5, kind=d), F(1, 2, 6, 5, kind=u), attrs={"kernel": 3, "stride": 2, "padding": 1})
     add("max_pool_grad", F(2, 2, 5, 5, kind=d), F(2, 2, 2, 2, kind=u), attrs={"kernel": 2})

@@ -135,12 +135,14 @@ def max_pool(x, node: Node) -> str:
     return x.op("MaxPool", [x.value(node.inputs[0], dt)], dt, **_window(x, node, a, _pool_kernel(x, node, a), pool=True))
 
 
-def _argmax(x, node: Node) -> tuple[str, tuple[int, ...]]:
+def _argmax(x, node: Node, storage_order: int = 0) -> tuple[str, tuple[int, ...]]:
     """MaxPool's Indices: flat positions in x (padding excluded) of each window's first max."""
     dt = x.types[node.inputs[0]].dtype
     a = _attrs(node)
-    xs = _static(x, node.inputs[0], node)
+    xs = tuple(x.types[node.inputs[0]].shape)
     w = _window(x, node, a, _pool_kernel(x, node, a), pool=True)
+    if storage_order:
+        w["storage_order"] = storage_order
     values = x.fresh(x._owner_base())
     x.dtypes[values] = dt
     idx = x.fresh(x._owner_base())
@@ -165,12 +167,19 @@ def max_pool_grad(x, node: Node) -> str:
     if x.opset < 16:
         raise ExportError("onnx-export", "max_pool_grad needs ScatterElements with reduction=add (opset 16 or "
                           "later)", node=node.name, op=node.op, **node.loc.where())
-    idx, xs = _argmax(x, node)
+    idx, _ = _argmax(x, node)
+    xs = _static(x, node.inputs[0], node)
     flat = lambda v, t: x.op("Reshape", [v, x.ints([-1])], t)  # noqa: E731
     zeros = x.const(np.zeros(int(np.prod(xs)), dt))
     out = x.op("ScatterElements", [zeros, flat(idx, "int64"), flat(x.value(node.inputs[1], dt), dt)], dt,
                axis=0, reduction="add")
     return x.op("Reshape", [out, x.ints(list(xs))], dt)
+
+
+@rule("max_pool_indices")
+def max_pool_indices(x, node: Node) -> str:
+    idx, _ = _argmax(x, node, _attrs(node)["storage_order"])
+    return x.op("Identity", [idx], "int64")
 
 
 @rule("avg_pool")

@@ -257,6 +257,39 @@ register(OpDef("avg_pool_grad", 2, _grad_like_infer("avg_pool_grad", 0, 1), avg_
                explain={"vjp": ("avg_pool({g})", "nothing (x gives only the shape)")}, ulps=2))
 
 
+# max_pool_indices -------------------------------------------------------------------------------
+
+
+def _indices_infer(ctx, types, attrs):
+    if attrs["storage_order"] not in (0, 1):
+        raise ShapeError("bad-attr", f"attr 'storage_order' must be 0 or 1, got {attrs['storage_order']}")
+    return TensorType(ctx.resolve_shape(_pool_out(ctx, types[0], attrs, "max_pool_indices")), "int64")
+
+
+def max_pool_indices_forward(x, storage_order=0, **kw):
+    """ONNX MaxPool's Indices: the flat position in x (padding not counted) of each window's
+    first maximum; storage_order 1 numbers each image's cells column-major."""
+    plan = _plan(x, kw)
+    x = np.asarray(x)
+    idx = _argmax_flat(x, plan)
+    nc, cell = np.divmod(idx, prod(plan.padded))
+    coords = np.unravel_index(cell, plan.padded)
+    sizes = plan.spatial[::-1] if storage_order else plan.spatial
+    coords = coords[::-1] if storage_order else coords
+    flat = np.zeros_like(idx)
+    for c, b, h in zip(coords, (plan.pad_begin[::-1] if storage_order else plan.pad_begin), sizes):
+        flat = flat * h + (c - b)
+    return nc * prod(plan.spatial) + flat
+
+
+register(OpDef("max_pool_indices", 1, _indices_infer, max_pool_indices_forward,
+               attrs={**POOL, "storage_order": Attr("int", 0, "0: row-major cell numbers, 1: column-major")},
+               group="pooling", doc="where each window's first maximum is: its flat index in x (ONNX MaxPool's "
+               "Indices; int64)", reference=refs.max_pool_indices, edges=refs.POOL_EDGES[:3] + (
+                   Edge((refs.POOL_EDGES[1].inputs[0],), {**refs.POOL_EDGES[1].attrs, "storage_order": 1}),),
+               interval=lambda bs, attrs, info: (0.0, float("inf")), ulps=0))
+
+
 # flatten -------------------------------------------------------------------------------------------
 
 

@@ -192,6 +192,24 @@ def max_pool_pick(x, t, kernel, **kw):
     return out
 
 
+def max_pool_indices(x, kernel, storage_order=0, **kw):
+    x = np.asarray(x, dtype=object)
+    out_sz, inside, _ = _pool_windows(x, kernel, kw)
+    out = np.empty(x.shape[:2] + tuple(out_sz), dtype=object)
+    nb, ch, *spatial = x.shape
+    for idx, cells in inside.items():
+        n, c, *pos = _first_max(x, cells)
+        if storage_order:  # column-major within the image
+            pos, spatial_ = pos[::-1], spatial[::-1]
+        else:
+            spatial_ = spatial
+        flat = 0
+        for p, h in zip(pos, spatial_):
+            flat = flat * h + p
+        out[idx] = (n * ch + c) * math.prod(spatial) + flat
+    return out
+
+
 def max_pool_grad(x, g, kernel, **kw):
     m = mp()
     x, g = np.asarray(x, dtype=object), np.asarray(g, dtype=object)

@@ -9,8 +9,8 @@ dilation, group -> groups, auto_pad lower-cased), except:
   ONNX's reference implementation does: SAME_UPPER puts the odd pad at the end), so they are
   turned into explicit pads and an `output_shape` here, which needs the spatial input size
   known at load; gtool's conv_transpose is then exactly the adjoint of conv;
-- MaxPool's second output (Indices) and `storage_order` are not supported (refused, never
-  ignored); GlobalAveragePool / GlobalMaxPool are `mean` / `max` over the spatial axes.
+- MaxPool's second output (Indices) is gtool's max_pool_indices (storage_order too);
+  GlobalAveragePool / GlobalMaxPool are `mean` / `max` over the spatial axes.
 """
 
 from __future__ import annotations
@@ -113,14 +113,15 @@ def _pool_attrs(ctx: ImportContext, node: OnnxNode, x: str) -> dict:
     return attrs
 
 
-@converter("MaxPool", skips={
-    "test_maxpool_with_argmax_2d_precomputed_pads": "the Indices output: gtool's max_pool has one output",
-    "test_maxpool_with_argmax_2d_precomputed_strides": "the Indices output: gtool's max_pool has one output"})
+@converter("MaxPool")
 def max_pool(ctx: ImportContext, node: OnnxNode) -> list[str]:
     (x,) = ctx.inputs(node, 1)
-    if len(node.output) > 1 and node.output[1]:
-        ctx.unsupported(node, "MaxPool's Indices output")
-    return [ctx.add("max_pool", [x], _pool_attrs(ctx, node, x), node)]
+    attrs = _pool_attrs(ctx, node, x)
+    out = [ctx.add("max_pool", [x], attrs, node)]
+    if len(node.output) > 1 and node.output[1]:  # Indices
+        out.append(ctx.add("max_pool_indices", [x], {**attrs, "storage_order": ctx.attr(node, "storage_order", 0)},
+                           node))
+    return out
 
 
 @converter("AveragePool", skips={
