@@ -131,7 +131,7 @@ def test_ops_with_kernels_need_no_numpy_steps(load_text):
     c = compiled(graph, "numba")
     ops = {graph.nodes[s.m.node].op for kind, s, *_ in c.plan if kind == "np"}
     window_ops = {"conv", "conv_transpose", "conv_filter", "max_pool", "max_pool_pick", "max_pool_grad", "avg_pool",
-                  "avg_pool_grad"}
+                  "avg_pool_grad", "max_pool_indices"}
     assert ops <= {"matmul"} | window_ops, ops
     assert "flatten" not in ops
 
