@@ -194,13 +194,30 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     x, w, win, dt = _operands(x, w, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
                               w.shape[2:])
     cols = Columns(win.plan(x.shape[2:]), dt)
-    src = cols.source(x)
     nb, m = x.shape[0], w.shape[0]
-    wm = w.reshape(groups, m // groups, -1)
     out = np.empty((nb, groups, m // groups, cols.length), dt)
-    for n in range(nb):
-        np.matmul(wm, cols.image(src, n).reshape(groups, -1, cols.length), out=out[n])
+    if cols.flat:  # stride 1: one matmul per kernel offset on the flat input's runs, no copies
+        _flat_conv(cols, cols.flat_input(x), w, groups, out)
+    else:
+        src = cols.source(x)
+        wm = w.reshape(groups, m // groups, -1)
+        for n in range(nb):
+            np.matmul(wm, cols.image(src, n).reshape(groups, -1, cols.length), out=out[n])
     return _bias(cols.gather(out.reshape(nb, m, cols.length)), b)
+
+
+def _flat_conv(cols: Columns, xf: np.ndarray, w: np.ndarray, groups: int, out: np.ndarray) -> None:
+    """out[n] = sum over kernel offsets k of W[:, :, k] @ (image n's run at offset k), by group."""
+    m, cg = w.shape[:2]
+    wk = np.ascontiguousarray(np.moveaxis(w.reshape(groups, m // groups, cg, -1), 3, 0))  # [K, G, M/G, Cg]
+    tmp = np.empty(out.shape[1:], out.dtype)
+    span = cols.length
+    for n in range(xf.shape[0]):
+        xg = xf[n].reshape(groups, cg, -1)
+        for k, at in enumerate(cols.offsets):
+            np.matmul(wk[k], xg[:, :, at: at + span], out=out[n] if k == 0 else tmp)
+            if k:
+                out[n] += tmp
 
 
 def _transpose_out_spatial(insize, win: Window, output_shape, output_padding) -> tuple[int, ...]:
@@ -237,14 +254,24 @@ def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset",
     x, g, win, dt = _operands(x, g, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
                               tuple(kernel))
     cols = Columns(win.plan(x.shape[2:]), dt)
-    src = cols.source(x)
     nb, m = g.shape[:2]
+    cg = x.shape[1] // groups
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    acc = np.zeros((groups, m // groups, (x.shape[1] // groups) * prod(kernel)), dt)
+    if cols.flat:  # stride 1: per image and kernel offset, g times that offset's runs (no copies)
+        xf, span = cols.flat_input(x), cols.length
+        acc = np.zeros((len(cols.offsets), groups, m // groups, cg), dt)
+        part = np.empty(acc.shape[1:], dt)
+        for n in range(nb):
+            xg = xf[n].reshape(groups, cg, -1)
+            for k, at in enumerate(cols.offsets):
+                acc[k] += np.matmul(gf[n], xg[:, :, at: at + span].transpose(0, 2, 1), out=part)
+        return np.ascontiguousarray(np.moveaxis(acc, 0, -1)).reshape((m, cg) + tuple(kernel))
+    src = cols.source(x)
+    acc = np.zeros((groups, m // groups, cg * prod(kernel)), dt)
     part = np.empty_like(acc)
     for n in range(nb):
         acc += np.matmul(gf[n], cols.image(src, n).reshape(groups, -1, cols.length).transpose(0, 2, 1), out=part)
-    return acc.reshape((m, x.shape[1] // groups) + tuple(kernel))
+    return acc.reshape((m, cg) + tuple(kernel))
 
 
 # VJP and JVP rules ---------------------------------------------------------------------------------

@@ -239,12 +239,18 @@ class Columns:
         if not self.flat:
             v = self.plan.windows(self.plan.pad(x))  # [N, C, *out, *kernel]
             return v.transpose((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))
-        xf = np.zeros(x.shape[:2] + (self.size,), self.dtype)
-        body = xf[..., : prod(self.plan.padded)].reshape(x.shape[:2] + self.plan.padded)
-        body[(Ellipsis,) + tuple(slice(b, b + h) for b, h in zip(self.plan.pad_begin, self.plan.spatial))] = x
+        xf = self.flat_input(x)
         item = xf.itemsize
         return as_strided(xf, x.shape[:2] + self.kernel + (self.length,),
                           xf.strides[:2] + tuple(t * item for t in self.taps_strides) + (item,), writeable=False)
+
+    def flat_input(self, x: np.ndarray) -> np.ndarray:
+        """(stride 1) x [N, C, *S] zero-padded and flattened per channel: [N, C, size]; kernel
+        offset k reads the run [offsets[k], offsets[k] + length) of each channel."""
+        xf = np.zeros(x.shape[:2] + (self.size,), self.dtype)
+        body = xf[..., : prod(self.plan.padded)].reshape(x.shape[:2] + self.plan.padded)
+        body[(Ellipsis,) + tuple(slice(b, b + h) for b, h in zip(self.plan.pad_begin, self.plan.spatial))] = x
+        return xf
 
     def image(self, src: np.ndarray, n: int) -> np.ndarray:
         """Image n's columns, copied into the reused buffer: [C * prod(kernel), L]."""
