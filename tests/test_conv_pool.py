@@ -19,6 +19,7 @@ DATA = np.load(Path(__file__).parent / "data" / "torch_conv" / "torch_conv.npz")
 TORCH_CASES = {
     "conv2d_s2_p1_bias": ("conv", {"stride": 2, "padding": 1}, 3),
     "conv2d_dil_groups": ("conv", {"dilation": [2, 1], "groups": 2, "padding": [2, 0]}, 3),
+    "conv2d_wide_groups": ("conv", {"padding": 1, "groups": 2}, 3),  # 16 channels a group: per-offset matmuls
     "conv1d_s3": ("conv", {"stride": 3, "padding": 2}, 2),
     "conv3d": ("conv", {"stride": [1, 2, 1], "padding": 1}, 3),
     "conv_transpose2d": ("conv_transpose", {"stride": 2, "padding": 1, "output_padding": 1}, 3),

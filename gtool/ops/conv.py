@@ -196,7 +196,7 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     cols = Columns(win.plan(x.shape[2:]), dt)
     nb, m = x.shape[0], w.shape[0]
     out = np.empty((nb, groups, m // groups, cols.length), dt)
-    if cols.flat:  # stride 1: one matmul per kernel offset on the flat input's runs, no copies
+    if cols.flat and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
         _flat_conv(cols, cols.flat_input(x), w, groups, out)
     else:
         src = cols.source(x)
@@ -204,6 +204,11 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
         for n in range(nb):
             np.matmul(wm, cols.image(src, n).reshape(groups, -1, cols.length), out=out[n])
     return _bias(cols.gather(out.reshape(nb, m, cols.length)), b)
+
+
+# Channels per group from which a matmul per kernel offset (on the runs in place) beats one
+# copy of the columns and one matmul: with fewer, the per-offset matmuls are too thin.
+_PER_OFFSET = 16
 
 
 def _flat_conv(cols: Columns, xf: np.ndarray, w: np.ndarray, groups: int, out: np.ndarray) -> None:
@@ -257,7 +262,7 @@ def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset",
     nb, m = g.shape[:2]
     cg = x.shape[1] // groups
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    if cols.flat:  # stride 1: per image and kernel offset, g times that offset's runs (no copies)
+    if cols.flat and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
         xf, span = cols.flat_input(x), cols.length
         acc = np.zeros((len(cols.offsets), groups, m // groups, cg), dt)
         part = np.empty(acc.shape[1:], dt)

@@ -27,6 +27,7 @@ CASES = {
     "conv2d_s2_p1_bias": (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1), [(2, 3, 7, 6), (4, 3, 3, 3), (4,)]),
     "conv2d_dil_groups": (lambda x, w, b: F.conv2d(x, w, b, dilation=(2, 1), groups=2, padding=(2, 0)),
                           [(2, 4, 8, 7), (6, 2, 3, 2), (6,)]),
+    "conv2d_wide_groups": (lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=2), [(2, 32, 6, 5), (8, 16, 3, 3), (8,)]),
     "conv1d_s3": (lambda x, w: F.conv1d(x, w, stride=3, padding=2), [(3, 2, 11), (5, 2, 4)]),
     "conv3d": (lambda x, w, b: F.conv3d(x, w, b, stride=(1, 2, 1), padding=1), [(1, 2, 4, 5, 3), (3, 2, 2, 3, 2), (3,)]),
     "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
