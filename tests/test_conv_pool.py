@@ -171,3 +171,10 @@ def test_cnn_digits_grad_checks_in_both_modes_and_to_second_order():
     for kw in ({}, {"against": "forward"}, {"order": 2, "wrt": ["W1", "W2"], "directions": 2}):
         results = grad_check(g, **kw)
         assert results and all(r.passed for r in results), (kw, [(r.wrt, r.passed) for r in results])
+
+
+def test_avg_pool_of_huge_values_does_not_overflow(load_text):
+    """The window sum of 1e308s overflows; their mean does not (found by tests/test_intervals.py)."""
+    g = load_text("gtool: 1\ninputs:\n  x: [1, 1, 4]\nnodes:\n  y: avg_pool1d(x, kernel=2)\noutputs: [y]\n")
+    out = gtool.run(g, {"x": np.array([[[1e308, 1.5e308, -1e308, 4.0]]])})["y"]
+    np.testing.assert_array_equal(out, [[[1.25e308, (-1e308 + 4.0) / 2]]])

@@ -146,10 +146,15 @@ def avg_pool_forward(x, **kw):
     plan = _plan(x, kw)
     x = np.asarray(x)
     xp = plan.pad(x)
+    count = plan.count(kw.get("count_include_pad", False)).astype(x.dtype)
     out = np.zeros(x.shape[:2] + plan.out, x.dtype)
     for _, sl in plan.offsets():
         out += xp[(slice(None), slice(None)) + sl]
-    out /= plan.count(kw.get("count_include_pad", False)).astype(x.dtype)
+    out /= count
+    if not np.isfinite(out).all():  # a sum past the dtype's largest value: sum the shares instead
+        with np.errstate(all="ignore"):
+            shares = sum(xp[(slice(None), slice(None)) + sl] / count for _, sl in plan.offsets())
+        out = np.where(np.isinf(out) & np.isfinite(shares), shares, out)
     return out
 
 
