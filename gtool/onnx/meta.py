@@ -29,6 +29,8 @@ FORMAT = 1
 
 
 def _jsonable(v):
+    if v is None or type(v) in (str, int, bool) or (type(v) is dict and not v):
+        return v  # the common cases first: a 40k-node graph calls this 80k times
     if isinstance(v, np.ndarray):
         return _jsonable(v.tolist())
     if isinstance(v, np.generic):
