@@ -153,3 +153,12 @@ def test_edited_weak_scalar_is_kept(load_text, tmp_path):
     init.CopyFrom(onnx.numpy_helper.from_array(np.asarray(0.5, np.float32), lit.name))
     back = round_trip(graph, tmp_path, model)
     assert back.tensors[lit.name].value == 0.5
+
+
+def test_anonymous_nodes_keep_their_owner(load_text, tmp_path):
+    """`h: relu(x @ W + b)` makes __h_1, __h_2: after the round trip errors still point at h."""
+    graph = load_text("gtool: 1\ninputs:\n  x: [2, 3]\nparams:\n  W: {shape: [3, 4], init: zeros}\n"
+                      "  b: {shape: [4], init: zeros}\nnodes:\n  h: relu(x @ W + b)\noutputs: [h]\n")
+    back = round_trip(graph, tmp_path)
+    assert {n: node.owner for n, node in back.nodes.items()} == {n: node.owner for n, node in graph.nodes.items()}
+    assert back.owner("__h_1") == "h"
