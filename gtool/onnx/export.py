@@ -34,11 +34,10 @@ def _onnx():
 
 
 def onnx_dtype(dtype: str) -> int:
-    """The TensorProto element type of a gtool dtype name."""
-    onnx = _onnx()
-    if dtype == "bfloat16":
-        return onnx.TensorProto.BFLOAT16
-    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    """The TensorProto element type of a gtool dtype (the importer's table, read backwards)."""
+    from .dtypes import onnx_type
+
+    return onnx_type(dtype)
 
 
 class ExportError(GraphError):
