@@ -197,3 +197,28 @@ def load_graph(path: str, dims: dict | None = None, dtype: str | None = None, ch
 
         graph = at_precision(graph, dtype)
     return graph
+
+
+def loss_option(f):
+    """--loss EXPR: a scalar loss over the model's outputs and extra data (gtool/loss.py);
+    commands apply it with `apply_loss` right after loading the graph."""
+    return click.option("--loss", "loss_expr", metavar="EXPR",
+                        help="Differentiate this scalar, written in the shorthand over the model's values, e.g. "
+                             "\"cross_entropy(logits, t)\" or \"sum(y * r)\"; names the model lacks are inputs "
+                             "typed from their --input/--inputs data.")(f)
+
+
+def apply_loss(graph, loss_expr: str | None, data: dict, of: str | None = None, dtype: str | None = None):
+    """`graph` with `--loss` as its loss (unchanged without one), then cast to `--dtype` if given."""
+    if not loss_expr:
+        return graph
+    if of:
+        raise UsageError("usage", "--loss and --of do not combine: --loss is the scalar to differentiate")
+    from ..loss import with_loss
+
+    graph = with_loss(graph, loss_expr, data["inputs"])
+    if dtype:
+        from ..interp import at_precision
+
+        graph = at_precision(graph, dtype)
+    return graph
