@@ -115,7 +115,7 @@ RULES = {
         [m for m in MODULES if not _under(m, "gtool.commands") and m != "gtool.cli" and m != "gtool.__main__"],
         ["click", "gtool.commands", "gtool.cli"], ()),
 }
-EXPORT = ["gtool.onnx.export", "gtool.onnx.export_ops", "gtool.onnx.export_conv", "gtool.onnx.meta"]
+EXPORT = ["gtool.onnx.export", "gtool.onnx.export_ops", "gtool.onnx.export_nn", "gtool.onnx.export_windows", "gtool.onnx.meta"]
 RULES["only convert (and the onnx package) reach the ONNX exporter"] = (
     [m for m in MODULES if not _under(m, "gtool.onnx") and m not in ("gtool.commands", "gtool.commands.convert")],
     EXPORT, ())  # (a package as a source covers its modules: gtool.commands's __init__ is left out)
