@@ -179,3 +179,14 @@ def test_wrt_must_be_float_and_known(graph):
 def test_missing_cotangents(graph):
     assert _error(graph, cotangents=None).code == "usage"
     assert _error(graph, cotangents={}).code == "usage"
+
+
+def test_dot_product_with_forward_mode(graph):
+    """<c, J t> by forward mode (the JVP rules) equals <J^T c, t> by vjp (the VJP rules)."""
+    rng = np.random.default_rng(11)
+    tw, tx = rng.standard_normal(W.shape), rng.standard_normal(X.shape)
+    tg = gtool.jvp(graph, ["W", "x"], ["h", "y"])
+    out = gtool.run(tg, {"x": X, "W": W, "b": B, "__tan_W": tw, "__tan_x": tx})
+    forward = np.sum(CH * out["__tan_h"]) + np.sum(CY * out["__tan_y"])
+    _, grads = gtool.vjp(graph, {"x": X, "W": W, "b": B}, {"h": CH, "y": CY}, wrt=["W", "x"])
+    assert np.sum(grads["W"] * tw) + np.sum(grads["x"] * tx) == pytest.approx(forward, rel=1e-12)
