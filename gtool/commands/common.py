@@ -106,7 +106,8 @@ def plugin_option(f):
     return wrapper
 
 
-OUTPUT_OPTIONS = ("out_path", "emit_graph", "junit")  # the parameters of every command that name a file it writes
+OUTPUT_OPTIONS = ("out_path", "emit_graph", "junit", "out")  # the parameters of every command that name a file it writes
+_FLAG_TEXT = {"out_path": "-o", "out": "OUT"}  # how the hint names them (else --<name>)
 
 
 def refuse_clobber(kwargs: dict, plugins=()) -> None:
@@ -125,8 +126,7 @@ def refuse_clobber(kwargs: dict, plugins=()) -> None:
             same = os.path.exists(src) and os.path.samefile(src, out)
             inside = os.path.isdir(src) and not same and _graph_in_folder(out, src)
             if same or inside:
-                flag = next(f"--{k.replace('_', '-')}" if k != "out_path" else "-o"
-                            for k in OUTPUT_OPTIONS if kwargs.get(k) == out)
+                flag = next(_FLAG_TEXT.get(k, f"--{k.replace('_', '-')}") for k in OUTPUT_OPTIONS if kwargs.get(k) == out)
                 raise UsageError("overwrites-input", f"refusing to overwrite the input file {out}: this command reads it"
                                  + (f" (a graph file in {src})" if inside else ""),
                                  hint=f"choose another {flag} path")
