@@ -26,6 +26,7 @@ import gtool  # noqa: E402
 from gtool import report  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "onnx"
+MODELS = [("mlp", "float64"), *((m, d) for m in ("cnn", "transformer", "bn_mlp") for d in ("float32", "float64"))]
 
 
 def _part(arrays: dict, kind: str) -> dict:
@@ -58,7 +59,7 @@ def row(path: Path) -> list:
 
 
 def main() -> None:
-    rows = [row(p) for p in sorted(DATA.glob("torch_*.onnx"))]
+    rows = [row(DATA / f"torch_{name}_{dtype}.onnx") for name, dtype in MODELS]
     print(report.table(["model", "nodes", "output err", "gradient err", "vjp ms", ""], rows))
 
 
