@@ -14,7 +14,11 @@ Two passes over a graph:
    message names those tensors); a hazard the ranges rule out is counted as proven safe.
    Nodes inside a matched pattern are left to the pattern's finding.
 
-Codes (docs/lint.md): unstable-pattern, exp-overflow, log-domain, sqrt-domain, div-zero.
+3. Overflow in float16. Its largest finite value, 65504, is within reach of ordinary data
+   (300 * 300), so every float16 node whose inputs are bounded but whose value can pass it
+   (the interval rounded to float16 reaches inf) is an `overflow` finding.
+
+Codes (docs/lint.md): unstable-pattern, exp-overflow, log-domain, sqrt-domain, div-zero, overflow.
 """
 
 from __future__ import annotations
@@ -122,12 +126,12 @@ def rule_interval(rule, bounds: list[Interval], attrs: dict, info: Info) -> Inte
     lo, hi = call_rule(rule, bounds, attrs, info)
     if info.dtype in ("float32", "float16"):
         dt = np.dtype(info.dtype).type
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"):  # past the largest value: to -inf / inf
             lo32, hi32 = dt(lo), dt(hi)
-        if float(lo32) > lo:
-            lo32 = np.nextafter(lo32, dt(-np.inf))
-        if float(hi32) < hi:
-            hi32 = np.nextafter(hi32, dt(np.inf))
+            if float(lo32) > lo:
+                lo32 = np.nextafter(lo32, dt(-np.inf))
+            if float(hi32) < hi:
+                hi32 = np.nextafter(hi32, dt(np.inf))
         lo, hi = float(lo32), float(hi32)
     return lo, hi
 
@@ -203,7 +207,10 @@ FIXES = {
     "log-domain": "keep the argument positive (log1p, log_softmax, -softplus(-x) for log(sigmoid(x))), or clamp it with maximum",
     "sqrt-domain": "clamp the argument with maximum(x, 0)",
     "div-zero": "keep the divisor away from 0 (add a small constant, or use softmax / sigmoid for normalisations)",
+    "overflow": "compute in float32 (cast before the op, and back after it if it must be stored as float16), or scale the "
+                "values down",
 }
+OVERFLOW_DTYPES = ("float16",)  # the dtypes whose largest finite value ordinary data reaches
 HAZARD_OPS = {"exp": 0, "expm1": 0, "log": 0, "log1p": 0, "sqrt": 0, "div": 1}  # op -> the input that matters
 
 
@@ -240,8 +247,31 @@ def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
         severity = "warning" if b.tainted else "error"
         hint = FIXES[code] + ("; or declare a `range` on the inputs to prove it cannot happen" if b.tainted else "")
         report.findings.append(Finding(_diag(graph, node, code, f"{message} ({_why(b)})", hint, severity, path)))
+    report.findings += _overflows(graph, types, bound, covered, path)
     report.findings.sort(key=lambda f: (f.diag.line or 0, f.diag.column or 0))
     return report
+
+
+def _overflows(graph: Graph, types, bound: dict[str, Bound], covered: set[str], path: str) -> list[Finding]:
+    """float16 nodes that can pass the largest finite value while their inputs are bounded
+    (an input already unbounded is someone else's finding, or has no declared range)."""
+    out = []
+    for name, node in graph.nodes.items():
+        dtype = types[name].dtype
+        if dtype not in OVERFLOW_DTYPES or name in covered or node.op in ("exp", "expm1"):
+            continue
+        lo, hi = bound[name].interval
+        ins = [bound[i].interval for i in node.inputs]
+        if math.isfinite(lo) and math.isfinite(hi) or not all(math.isfinite(a) and math.isfinite(b) for a, b in ins):
+            continue
+        top = float(np.finfo(dtype).max)
+        shown = ", ".join(f"[{fmt(a)}, {fmt(b)}]" for a, b in ins)
+        b = Bound(bound[name].interval, frozenset().union(*(bound[i].sources for i in node.inputs)))
+        message = (f"{node.op} can pass {dtype}'s largest finite value {top:g} and become inf; its inputs range over "
+                   f"{shown} ({_why(b)})")
+        hint = FIXES["overflow"] + ("; or declare a `range` on the inputs to prove it cannot happen" if b.tainted else "")
+        out.append(Finding(_diag(graph, node, "overflow", message, hint, "warning" if b.tainted else "error", path)))
+    return out
 
 
 def _diag(graph: Graph, node, code: str, message: str, hint: str | None, severity: str, path: str) -> Diagnostic:

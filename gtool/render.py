@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .dims import format_shape
+from .dtypes import np_dtype
 from .errors import GraphError, UsageError
 from .ir import Graph, Node, Tensor
 from .render_dot import COLOR, FILL, LEGEND, ROUNDED, Arrow, Box, Drawing, emit, emit_diff
@@ -58,7 +59,7 @@ def saved_for_backward(graph: Graph, gg: Graph, values: dict | None = None, dims
         if name not in read:
             continue
         t = types[name]
-        itemsize = np.dtype(t.dtype).itemsize
+        itemsize = np_dtype(t.dtype).itemsize
         if values is not None and name in values:
             out[name] = human_bytes(np.asarray(values[name]).nbytes)
             continue

@@ -194,7 +194,7 @@ def _check_options(mode, directions, against, order, dtype, full_limit) -> None:
     if directions < 1 or full_limit < 0:
         raise UsageError("usage", "--directions must be at least 1 and the full-mode limit not negative")
     if dtype not in DEFAULTS:
-        raise UsageError("usage", f"--dtype must be float64 or float32, got {dtype!r}")
+        raise UsageError("usage", f"--dtype must be float64, float32 or float16, got {dtype!r}")
 
 
 def _forward_tolerances(tol: Tolerances, rtol: float | None, atol: float | None) -> Tolerances:
