@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .dims import format_shape
+from .dtypes import is_float as is_float_dtype
 from .dtypes import np_dtype
 from .errors import GraphError, UsageError
 from .ir import Graph, Node, Tensor
@@ -174,7 +175,7 @@ def draw(graph: Graph, *, values=None, grads=None, saved=None, fold: bool = True
         if not users.get(name):
             box.lines.append((type_text(types[name]), COLOR["note"]))
         fan = len(users.get(name, ()))
-        if fan > 1 and types[name].dtype.startswith("float"):
+        if fan > 1 and is_float_dtype(types[name].dtype):
             box.marks.append("fanout")
             box.lines.append((f"fans out ×{fan}: d{loss}/d{name} is a sum", COLOR["fanout"]))
         _annotate(box, name, loss=loss, values=values, grads=grads, saved=saved, first_bad=first_bad)
@@ -254,7 +255,7 @@ def draw_backward(graph: Graph, gr: Gradient, *, values=None, saved=None, title:
             if name in owned:
                 box.cluster = name
             fan = len(fwd_users.get(name, ()))
-            if fan > 1 and types[name].dtype.startswith("float") and name in gr.contributions:
+            if fan > 1 and is_float_dtype(types[name].dtype) and name in gr.contributions:
                 box.marks.append("fanout")
                 box.lines.append((f"fans out ×{fan}: d{loss}/d{name} is a sum", COLOR["fanout"]))
         elif t is not None:  # the seed dL/dL

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .. import autodiff
+from ..dtypes import is_float as is_float_dtype
 from ..errors import Diagnostic, GraphError, UsageError
 from ..feeds import resolve
 from ..interp import at_precision, free_dims, program
@@ -244,7 +245,7 @@ class _Problem:
         self.values, self.bindings = resolve(graph, inputs, types=types, free=free_dims(graph), random=True,
                                              seed=seed, dim_values=dims)
         randomised = [n for n, t in graph.tensors.items() if t.kind == "input" and t.value is None
-                      and n not in (inputs or {}) and types[n].dtype.startswith("float")]
+                      and n not in (inputs or {}) and is_float_dtype(types[n].dtype)]
         _away_from_kinks(graph, randomised, self.values)
         self.gradient = autodiff.grad(graph, wrt, loss)
         self.gg = self.gradient.graph
