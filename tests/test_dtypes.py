@@ -329,3 +329,18 @@ def test_grad_check_in_float16_passes_right_rules_and_fails_wrong_ones(bad_ops):
     for name, target in (("scaled.yaml", "w"), ("transposed.yaml", "A"), ("nosum.yaml", "b")):
         res = {r.wrt: r for r in gtool.grad_check(gtool.load(bad_ops / name), dtype="float16")}
         assert not res[target].passed, name
+
+
+def test_without_ml_dtypes_a_storage_dtype_is_refused_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ml_dtypes", None)  # import ml_dtypes now fails
+    p = tmp_path / "g.yaml"
+    p.write_text("gtool: 1\ninputs:\n  x: {shape: [2], dtype: bfloat16}\nnodes:\n  y: identity(x)\noutputs: [y]\n")
+    with pytest.raises(GraphError) as e:
+        gtool.load(p)
+    d = e.value.diagnostics[0]
+    assert (d.code, d.line) == ("missing-extra", 3) and "gtool[onnx]" in d.message
+    p.write_text("gtool: 1\ninputs:\n  x: [2]\nnodes:\n  y: cast(x, dtype=int4)\noutputs: [y]\n")
+    with pytest.raises(GraphError, match="ml_dtypes"):
+        gtool.load(p)
+    with pytest.raises(UsageError, match="gtool\\[onnx\\]"):
+        np_dtype("float8_e4m3fn")
