@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .dtypes import INT_DTYPES
 from .errors import Diagnostic, GraphError
 from .intervals import UNKNOWN, Info, Interval, call_rule
 from .ir import Graph
@@ -118,7 +119,8 @@ def bounds(graph: Graph) -> dict[str, Bound]:
 def rule_interval(rule, bounds: list[Interval], attrs: dict, info: Info) -> Interval:
     """An op's interval rule, with the ends rounded outward to the result's dtype.
 
-    Rules compute their ends in float64; a float32 op rounds (or overflows) in float32, so
+    Rules compute their ends in float64; an int op whose ends pass its dtype's range wraps
+    around (int8 100 + 100 is -56), so its interval is then the whole range. A float32 op rounds (or overflows) in float32, so
     its value can lie a float32 rounding outside the float64 ends (a product of 2.6e38 and 2
     is inf in float32, not 5.2e38). Rounding lo down and hi up to float32 (past its largest
     value: to -inf / inf) keeps the interval sound; float64 ends are the op's own roundings.
@@ -133,6 +135,10 @@ def rule_interval(rule, bounds: list[Interval], attrs: dict, info: Info) -> Inte
             if float(hi32) < hi:
                 hi32 = np.nextafter(hi32, dt(np.inf))
         lo, hi = float(lo32), float(hi32)
+    elif info.dtype in INT_DTYPES:  # ints wrap around at the width: past it, any value of the dtype
+        ii = np.iinfo(info.dtype)
+        if lo < ii.min or hi > ii.max:
+            lo, hi = float(ii.min), float(ii.max)
     return lo, hi
 
 

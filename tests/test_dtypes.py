@@ -344,3 +344,15 @@ def test_without_ml_dtypes_a_storage_dtype_is_refused_naming_the_extra(tmp_path,
         gtool.load(p)
     with pytest.raises(UsageError, match="gtool\\[onnx\\]"):
         np_dtype("float8_e4m3fn")
+
+
+def test_lint_knows_int_arithmetic_wraps_around():
+    """int8 x in [100, 127]: x + 100 wraps to negative values, so log of it is a finding (the
+    near miss: x + 0 stays within int8 and its log is proven safe)."""
+    inputs = {"x": {"shape": [3], "dtype": "int8", "range": [100, 127]}}
+    found = lint_codes(inputs, {"a": "x + 100", "la": "log(cast(a, dtype=float64))",
+                                "b": "x + 0", "lb": "log(cast(b, dtype=float64))"})
+    assert found == {"la": ("log-domain", "error")}
+    # and the data agree: 127 + 100 wraps to -29
+    g = graph(inputs, {"a": "x + 100"})
+    assert gtool.run(g, {"x": [100, 127, 110]})["a"].tolist() == [-56, -29, -46]
