@@ -95,6 +95,7 @@ RULES = {
                              "gtool.cli"], ()),
     "errors imports nothing of gtool": (["gtool.errors"], ["gtool"], ()),
     "dims knows only errors": (["gtool.dims"], ABOVE_IR + ["gtool.ir"], ()),
+    "dtypes knows only errors": (["gtool.dtypes"], ABOVE_IR + ["gtool.ir", "gtool.dims"], ()),
     "ir knows no ops": (["gtool.ir"], ABOVE_IR, ()),
     "ops know no files and no executor": (
         ["gtool.ops"], ["gtool.format", "gtool.validate", "gtool.interp", "gtool.backends", "gtool.autodiff",
@@ -162,7 +163,7 @@ def test_every_module_is_seen():
     assert "gtool.ops.registry" in imports_of("gtool.backends")
 
 
-HEAVY = ("numba", "llvmlite", "onnx", "dask", "sympy", "mpmath", "scipy", "torch", "jax")
+HEAVY = ("numba", "llvmlite", "onnx", "dask", "sympy", "mpmath", "scipy", "torch", "jax", "ml_dtypes")
 
 _PROBE = """
 import atexit, json, runpy, sys
