@@ -95,6 +95,7 @@ RULES = {
                              "gtool.cli"], ()),
     "errors imports nothing of gtool": (["gtool.errors"], ["gtool"], ()),
     "dims knows only errors": (["gtool.dims"], ABOVE_IR + ["gtool.ir"], ()),
+    "dtypes knows only errors": (["gtool.dtypes"], ABOVE_IR + ["gtool.ir", "gtool.dims"], ()),
     "ir knows no ops": (["gtool.ir"], ABOVE_IR, ()),
     "ops know no files and no executor": (
         ["gtool.ops"], ["gtool.format", "gtool.validate", "gtool.interp", "gtool.backends", "gtool.autodiff",
@@ -115,12 +116,15 @@ RULES = {
         [m for m in MODULES if not _under(m, "gtool.commands") and m != "gtool.cli" and m != "gtool.__main__"],
         ["click", "gtool.commands", "gtool.cli"], ()),
 }
-EXPORT = ["gtool.onnx.export", "gtool.onnx.export_ops", "gtool.onnx.meta"]
+EXPORT = ["gtool.onnx.export", "gtool.onnx.export_ops", "gtool.onnx.export_nn", "gtool.onnx.export_windows", "gtool.onnx.meta"]
 RULES["only convert (and the onnx package) reach the ONNX exporter"] = (
     [m for m in MODULES if not _under(m, "gtool.onnx") and m not in ("gtool.commands", "gtool.commands.convert")],
     EXPORT, ())  # (a package as a source covers its modules: gtool.commands's __init__ is left out)
 RULES["the ONNX exporter runs nothing and knows no commands"] = (
     EXPORT, ["gtool.interp", "gtool.backends", "gtool.api", "gtool.autodiff", "gtool.commands", "gtool.cli"], ())
+RULES["the conv/pool references share no code with the forwards they check"] = (
+    ["gtool.ops.window_refs"], ["gtool.ops.windows", "gtool.ops.conv", "gtool.ops.pool"], ())
+RULES["the conv/pool forwards never run their references"] = (["gtool.ops.windows"], ["gtool.ops.window_refs"], ())
 # Rules a helper is still working towards: listed here with the reason, and xfail(strict), so
 # the day the move lands this test says to drop the entry.
 PENDING: dict[str, str] = {}
@@ -159,7 +163,7 @@ def test_every_module_is_seen():
     assert "gtool.ops.registry" in imports_of("gtool.backends")
 
 
-HEAVY = ("numba", "llvmlite", "onnx", "dask", "sympy", "mpmath", "scipy", "torch", "jax")
+HEAVY = ("numba", "llvmlite", "onnx", "dask", "sympy", "mpmath", "scipy", "torch", "jax", "ml_dtypes")
 
 _PROBE = """
 import atexit, json, runpy, sys
