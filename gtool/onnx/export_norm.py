@@ -162,10 +162,23 @@ for _name, _onnx in (("floor", "Floor"), ("ceil", "Ceil"), ("round", "Round")):
 
 
 def _normalized(x, a: str, axes: list[int], eps: float, dt: str) -> str:
-    mean = reduce(x, "ReduceMean", a, axes, True, dt)
-    d = x.op("Sub", [a, mean], dt)
-    var = reduce(x, "ReduceMean", x.op("Mul", [d, d], dt), axes, True, dt)
-    return x.op("Div", [d, x.op("Sqrt", [x.op("Add", [var, x.scalar(eps, dt)], dt)], dt)], dt)
+    """As gtool's forward (gtool/ops/norm.py): x scaled by a power of two near its largest
+    magnitude (exact; squares cannot overflow at 1e200), the mean as hi + mean(x - hi) (no
+    cancellation at 1e15)."""
+    big = reduce(x, "ReduceMax", x.op("Abs", [a], dt), axes, True, dt)
+    usable = x.op("And", [x.op("Greater", [big, x.scalar(0.0, dt)], "bool"),
+                          x.op("Equal", [x.op("Sub", [big, big], dt), x.scalar(0.0, dt)], "bool")], "bool")
+    log2 = x.op("Floor", [x.op("Mul", [x.op("Log", [x.op("Where", [usable, big, x.scalar(1.0, dt)], dt)], dt),
+                                        x.scalar(1 / math.log(2), dt)], dt)], dt)
+    big = x.op("Pow", [x.scalar(2.0, dt), log2], dt)  # a power of two: the scaling is exact
+    xs = x.op("Div", [a, big], dt)
+    d = x.op("Sub", [xs, reduce(x, "ReduceMean", xs, axes, True, dt)], dt)
+    xc = x.op("Sub", [d, reduce(x, "ReduceMean", d, axes, True, dt)], dt)
+    var = reduce(x, "ReduceMean", x.op("Mul", [xc, xc], dt), axes, True, dt)
+    eps_s = x.op("Div", [x.op("Div", [x.scalar(eps, dt), big], dt), big], dt)
+    scaled = x.op("Div", [xc, x.op("Sqrt", [x.op("Add", [var, eps_s], dt)], dt)], dt)
+    tiny = x.op("Div", [x.op("Mul", [xc, big], dt), x.scalar(math.sqrt(eps) if eps > 0 else 0.0, dt)], dt)
+    return x.op("Where", [x.op("Equal", [eps_s, x.scalar(np.inf, dt)], "bool"), tiny, scaled], dt)
 
 
 def _channel(x, p: str, rank: int, dt: str) -> str:

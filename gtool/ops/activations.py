@@ -42,14 +42,14 @@ _sigmoid = numpy_forward(SIGMOID)
 
 
 def _in64(fn):
-    """A forward computed in float64 for float32 inputs, rounded once at the end (erf, gelu):
+    """A forward computed in float64 for float32 and float16 inputs, rounded once at the end:
     ints and bools become float64 first, as the shape rule types them."""
 
     def fwd(x, **attrs):
         x = _as_float(x)
         arr = np.asarray(x)
         with np.errstate(all="ignore"):
-            out = fn(arr.astype(np.float64) if arr.dtype == np.float32 else arr, **attrs)
+            out = fn(arr.astype(np.float64) if arr.dtype in (np.float32, np.float16) else arr, **attrs)
         out = np.asarray(out, dtype=arr.dtype)
         return out if out.ndim else out[()]
 
