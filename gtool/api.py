@@ -67,6 +67,18 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
     return gradient(graph, wrt, of).graph
 
 
+def backward(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+    """The gradient graph as value_and_grad runs it (cached per (wrt, of)): `grad`'s graph with
+    reverse mode's leftovers simplified (rewrite/backward.py); same outputs, same values."""
+    gr = gradient(graph, wrt, of)
+    g = gr.graph.cache.get("backward")
+    if g is None:
+        from .rewrite.backward import simplify_backward
+
+        g = gr.graph.cache["backward"] = simplify_backward(gr.graph)
+    return g
+
+
 def jvp(graph: Graph, wrt=None, of=None) -> Graph:
     """The forward-mode (tangent) graph; see autodiff.jvp."""
     wrt, of = _names(wrt), _names(of)
@@ -83,8 +95,8 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
     """(loss value, {target name: gradient array}), reusing the compiled gradient plan."""
     _check_call(inputs, dims, seed)
     gr = gradient(graph, wrt, of)
-    out = interp.execute(gr.graph, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
-                         check_numerics=check_numerics)
+    out = interp.execute(backward(graph, wrt, of), inputs, backend=backend, random=random_inputs, seed=seed,
+                         dim_values=dims, check_numerics=check_numerics)
     return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}
 
 
@@ -153,7 +165,8 @@ def all_grads(graph: Graph, inputs: dict | None = None, *, of: str | None = None
     """dL/dv for every float value v the loss depends on, intermediates included: one run of the
     gradient graph whose targets are all those values."""
     _check_call(inputs, dims, seed)
-    gr = gradient(graph, gradient_targets(graph, of) or None, of)
-    out = interp.execute(gr.graph, inputs, list(gr.outputs.values()), backend=backend, random=random_inputs, seed=seed,
+    targets = gradient_targets(graph, of) or None
+    gr = gradient(graph, targets, of)
+    out = interp.execute(backward(graph, targets, of), inputs, list(gr.outputs.values()), backend=backend, random=random_inputs, seed=seed,
                          dim_values=dims)
     return {w: out[n] for w, n in gr.outputs.items()}

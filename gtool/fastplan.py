@@ -101,7 +101,9 @@ def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) ->
     big = step.donor >= 0 and sizes.get(k, 0) >= in_place_min
     ufunc = op.ufunc
     fn = _direct(op, step.kernel, types, node.inputs)
-    if big:  # write into the dying input's buffer
+    if step.op == "identity":  # a copy of a value under another name: the same object
+        expr = ins[0]
+    elif big:  # write into the dying input's buffer
         env[f"u{k}"] = ufunc
         expr = f"u{k}({', '.join(ins)}, out={ins[step.donor]})"
     elif not kw and fn in OPERATORS and len(ins) == 2 and not all(types[i].weak for i in node.inputs):

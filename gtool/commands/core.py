@@ -149,7 +149,7 @@ def grad(path, wrt, of, mode, emit_graph, data, dtype, check_numerics, out_path,
     gr = api.gradient(graph, targets, of)
     info = {"loss": gr.loss, "wrt": list(gr.wrt)}
     if emit_graph:
-        save_graph(gr.graph, emit_graph, protect=(path, *data["files"]))
+        save_graph(api.backward(graph, targets, of), emit_graph, protect=(path, *data["files"]))  # what runs
     kwargs = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"])
     if mode == "forward":
         loss, grads = api.forward_mode_grad(graph, data["inputs"], info["wrt"], info["loss"], **kwargs)
