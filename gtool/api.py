@@ -167,6 +167,6 @@ def all_grads(graph: Graph, inputs: dict | None = None, *, of: str | None = None
     _check_call(inputs, dims, seed)
     targets = gradient_targets(graph, of) or None
     gr = gradient(graph, targets, of)
-    out = interp.execute(backward(graph, targets, of), inputs, list(gr.outputs.values()), backend=backend, random=random_inputs, seed=seed,
-                         dim_values=dims)
+    out = interp.execute(backward(graph, targets, of), inputs, list(gr.outputs.values()), backend=backend,
+                         random=random_inputs, seed=seed, dim_values=dims)
     return {w: out[n] for w, n in gr.outputs.items()}

@@ -395,5 +395,5 @@ SIMPLIFY: list[Rule] = [ConstantFold(), CSE(), MulOne(), AddZero(), NegNeg(), Tr
                         DeadNodes()]
 EXPANSIONS: list[Rule] = [ExpandLogsumexp()]
 # run on every gradient graph (rewrite/backward.py): what reverse mode leaves behind
-BACKWARD: list[Rule] = [ScalarFold(), CSE(), MulOne(), AddZero(), NegNeg(), IdentityNode(), BroadcastOperand(), BroadcastLater(), AddSelf(),
-                        ScalarMulMul(), TransposeTranspose(), ReshapeReshape(), DeadNodes()]
+BACKWARD: list[Rule] = [ScalarFold(), CSE(), MulOne(), AddZero(), NegNeg(), IdentityNode(), BroadcastOperand(),
+                        BroadcastLater(), AddSelf(), ScalarMulMul(), TransposeTranspose(), ReshapeReshape(), DeadNodes()]
