@@ -14,7 +14,15 @@ from gtool import api
 from gtool.cli import main
 from gtool.rewrite.backward import simplify_backward
 from gtool.rewrite.engine import run_rules
-from gtool.rewrite.simplify import BACKWARD, AddSelf, BroadcastLater, BroadcastOperand, IdentityNode, ScalarMulMul
+from gtool.rewrite.simplify import (
+    BACKWARD,
+    AddSelf,
+    BroadcastLater,
+    BroadcastOperand,
+    IdentityNode,
+    PowTwo,
+    ScalarMulMul,
+)
 
 LINREG = """\
 gtool: 1
@@ -161,3 +169,16 @@ def test_simplify_backward_keeps_outputs_and_is_a_fixed_point(load_text):
     twice = simplify_backward(once)
     assert list(twice.nodes) == list(once.nodes)
     assert BACKWARD[-1].name == "dce"
+
+
+def test_pow_two_is_a_multiply_bit_for_bit(load_text):
+    g = _rules(load_text, "gtool: 1\ninputs: {x: [9], n: {shape: [2], dtype: int64}}\nnodes:\n  y: x ** 2\n"
+               "  z: x ** 3\n  w: x ** 2.5\n  k: n ** 2\noutputs: [y, z, w, k]\n", [PowTwo()])
+    assert g.nodes["y"].op == "mul" and g.nodes["y"].inputs == ("x", "x")
+    assert [g.nodes[n].op for n in ("z", "w", "k")] == ["pow", "pow", "pow"]  # near misses: other powers, ints
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 1e-160, 1.4e154, -3.3])
+    with np.errstate(all="ignore"):
+        want = np.power(x, 2)
+    out = gtool.run(g, {"x": x, "n": np.array([3, -4])})
+    np.testing.assert_array_equal(out["y"], want)
+    assert out["y"].tobytes() == want.tobytes()

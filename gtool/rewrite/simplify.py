@@ -289,6 +289,26 @@ class BroadcastLater(Rule):
         return b("broadcast_to", small, **b.nodes[m.extra["bc"]].attrs)
 
 
+class PowTwo(Rule):
+    """x ** 2 = x * x (exact: pow is correctly rounded at 2, so both give the rounded square)
+
+    The multiply skips pow's edge handling ((-inf) ** y), which costs more than the power
+    on small values; NaN, ±inf, ±0, subnormals and overflow come out the same.
+    """
+
+    name = "pow_two"
+    kind = "simplify"
+    roots = ("pow",)
+    example = ("x ** 2", "x * x")
+    pattern = op("pow", X, Const(2))
+
+    def when(self, ws, m):
+        return ws.type(m["x"]).dtype.startswith("float")
+
+    def build(self, b, m):
+        return b("mul", m["x"], m["x"])
+
+
 class AddSelf(Rule):
     """x + x = 2 * x (exact: doubling only changes the exponent)"""
 
@@ -396,4 +416,5 @@ SIMPLIFY: list[Rule] = [ConstantFold(), CSE(), MulOne(), AddZero(), NegNeg(), Tr
 EXPANSIONS: list[Rule] = [ExpandLogsumexp()]
 # run on every gradient graph (rewrite/backward.py): what reverse mode leaves behind
 BACKWARD: list[Rule] = [ScalarFold(), CSE(), MulOne(), AddZero(), NegNeg(), IdentityNode(), BroadcastOperand(),
-                        BroadcastLater(), AddSelf(), ScalarMulMul(), TransposeTranspose(), ReshapeReshape(), DeadNodes()]
+                        BroadcastLater(), AddSelf(), ScalarMulMul(), PowTwo(), TransposeTranspose(), ReshapeReshape(),
+                        DeadNodes()]
