@@ -285,6 +285,13 @@ class Compiled(CompiledPlan):
         return {name: np.asarray(to_numpy(env[name], types[name])) for name in self.program.outputs}
 
 
+def _numbers_only(program) -> bool:
+    """Every value of the plan is one number (rank 0)."""
+    types = program.types
+    return all(types[n].rank == 0 for n in program.tensor_names) and all(types[st.node].rank == 0
+                                                                        for st in program.steps)
+
+
 def _to_env(x, v: V, bindings):
     """A value as compiled code takes it: a Python number for one-element values, else a
     C-contiguous array of the declared shape (anything else goes to the interpreter)."""
@@ -310,8 +317,14 @@ class NumbaBackend(Backend):
         self.parallel = os.environ.get("GTOOL_NUMBA_PARALLEL", "1") != "0"
         self.last_compile_seconds = 0.0
         self.fallback_runs = 0
+        # a graph of numbers only runs as the executor's generated plan on NumPy scalars (a few
+        # tenths of a microsecond an op; one numba dispatch with its boxing costs more than the
+        # whole graph); GTOOL_NUMBA_SCALARS=compile compiles those too
+        self.compile_scalar_graphs = os.environ.get("GTOOL_NUMBA_SCALARS", "python") == "compile"
 
-    def compile(self, program) -> Compiled:
+    def compile(self, program) -> Compiled | None:
+        if not self.compile_scalar_graphs and _numbers_only(program):
+            return None
         source, steps, names, types, consts = build(program, blas=self.blas, parallel=self.parallel)
         return Compiled(program, self, source, steps, names, types, consts)
 
