@@ -48,5 +48,7 @@ def _name_outputs(graph: Graph) -> Graph:
         if name in copies and node.op == "identity" and rename.get(node.inputs[0]) == name:
             continue
         new = rename.get(name, name)
-        nodes[new] = replace(node, name=new, inputs=tuple(rename.get(i, i) for i in node.inputs))
+        if new != name or any(i in rename for i in node.inputs):
+            node = replace(node, name=new, inputs=tuple(rename.get(i, i) for i in node.inputs))
+        nodes[new] = node
     return graph.evolve(nodes=nodes)

@@ -29,6 +29,7 @@ class CSE(Rule):
     example = ("a: exp(x)\nb: exp(x)", "b reads a")
 
     def start_sweep(self, ws):
+        self._defaults: dict[str, str] = {}
         self.first: dict = {}
         for name, node in ws.nodes.items():
             self.first.setdefault(self._key(ws, node), name)
@@ -41,8 +42,12 @@ class CSE(Rule):
                 ins.append(("const", t.dtype, t.type.weak, t.value.item()))
             else:
                 ins.append(i)
-        attrs = get_op(node.op).full_attrs(node.attrs)
-        return node.op, tuple(ins), repr(sorted(attrs.items()))
+        if node.attrs:
+            return node.op, tuple(ins), repr(sorted(get_op(node.op).full_attrs(node.attrs).items()))
+        shown = self._defaults.get(node.op)  # most nodes have no attrs: their defaults, shown once per op
+        if shown is None:
+            shown = self._defaults[node.op] = repr(sorted(get_op(node.op).full_attrs({}).items()))
+        return node.op, tuple(ins), shown
 
     def match(self, ws, node):
         if node.name in ws.protected:
