@@ -313,7 +313,7 @@ class NumbaBackend(Backend):
         require_numba()
         # matmul inside compiled code calls SciPy's BLAS (numba's np.dot); without SciPy, or with
         # GTOOL_NUMBA_MATMUL=beside, NumPy's matmul runs between compiled segments
-        self.blas = os.environ.get("GTOOL_NUMBA_MATMUL", "inside") == "inside" and blas_available()
+        self._blas: bool | None = None  # found on the first graph with a matmul (SciPy's import is slow)
         self.parallel = os.environ.get("GTOOL_NUMBA_PARALLEL", "1") != "0"
         self.last_compile_seconds = 0.0
         self.fallback_runs = 0
@@ -322,10 +322,17 @@ class NumbaBackend(Backend):
         # whole graph); GTOOL_NUMBA_SCALARS=compile compiles those too
         self.compile_scalar_graphs = os.environ.get("GTOOL_NUMBA_SCALARS", "python") == "compile"
 
+    @property
+    def blas(self) -> bool:
+        if self._blas is None:
+            self._blas = os.environ.get("GTOOL_NUMBA_MATMUL", "inside") == "inside" and blas_available()
+        return self._blas
+
     def compile(self, program) -> Compiled | None:
         if not self.compile_scalar_graphs and _numbers_only(program):
             return None
-        source, steps, names, types, consts = build(program, blas=self.blas, parallel=self.parallel)
+        blas = any(st.op == "matmul" for st in program.steps) and self.blas
+        source, steps, names, types, consts = build(program, blas=blas, parallel=self.parallel)
         return Compiled(program, self, source, steps, names, types, consts)
 
 
