@@ -30,13 +30,22 @@ OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "/
 
 
 def _quiet_factory():
+    """(quiet, hush, unhush): the context manager, and its enter and exit as two plain calls
+    (`token = hush(); ...; unhush(token)`) for the hottest path."""
     try:
         from numpy._core._multiarray_umath import _make_extobj
         from numpy._core._ufunc_config import _extobj_contextvar
 
         state = _make_extobj(all="ignore")
     except (ImportError, AttributeError, TypeError):  # another NumPy: the public context manager
-        return functools.partial(np.errstate, all="ignore")
+        cm = functools.partial(np.errstate, all="ignore")
+
+        def hush():
+            e = cm()
+            e.__enter__()
+            return e
+
+        return cm, hush, lambda e: e.__exit__(None, None, None)
 
     class Quiet:
         """np.errstate(all="ignore") without building the error state each time."""
@@ -50,10 +59,10 @@ def _quiet_factory():
             _extobj_contextvar.reset(self.token)
             return False
 
-    return Quiet
+    return Quiet, functools.partial(_extobj_contextvar.set, state), _extobj_contextvar.reset
 
 
-quiet = _quiet_factory()
+quiet, hush, unhush = _quiet_factory()
 
 
 def _float_typed(types, names) -> bool:

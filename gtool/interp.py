@@ -17,7 +17,7 @@ from .backends import Backend, get_backend
 from .datafit import fitted
 from .dims import Dim
 from .errors import GraphError, UsageError, did_you_mean
-from .fastplan import quiet
+from .fastplan import hush, quiet, unhush
 from .ir import Graph
 from .ops.registry import KernelError, get_op
 from .validate import types_of
@@ -178,12 +178,14 @@ class Program:
         raises it located at its node."""
         if self._fed_weak:
             args = [a.item() if self.types[n].weak and hasattr(a, "item") else a for n, a in zip(self.fed_names, args)]
+        token = hush()
         try:
-            with quiet():
-                return fn(*args)
+            return fn(*args)
         except Exception:  # noqa: BLE001 - the careful loop names the node (or the error repeats there)
             out = self._interpret_steps(values() if callable(values) else values, bindings, False)
             return tuple(out[o] for o in self.outputs)
+        finally:
+            unhush(token)
 
     def _kwargs(self, step: Step, bindings: dict[str, int]) -> dict:
         return get_op(step.op).prepare(step.attrs, bindings) if step.dims_in_attrs else step.kwargs
@@ -336,6 +338,7 @@ class Runner:
         self.values = values  # for compiled backends (a dict) and the careful rerun
         self.bindings = bindings
         self.limits = budget.limits_key()
+        self.n_given = len(spec)
         interpreted = prog.compiled is None and prog._casts is not None
         self.fn = prog.plan_function(bindings) if interpreted else None
 
@@ -351,25 +354,39 @@ class Runner:
             t = prog.graph.tensors.get(name)
             if type(v) is not np.ndarray or t is None or v.dtype != np.dtype(t.dtype) or values.get(name) is not v:
                 return None
-            spec.append((name, position.get(name, -1), v.shape, v.dtype))
+            spec.append((name, position.get(name, -1), v.shape, np.dtype(t.dtype)))
         base = [values.get(n) for n in prog.fed_names]
         return cls(prog, tuple(spec), base, values, bindings)
 
     def __call__(self, inputs: dict) -> dict | None:
-        if len(inputs) != len(self.spec) or budget.limits_key() != self.limits:
+        outs = self.outputs(inputs)
+        return None if outs is None else dict(zip(self.prog.outputs, map(np.asarray, outs)))
+
+    def outputs(self, inputs: dict) -> tuple | list | None:
+        """The outputs' values in the program's order (NumPy scalars where one number), or None."""
+        if len(inputs) != self.n_given or budget.limits_key() != self.limits:
             return None
         args = self.base.copy()
         for name, pos, shape, dtype in self.spec:
             v = inputs.get(name)
-            if type(v) is not np.ndarray or v.shape != shape or v.dtype != dtype:
+            if v.__class__ is not np.ndarray or v.shape != shape or v.dtype is not dtype:  # `is`: NumPy's own
                 return None
             if pos >= 0:
                 args[pos] = v
-        prog = self.prog
-        if self.fn is not None:
-            outs = prog.run_plan(self.fn, args, lambda: {**self.values, **inputs}, self.bindings)
-            return dict(zip(prog.outputs, map(np.asarray, outs)))
-        return prog.run({**self.values, **inputs}, self.bindings, budget_checked=True)
+        prog, fn = self.prog, self.fn
+        if fn is None:
+            out = prog.run({**self.values, **inputs}, self.bindings, budget_checked=True)
+            return [out[o] for o in prog.outputs]
+        if prog._fed_weak:
+            return prog.run_plan(fn, args, lambda: {**self.values, **inputs}, self.bindings)
+        token = hush()
+        try:
+            return fn(*args)
+        except Exception:  # noqa: BLE001 - run_plan reruns the careful loop, which names the node
+            pass
+        finally:
+            unhush(token)
+        return prog.run_plan(fn, args, lambda: {**self.values, **inputs}, self.bindings)
 
 
 def at_precision(graph: Graph, dtype: str) -> Graph:
