@@ -133,6 +133,8 @@ def check_file(path: str, dim_values: dict[str, int] | None = None) -> FileRepor
 
 def _check_file(path: str, dim_values: dict[str, int] | None) -> FileReport:
     report = FileReport(path)
+    if is_onnx_file(path):
+        return _check_onnx(report, dim_values)
     try:
         data, marks = load_file(path)
     except UsageError:
@@ -148,6 +150,45 @@ def _check_file(path: str, dim_values: dict[str, int] | None) -> FileReport:
     report.graph, report.inference = graph, inference
     report.errors += [_with_path(d, path) for d in errors]
     report.warnings += [_with_path(d, path) for d in warnings]
+    return report
+
+
+def is_onnx_file(path: str) -> bool:
+    """An ONNX model, by extension (.onnx) or, for other names, by content: a protobuf
+    ModelProto starts with field 1 (ir_version, a varint), the byte 0x08, which no YAML or
+    JSON text starts with. Only regular files are opened (never a FIFO)."""
+    lower = path.lower()
+    if lower.endswith(".onnx"):
+        return True
+    if lower.endswith(GRAPH_SUFFIXES):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 1) == b"\x08"
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _check_onnx(report: FileReport, dim_values: dict[str, int] | None) -> FileReport:
+    """An .onnx file through the importer (gtool[onnx]), then the same checks as a text graph."""
+    from .onnx.importer import load_onnx
+
+    try:
+        graph = load_onnx(report.path)
+    except UsageError:
+        raise
+    except GraphError as e:
+        report.errors = [_with_path(d, report.path) for d in e.diagnostics]
+        return report
+    inference, errors, warnings = check_graph(graph, dim_values)
+    report.graph, report.inference = graph, inference
+    report.errors += [_with_path(d, report.path) for d in errors]
+    report.warnings += [_with_path(d, report.path) for d in warnings]
     return report
 
 
