@@ -20,6 +20,7 @@ from gtool.rewrite.simplify import (
     BroadcastLater,
     BroadcastOperand,
     IdentityNode,
+    OuterMatmul,
     PowTwo,
     ScalarMulMul,
 )
@@ -60,7 +61,7 @@ def test_half_sum_of_squares_backward_is_clean(load_text):
         assert (not has_dup and not scalar_bc and not copies) == clean, (ops, clean)
     # the gradient of b is r itself: one copy of a forward value (an output needs its own name)
     assert [n.inputs for n in bw.nodes.values() if n.op == "identity"] == [("r",)]
-    assert api.backward(g, ["W"]).nodes["__grad_W"].op == "matmul"
+    assert api.backward(g, ["W"]).nodes["__grad_W"].op == "mul"  # the outer product, without BLAS
     assert not any(n.op == "identity" for n in api.backward(g, ["W"]).nodes.values())
 
 
@@ -89,7 +90,7 @@ def test_emit_graph_writes_the_simplified_backward(tmp_path, capsys, load_text):
     capsys.readouterr()
     emitted = gtool.load(out)
     assert not any(n.op == "broadcast_to" for n in emitted.nodes.values())
-    assert sum(n.op == "mul" for n in emitted.nodes.values()) == 2  # r * r and 0.5 * sum: the backward has none
+    assert sum(n.op == "mul" for n in emitted.nodes.values()) == 3  # r * r, 0.5 * sum and the outer product only
     d = _data(1)
     got = gtool.run(emitted, d)
     r = d["W"] @ d["x"] + d["b"] - d["t"]
@@ -182,3 +183,19 @@ def test_pow_two_is_a_multiply_bit_for_bit(load_text):
     out = gtool.run(g, {"x": x, "n": np.array([3, -4])})
     np.testing.assert_array_equal(out["y"], want)
     assert out["y"].tobytes() == want.tobytes()
+
+
+def test_outer_matmul_is_a_broadcast_multiply(load_text):
+    g = _rules(load_text, "gtool: 1\ninputs: {a: [4, 1], b: [1, 3], c: [4, 2], d: [2, 3]}\nnodes:\n"
+               "  y: a @ b\n  z: c @ d\noutputs: [y, z]\n", [OuterMatmul()])
+    assert g.nodes["y"].op == "mul" and g.nodes["z"].op == "matmul"  # inner size 2: a sum, left alone
+    rng = np.random.default_rng(3)
+    d = {"a": rng.normal(size=(4, 1)) * 1e200, "b": rng.normal(size=(1, 3)) * 1e200, "c": rng.normal(size=(4, 2)),
+         "d": rng.normal(size=(2, 3))}
+    d["a"][0, 0], d["b"][0, 1] = np.nan, -0.0
+    with np.errstate(all="ignore"):
+        want, outer = d["a"] @ d["b"], np.outer(d["a"], d["b"])
+    got = gtool.run(g, d)["y"]
+    np.testing.assert_array_equal(got, want)  # same values (NaN, inf from overflow, zeros)
+    assert got.tobytes() == outer.tobytes()  # and -0.0 where a product is -0.0 (matmul's sum starts at +0.0)
+    assert np.signbit(got[0, 1]) and not np.signbit(want[0, 1])

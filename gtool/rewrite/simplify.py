@@ -314,6 +314,29 @@ class PowTwo(Rule):
         return b("mul", m["x"], m["x"])
 
 
+class OuterMatmul(Rule):
+    """a @ b = a * b for a of shape [n, 1] and b of shape [1, m] (an outer product)
+
+    Each element is one product and no sum, so the broadcast multiply gives the same values
+    without a BLAS call of inner size 1 (a matvec's weight gradient is this outer product);
+    a product that is -0.0 stays -0.0 (BLAS's sum starts from +0.0 and gives +0.0).
+    """
+
+    name = "outer_matmul"
+    kind = "simplify"
+    roots = ("matmul",)
+    example = ("expand_dims(g, axis=-1) @ transpose(expand_dims(x, axis=-1))", "expand_dims(g, axis=-1) * ...")
+
+    def match(self, ws, node):
+        a, b = (ws.shape_of(i) for i in node.inputs)
+        if len(a) == 2 and len(b) == 2 and a[1] == 1 and b[0] == 1 and ws.type(node.name).dtype.startswith("float"):
+            return Match(root=node.name, interior=[node.name])
+        return None
+
+    def build(self, b, m):
+        return b("mul", *b.nodes[m.root].inputs)
+
+
 class AddSelf(Rule):
     """x + x = 2 * x (exact: doubling only changes the exponent)"""
 
@@ -421,5 +444,5 @@ SIMPLIFY: list[Rule] = [ConstantFold(), CSE(), MulOne(), AddZero(), NegNeg(), Tr
 EXPANSIONS: list[Rule] = [ExpandLogsumexp()]
 # run on every gradient graph (rewrite/backward.py): what reverse mode leaves behind
 BACKWARD: list[Rule] = [ScalarFold(), CSE(), MulOne(), AddZero(), NegNeg(), IdentityNode(), BroadcastOperand(),
-                        BroadcastLater(), AddSelf(), ScalarMulMul(), PowTwo(), TransposeTranspose(), ReshapeReshape(),
-                        DeadNodes()]
+                        BroadcastLater(), AddSelf(), ScalarMulMul(), PowTwo(), OuterMatmul(), TransposeTranspose(),
+                        ReshapeReshape(), DeadNodes()]
