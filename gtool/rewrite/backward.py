@@ -29,8 +29,9 @@ def simplify_backward(graph: Graph) -> Graph:
 
 
 def _name_outputs(graph: Graph) -> Graph:
-    """`o = identity(x)` for an output o and a generated node x no output names: x is renamed o
-    (its readers read o), and the copy goes."""
+    """`o = identity(x)` for an output o and a backward step x (`__bwd_...`): x is renamed o (its
+    readers read o), and the copy goes. A fan-out sum `__grad_<v>` keeps its name (it means
+    the gradient of v; explain and render show it), so its output stays a copy."""
     keep = set(graph.outputs) | ({graph.loss} if graph.loss else set())
     rename: dict[str, str] = {}
     for o in graph.outputs:
@@ -38,7 +39,7 @@ def _name_outputs(graph: Graph) -> Graph:
         if node is None or node.op != "identity":
             continue
         x = node.inputs[0]
-        if x in graph.nodes and x not in keep and x.startswith("__") and x not in rename:
+        if x in graph.nodes and x not in keep and x.startswith("__bwd_") and x not in rename:
             rename[x] = o
     if not rename:
         return graph
