@@ -105,7 +105,9 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
             if outs is not None:
                 return float(outs[0]), dict(zip(fast[1], map(np.asarray, outs[1:])))
     gr = gradient(graph, wrt, of)
-    bw = backward(graph, wrt, of)
+    # --check-numerics names the backward step of a forward node (`__bwd_<node>_<k>`): the
+    # unsimplified graph has them all, and computes the same values
+    bw = gr.graph if check_numerics else backward(graph, wrt, of)
     out = interp.execute(bw, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
                          check_numerics=check_numerics)
     runner = bw.cache.get(("runner", None, backend, seed)) if plain else None
