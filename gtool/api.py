@@ -53,20 +53,28 @@ def run(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=None,
                           dim_values=dims, check_numerics=check_numerics)
 
 
-def gradient(graph: Graph, wrt=None, of: str | None = None) -> autodiff.Gradient:
+def gradient(graph: Graph, wrt=None, of: str | None = None, *, remat=None, dims: dict[str, int] | None = None,
+             inputs: dict | None = None) -> autodiff.Gradient:
     """The gradient graph with its meaning (cached per (wrt, of)): `.graph`, `.loss`, `.wrt`
-    and `.outputs` (target -> the output of `.graph` holding its gradient); see autodiff.Gradient."""
+    and `.outputs` (target -> the output of `.graph` holding its gradient); see autodiff.Gradient.
+
+    `remat` (`none`, `sqrt`, `cheap`, `budget=SIZE`) recomputes forward values in the backward
+    pass instead of keeping them (docs/memory.md); a budget is planned at `dims` / `inputs`' sizes."""
     wrt = _names(wrt)
     key = ("grad", wrt or None, of)
     g = graph.cache.get(key)
     if g is None:
         g = graph.cache[key] = autodiff.grad(graph, wrt, of)
+    if remat is not None:
+        from .memory.remat import for_graph
+
+        g = for_graph(graph, g, remat, dims, inputs)
     return g
 
 
-def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+def grad(graph: Graph, wrt=None, of: str | None = None, *, remat=None, dims: dict[str, int] | None = None) -> Graph:
     """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
-    return gradient(graph, wrt, of).graph
+    return gradient(graph, wrt, of, remat=remat, dims=dims).graph
 
 
 def backward(graph: Graph, wrt=None, of: str | None = None) -> Graph:
@@ -93,10 +101,12 @@ def jvp(graph: Graph, wrt=None, of=None) -> Graph:
 
 def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str | None = None, *, backend=None,
                    random_inputs: bool = False, seed: int = 0, dims: dict[str, int] | None = None,
-                   check_numerics: bool = False) -> tuple[float, dict[str, np.ndarray]]:
-    """(loss value, {target name: gradient array}), reusing the compiled gradient plan."""
+                   check_numerics: bool = False, remat=None) -> tuple[float, dict[str, np.ndarray]]:
+    """(loss value, {target name: gradient array}), reusing the compiled gradient plan; `remat`:
+    see `gradient` (the gradients are bitwise the same under every policy)."""
     _check_call(inputs, dims, seed)
-    plain = inputs.__class__ is dict and not random_inputs and dims is None and not check_numerics
+    remat = None if remat == "none" else remat
+    plain = inputs.__class__ is dict and not random_inputs and dims is None and not check_numerics and remat is None
     if plain:  # a repeated call with data of the same signature: one look-up, then the plan
         key = ("value_and_grad", _names(wrt), of, backend, seed)
         fast = graph.cache.get(key)
@@ -104,10 +114,11 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
             outs = fast[0].outputs(inputs)
             if outs is not None:
                 return float(outs[0]), dict(zip(fast[1], map(np.asarray, outs[1:])))
-    gr = gradient(graph, wrt, of)
+    gr = gradient(graph, wrt, of, remat=remat, dims=dims, inputs=inputs)
     # --check-numerics names the backward step of a forward node (`__bwd_<node>_<k>`): the
-    # unsimplified graph has them all, and computes the same values
-    bw = gr.graph if check_numerics else backward(graph, wrt, of)
+    # unsimplified graph has them all, and computes the same values; a rematerialized graph
+    # runs as planned
+    bw = gr.graph if check_numerics or remat is not None else backward(graph, wrt, of)
     out = interp.execute(bw, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
                          check_numerics=check_numerics)
     runner = bw.cache.get(("runner", None, backend, seed)) if plain else None
