@@ -46,9 +46,10 @@ test: $(VENV)/.installed  ## run the test suite and the linter
 lint: $(VENV)/.installed  ## ruff
 	$(VENV)/bin/ruff check gtool tests bench
 
-bench: $(VENV)/.installed  ## benchmarks (not tests): see bench/
+bench: $(VENV)/.installed  ## benchmarks (not tests): see bench/, and the peers run (bench/peers.py)
 	$(PY) bench/validate_scale.py
 	$(PY) bench/run_bench.py
+	$(PY) bench/peers.py  # gtool beside torch, JAX, autograd, PyTensor (the shared peers harness; missing peers skipped)
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

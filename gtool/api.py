@@ -23,6 +23,8 @@ def _names(names):
 
 def _check_call(inputs=None, dims=None, seed: int = 0) -> None:
     """Arguments the CLI checks in its flags, checked here for library callers too."""
+    if seed.__class__ is int and seed >= 0 and dims is None and (inputs is None or inputs.__class__ is dict):
+        return  # the common call, decided in a few type checks (value_and_grad in a loop)
     if inputs is not None and not hasattr(inputs, "items"):
         raise UsageError("usage", f"inputs must map names to arrays (a dict), not {type(inputs).__name__}")
     for name, size in (dims or {}).items():
@@ -76,6 +78,18 @@ def grad(graph: Graph, wrt=None, of: str | None = None, *, remat=None, dims: dic
     return gradient(graph, wrt, of, remat=remat, dims=dims).graph
 
 
+def backward(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+    """The gradient graph as value_and_grad runs it (cached per (wrt, of)): `grad`'s graph with
+    reverse mode's leftovers simplified (rewrite/backward.py); same outputs, same values."""
+    gr = gradient(graph, wrt, of)
+    g = gr.graph.cache.get("backward")
+    if g is None:
+        from .rewrite.backward import simplify_backward
+
+        g = gr.graph.cache["backward"] = simplify_backward(gr.graph)
+    return g
+
+
 def jvp(graph: Graph, wrt=None, of=None) -> Graph:
     """The forward-mode (tangent) graph; see autodiff.jvp."""
     wrt, of = _names(wrt), _names(of)
@@ -92,9 +106,25 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
     """(loss value, {target name: gradient array}), reusing the compiled gradient plan; `remat`:
     see `gradient` (the gradients are bitwise the same under every policy)."""
     _check_call(inputs, dims, seed)
+    remat = None if remat == "none" else remat
+    plain = inputs.__class__ is dict and not random_inputs and dims is None and not check_numerics and remat is None
+    if plain:  # a repeated call with data of the same signature: one look-up, then the plan
+        key = ("value_and_grad", _names(wrt), of, backend, seed)
+        fast = graph.cache.get(key)
+        if fast is not None:
+            outs = fast[0].outputs(inputs)
+            if outs is not None:
+                return float(outs[0]), dict(zip(fast[1], map(np.asarray, outs[1:])))
     gr = gradient(graph, wrt, of, remat=remat, dims=dims, inputs=inputs)
-    out = interp.execute(gr.graph, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
+    # --check-numerics names the backward step of a forward node (`__bwd_<node>_<k>`): the
+    # unsimplified graph has them all, and computes the same values; a rematerialized graph
+    # runs as planned
+    bw = gr.graph if check_numerics or remat is not None else backward(graph, wrt, of)
+    out = interp.execute(bw, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
                          check_numerics=check_numerics)
+    runner = bw.cache.get(("runner", None, backend, seed)) if plain else None
+    if runner is not None and runner.prog.outputs == (gr.loss, *gr.outputs.values()):
+        graph.cache[key] = (runner, tuple(gr.outputs))
     return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}
 
 
@@ -190,7 +220,8 @@ def all_grads(graph: Graph, inputs: dict | None = None, *, of: str | None = None
     """dL/dv for every float value v the loss depends on, intermediates included: one run of the
     gradient graph whose targets are all those values."""
     _check_call(inputs, dims, seed)
-    gr = gradient(graph, gradient_targets(graph, of) or None, of)
-    out = interp.execute(gr.graph, inputs, list(gr.outputs.values()), backend=backend, random=random_inputs, seed=seed,
-                         dim_values=dims)
+    targets = gradient_targets(graph, of) or None
+    gr = gradient(graph, targets, of)
+    out = interp.execute(backward(graph, targets, of), inputs, list(gr.outputs.values()), backend=backend,
+                         random=random_inputs, seed=seed, dim_values=dims)
     return {w: out[n] for w, n in gr.outputs.items()}

@@ -8,17 +8,17 @@ fan-out accumulation and elementwise chains run in place. Kernels come from a ba
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import budget
+from . import budget, fastplan
 from .backends import Backend, get_backend
 from .datafit import fitted
 from .dims import Dim
 from .dtypes import is_float, np_dtype
 from .errors import GraphError, UsageError, did_you_mean
+from .fastplan import hush, quiet, unhush
 from .ir import Graph
 from .ops.registry import KernelError, get_op
 from .validate import types_of
@@ -97,6 +97,11 @@ class Program:
             if t.kind == "constant" and t.value is not None and t.value.ndim == 0:
                 v = t.value.astype(np_dtype(t.dtype), copy=False)
                 self._template[k] = v.item() if t.type.weak else v
+        self.template_slots = tuple(k for k, v in enumerate(self._template) if v is not None)
+        self.fed_slots = tuple(k for k in range(len(names)) if self._template[k] is None)
+        self.fed_names = tuple(names[k] for k in self.fed_slots)
+        self._fed_weak = any(types[n].weak for n in self.fed_names)
+        self._const_names = frozenset(names[k] for k in self.template_slots)
         self._casts: set[int] | None = None  # steps whose output needed a dtype fix (first run)
         self._fast: dict[tuple, list] = {}
         self._sizes: dict[int, int] = {}
@@ -144,21 +149,44 @@ class Program:
             return self.compiled(values, bindings)
         return self.interpret(values, bindings, check_numerics)
 
+    def template_value(self, slot: int):
+        """The value a scalar constant's slot holds in every run (a weak one as a Python number)."""
+        return self._template[slot]
+
     def interpret(self, values: dict[str, np.ndarray], bindings: dict[str, int], check_numerics: bool = False) -> dict:
-        """Run the plan step by step on the NumPy kernels: the reference, which compiled
-        backends fall back to for located errors and for --check-numerics."""
+        """Run the plan on the NumPy kernels: the reference, which compiled backends fall back
+        to for located errors and for --check-numerics. The first run (and every checked run)
+        goes step by step; later runs call the plan generated from it (gtool/fastplan.py)."""
+        if not check_numerics and self._casts is not None and self._const_names.isdisjoint(values):
+            outs = self.run_plan(self.plan_function(bindings), [values[n] for n in self.fed_names], values, bindings)
+            return dict(zip(self.outputs, map(np.asarray, outs)))
+        return self._interpret_steps(values, bindings, check_numerics)
+
+    def _interpret_steps(self, values: dict, bindings: dict[str, int], check_numerics: bool) -> dict:
         slots: list = self._template.copy()
         types, slot = self.types, self.slot
         for name, v in values.items():
             k = slot.get(name)
             if k is not None and k < len(self.tensor_names):
                 slots[k] = v.item() if types[name].weak else v
-        with np.errstate(all="ignore"):
-            if check_numerics or self._casts is None:
-                self._run_checked(slots, bindings, check_numerics)
-            else:
-                self._run_fast(slots, bindings)
+        with quiet():
+            self._run_checked(slots, bindings, check_numerics)
         return {name: np.asarray(slots[s]) for name, s in zip(self.outputs, self.out_slots)}
+
+    def run_plan(self, fn, args: list, values, bindings: dict[str, int]) -> tuple:
+        """Call a generated plan on the fed tensors' data (in `fed_names` order); any error
+        inside it reruns the careful loop on `values` (a dict, or a function making it), which
+        raises it located at its node."""
+        if self._fed_weak:
+            args = [a.item() if self.types[n].weak and hasattr(a, "item") else a for n, a in zip(self.fed_names, args)]
+        token = hush()
+        try:
+            return fn(*args)
+        except Exception:  # noqa: BLE001 - the careful loop names the node (or the error repeats there)
+            out = self._interpret_steps(values() if callable(values) else values, bindings, False)
+            return tuple(out[o] for o in self.outputs)
+        finally:
+            unhush(token)
 
     def _kwargs(self, step: Step, bindings: dict[str, int]) -> dict:
         return get_op(step.op).prepare(step.attrs, bindings) if step.dims_in_attrs else step.kwargs
@@ -196,54 +224,18 @@ class Program:
         if self._casts is None:
             self._casts = casts
 
-    def _fast_steps(self, bindings: dict[str, int]) -> list:
-        """Steps as (callable, a, b, out, free, post, dtype) tuples for the fast loop.
+    def plan_function(self, bindings: dict[str, int]):
+        """The plan as one generated Python function for these bindings (made once per key).
 
-        `a`, `b` are input slots (b = -1 for one input; b = -2 when `a` is a tuple of slots).
         In-place ufuncs are used only where the first run saw big arrays: on tiny arrays the
         extra call costs more than the allocation it saves.
         """
         key = tuple(sorted(bindings.items())) if self._has_dims else ()
-        fast = self._fast.get(key)
-        if fast is not None:
-            return fast
-        fast = []
-        for k, step in enumerate(self.steps):
-            kw = self._kwargs(step, bindings)
-            fn = functools.partial(step.kernel, **kw) if kw else step.kernel
-            if step.donor >= 0 and self._sizes.get(k, 0) >= IN_PLACE_MIN_SIZE:
-                fn = _in_place(step.ufunc, step.donor, len(step.ins))
-            post = (1 if step.dtype is None else 2) if k in self._casts else 0
-            n = len(step.ins)
-            a, b = (step.ins[0], -1) if n == 1 else (step.ins[0], step.ins[1]) if n == 2 else (step.ins, -2)
-            fast.append((fn, a, b, step.out, step.free, post, step.dtype))
-        self._fast[key] = fast
-        return fast
-
-    def _run_fast(self, slots: list, bindings: dict[str, int]) -> None:
-        fast = self._fast_steps(bindings)
-        k = 0
-        try:
-            for fn, a, b, out, free, post, dtype in fast:
-                if b >= 0:
-                    r = fn(slots[a], slots[b])
-                elif b == -1:
-                    r = fn(slots[a])
-                else:
-                    r = fn(*[slots[i] for i in a])
-                if post:
-                    r = (r.item() if hasattr(r, "item") else r) if post == 1 else np.asarray(r).astype(dtype)
-                slots[out] = r
-                if free:
-                    for s in free:
-                        slots[s] = None
-                k += 1
-        except KernelError as e:
-            raise self._error(self.steps[k], e.code, e.message) from None
-        except (ValueError, TypeError, IndexError, FloatingPointError, OverflowError) as e:
-            raise self._error(self.steps[k], "kernel-failed", f"{self.steps[k].op} failed: {e}") from None
-        except MemoryError:
-            raise self._out_of_memory(self.steps[k]) from None
+        fn = self._fast.get(key)
+        if fn is None:
+            steps = [(st, self._kwargs(st, bindings)) for st in self.steps]
+            fn = self._fast[key] = fastplan.generate(self, steps, self._casts, self._sizes, IN_PLACE_MIN_SIZE)
+        return fn
 
     def _out_of_memory(self, step: Step) -> UsageError:
         """A kernel ran out of memory although the sizes passed the check (kernels need scratch
@@ -256,15 +248,6 @@ class Program:
     def _error(self, step: Step, code: str, message: str) -> GraphError:
         loc = self.graph.loc(step.node)
         return GraphError(code, message, node=self.graph.owner(step.node), op=step.op, **loc.where())
-
-
-def _in_place(ufunc, donor: int, arity: int):
-    """A kernel that writes the ufunc's result into the dying input `donor`."""
-    if arity == 1:
-        return lambda a: ufunc(a, out=a)
-    if donor == 0:
-        return lambda a, b: ufunc(a, b, out=a)
-    return lambda a, b: ufunc(a, b, out=b)
 
 
 def _check_finite(graph: Graph, name: str, value, op: str | None, args: list) -> None:
@@ -316,13 +299,95 @@ def free_dims(graph: Graph) -> dict[str, Dim]:
 
 def execute(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=None, random: bool = False,
             seed: int = 0, dim_values: dict | None = None, check_numerics: bool = False) -> dict[str, np.ndarray]:
-    """Run a graph: resolve the data, bind dims, execute the cached plan."""
+    """Run a graph: resolve the data, bind dims, execute the cached plan.
+
+    A repeated call with arrays of the same names, shapes and dtypes takes the `Runner` made
+    by the first such call: the data checks, dim binding and budget check depend only on
+    those, so they are not done again.
+    """
+    plain = type(inputs) is dict and not random and dim_values is None and not check_numerics
+    if plain:
+        key = ("runner", outputs if outputs is None or type(outputs) is tuple else tuple(outputs), backend, seed)
+        runner = graph.cache.get(key)
+        if runner is not None:
+            out = runner(inputs)
+            if out is not None:
+                return out
     from .feeds import resolve
 
     prog = program(graph, outputs, backend)
     values, bindings = resolve(graph, inputs, types=prog.types, free=free_dims(graph), random=random, seed=seed,
                                dim_values=dim_values, skip_scalar_constants=True, check=prog.check_budget)
-    return prog.run(values, bindings, check_numerics=check_numerics, budget_checked=True)
+    out = prog.run(values, bindings, check_numerics=check_numerics, budget_checked=True)
+    if plain:
+        graph.cache[key] = Runner.make(prog, inputs, values, bindings)
+    return out
+
+
+class Runner:
+    """A Program bound to one signature of given data (names, shapes, dtypes of NumPy arrays).
+
+    Calling it checks that the data still has that signature (the only work a repeated run
+    does that is not the computation) and runs the plan; it returns None when the data
+    differs, and the caller takes the full path (which checks everything and names errors).
+    """
+
+    def __init__(self, prog: Program, spec: tuple, base: list, values: dict, bindings: dict[str, int]) -> None:
+        self.prog = prog
+        self.spec = spec  # (name, position in the plan's arguments or -1, shape, dtype)
+        self.base = base  # the plan's arguments: file values and param inits fixed, given data replaced
+        self.values = values  # for compiled backends (a dict) and the careful rerun
+        self.bindings = bindings
+        self.limits = budget.limits_key()
+        self.n_given = len(spec)
+        interpreted = prog.compiled is None and prog._casts is not None
+        self.fn = prog.plan_function(bindings) if interpreted else None
+
+    @classmethod
+    def make(cls, prog: Program, inputs: dict, values: dict, bindings: dict[str, int]) -> Runner | None:
+        """A runner for data like `inputs`, or None when it is not plain arrays of the declared dtypes
+        (lists, Python numbers and conversions take the full path every time)."""
+        if not prog._const_names.isdisjoint(inputs):
+            return None
+        position = {n: k for k, n in enumerate(prog.fed_names)}
+        spec = []
+        for name, v in inputs.items():
+            t = prog.graph.tensors.get(name)
+            if type(v) is not np.ndarray or t is None or v.dtype != np.dtype(t.dtype) or values.get(name) is not v:
+                return None
+            spec.append((name, position.get(name, -1), v.shape, np.dtype(t.dtype)))
+        base = [values.get(n) for n in prog.fed_names]
+        return cls(prog, tuple(spec), base, values, bindings)
+
+    def __call__(self, inputs: dict) -> dict | None:
+        outs = self.outputs(inputs)
+        return None if outs is None else dict(zip(self.prog.outputs, map(np.asarray, outs)))
+
+    def outputs(self, inputs: dict) -> tuple | list | None:
+        """The outputs' values in the program's order (NumPy scalars where one number), or None."""
+        if len(inputs) != self.n_given or budget.limits_key() != self.limits:
+            return None
+        args = self.base.copy()
+        for name, pos, shape, dtype in self.spec:
+            v = inputs.get(name)
+            if v.__class__ is not np.ndarray or v.shape != shape or v.dtype is not dtype:  # `is`: NumPy's own
+                return None
+            if pos >= 0:
+                args[pos] = v
+        prog, fn = self.prog, self.fn
+        if fn is None:
+            out = prog.run({**self.values, **inputs}, self.bindings, budget_checked=True)
+            return [out[o] for o in prog.outputs]
+        if prog._fed_weak:
+            return prog.run_plan(fn, args, lambda: {**self.values, **inputs}, self.bindings)
+        token = hush()
+        try:
+            return fn(*args)
+        except Exception:  # noqa: BLE001 - run_plan reruns the careful loop, which names the node
+            pass
+        finally:
+            unhush(token)
+        return prog.run_plan(fn, args, lambda: {**self.values, **inputs}, self.bindings)
 
 
 def at_precision(graph: Graph, dtype: str) -> Graph:

@@ -287,6 +287,13 @@ class Compiled(CompiledPlan):
         return {name: np.asarray(to_numpy(env[name], types[name])) for name in self.program.outputs}
 
 
+def _numbers_only(program) -> bool:
+    """Every value of the plan is one number (rank 0)."""
+    types = program.types
+    return all(types[n].rank == 0 for n in program.tensor_names) and all(types[st.node].rank == 0
+                                                                        for st in program.steps)
+
+
 def _to_env(x, v: V, bindings):
     """A value as compiled code takes it: a Python number for one-element values, else a
     C-contiguous array of the declared shape (anything else goes to the interpreter)."""
@@ -308,14 +315,27 @@ class NumbaBackend(Backend):
         require_numba()
         # matmul inside compiled code calls SciPy's BLAS (numba's np.dot); without SciPy, or with
         # GTOOL_NUMBA_MATMUL=beside, NumPy's matmul runs between compiled segments
-        self.blas = os.environ.get("GTOOL_NUMBA_MATMUL", "inside") == "inside" and blas_available()
+        self._blas: bool | None = None  # found on the first graph with a matmul (SciPy's import is slow)
         self.parallel = os.environ.get("GTOOL_NUMBA_PARALLEL", "1") != "0"
         self.last_compile_seconds = 0.0
         self.fallback_runs = 0
+        # a graph of numbers only runs as the executor's generated plan on NumPy scalars (a few
+        # tenths of a microsecond an op; one numba dispatch with its boxing costs more than the
+        # whole graph); GTOOL_NUMBA_SCALARS=compile compiles those too
+        self.compile_scalar_graphs = os.environ.get("GTOOL_NUMBA_SCALARS", "python") == "compile"
 
-    def compile(self, program) -> Compiled:
+    @property
+    def blas(self) -> bool:
+        if self._blas is None:
+            self._blas = os.environ.get("GTOOL_NUMBA_MATMUL", "inside") == "inside" and blas_available()
+        return self._blas
+
+    def compile(self, program) -> Compiled | None:
         refuse_dtypes(program, "numba")
-        source, steps, names, types, consts = build(program, blas=self.blas, parallel=self.parallel)
+        if not self.compile_scalar_graphs and _numbers_only(program):
+            return None
+        blas = any(st.op == "matmul" for st in program.steps) and self.blas
+        source, steps, names, types, consts = build(program, blas=blas, parallel=self.parallel)
         return Compiled(program, self, source, steps, names, types, consts)
 
 

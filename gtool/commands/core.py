@@ -165,7 +165,8 @@ def grad(path, wrt, of, mode, emit_graph, remat, loss_expr, data, dtype, check_n
     gr = api.gradient(graph, targets, of, remat=remat, dims=data["dims"], inputs=data["inputs"])
     info = {"loss": gr.loss, "wrt": list(gr.wrt)}
     if emit_graph:
-        save_graph(gr.graph, emit_graph, protect=(path, *data["files"]))
+        runs = gr.graph if remat != "none" else api.backward(graph, targets, of)  # what runs
+        save_graph(runs, emit_graph, protect=(path, *data["files"]))
     kwargs = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"])
     if mode == "forward":
         loss, grads = api.forward_mode_grad(graph, data["inputs"], info["wrt"], info["loss"], **kwargs)

@@ -29,6 +29,7 @@ class CSE(Rule):
     example = ("a: exp(x)\nb: exp(x)", "b reads a")
 
     def start_sweep(self, ws):
+        self._defaults: dict[str, str] = {}
         self.first: dict = {}
         for name, node in ws.nodes.items():
             self.first.setdefault(self._key(ws, node), name)
@@ -41,8 +42,12 @@ class CSE(Rule):
                 ins.append(("const", t.dtype, t.type.weak, t.value.item()))
             else:
                 ins.append(i)
-        attrs = get_op(node.op).full_attrs(node.attrs)
-        return node.op, tuple(ins), repr(sorted(attrs.items()))
+        if node.attrs:
+            return node.op, tuple(ins), repr(sorted(get_op(node.op).full_attrs(node.attrs).items()))
+        shown = self._defaults.get(node.op)  # most nodes have no attrs: their defaults, shown once per op
+        if shown is None:
+            shown = self._defaults[node.op] = repr(sorted(get_op(node.op).full_attrs({}).items()))
+        return node.op, tuple(ins), shown
 
     def match(self, ws, node):
         if node.name in ws.protected:
@@ -202,6 +207,204 @@ class ReshapeReshape(Rule):
         return b("reshape", m["x"], shape=b.nodes[m["outer"]].attrs["shape"])
 
 
+class ScalarFold(ConstantFold):
+    """f(constants) = constant, for one-number results only (scalar folding)
+
+    The gradient graphs' folding: a broadcast of a folded scalar stays a broadcast (which
+    the elementwise op reading it usually drops) rather than becoming a stored array.
+    """
+
+    name = "fold_scalar"
+    example = ("y: 2 * 0.5", "y: 1.0 (a constant)")
+    LIMIT = 1
+
+
+class IdentityNode(_ToX):
+    """identity(x) = x
+
+    An output keeps its name: the engine leaves a copy there (`simplify_backward` then
+    names the node computing it after the output instead).
+    """
+
+    name = "identity"
+    roots = ("identity",)
+    example = ("y: identity(x)", "x")
+    pattern = op("identity", X)
+
+    def when(self, ws, m):
+        return m.root not in ws.protected
+
+
+ELEMENTWISE_BINARY = ("add", "sub", "mul", "div", "maximum", "minimum")
+
+
+class BroadcastOperand(Rule):
+    """f(broadcast_to(x), y) = f(x, y) for an elementwise f when y alone gives the result's shape
+
+    The elementwise op broadcasts x itself, so the broadcast array is never stored (the
+    gradient of a sum is a broadcast of a scalar, read by the next VJP's multiply).
+    """
+
+    name = "broadcast_operand"
+    kind = "simplify"
+    roots = ELEMENTWISE_BINARY
+    example = ("broadcast_to(s, shape=[n]) * y   # y: [n]", "s * y")
+
+    def match(self, ws, node):
+        if len(node.inputs) != 2:
+            return None
+        for k, i in enumerate(node.inputs):
+            bc = ws.nodes.get(i)
+            other = node.inputs[1 - k]
+            if bc is not None and bc.op == "broadcast_to" and ws.same_type(other, node.name):
+                ins = list(node.inputs)
+                ins[k] = bc.inputs[0]
+                return Match(root=node.name, interior=[node.name, i], extra={"inputs": ins})
+        return None
+
+    def build(self, b, m):
+        return b(b.nodes[m.root].op, *m.extra["inputs"])
+
+
+class BroadcastLater(Rule):
+    """f(broadcast_to(x, s), c) = broadcast_to(f(x, c), s) for an elementwise f and a number c
+
+    Moves a broadcast past arithmetic with a number, so the arithmetic is done on the small
+    value (folded when x is a constant) and the broadcast meets an operand that drops it.
+    """
+
+    name = "broadcast_later"
+    kind = "simplify"
+    roots = ELEMENTWISE_BINARY
+    example = ("broadcast_to(g, shape=[n]) * 1.01", "broadcast_to(g * 1.01, shape=[n])")
+
+    def match(self, ws, node):
+        if len(node.inputs) != 2:
+            return None
+        for k, i in enumerate(node.inputs):
+            bc = ws.nodes.get(i)
+            if bc is not None and bc.op == "broadcast_to" and ws.type(node.inputs[1 - k]).rank == 0:
+                ins = list(node.inputs)
+                ins[k] = bc.inputs[0]
+                return Match(root=node.name, interior=[node.name, i], extra={"inputs": ins, "bc": i})
+        return None
+
+    def build(self, b, m):
+        small = b(b.nodes[m.root].op, *m.extra["inputs"])
+        return b("broadcast_to", small, **b.nodes[m.extra["bc"]].attrs)
+
+
+class PowTwo(Rule):
+    """x ** 2 = x * x (exact: pow is correctly rounded at 2, so both give the rounded square)
+
+    The multiply skips pow's edge handling ((-inf) ** y), which costs more than the power
+    on small values; NaN, ±inf, ±0, subnormals and overflow come out the same.
+    """
+
+    name = "pow_two"
+    kind = "simplify"
+    roots = ("pow",)
+    example = ("x ** 2", "x * x")
+    pattern = op("pow", X, Const(2))
+
+    def when(self, ws, m):
+        return ws.type(m["x"]).dtype.startswith("float")
+
+    def build(self, b, m):
+        return b("mul", m["x"], m["x"])
+
+
+class OuterMatmul(Rule):
+    """a @ b = a * b for a of shape [n, 1] and b of shape [1, m] (an outer product)
+
+    Each element is one product and no sum, so the broadcast multiply gives the same values
+    without a BLAS call of inner size 1 (a matvec's weight gradient is this outer product);
+    a product that is -0.0 stays -0.0 (BLAS's sum starts from +0.0 and gives +0.0).
+    """
+
+    name = "outer_matmul"
+    kind = "simplify"
+    roots = ("matmul",)
+    example = ("expand_dims(g, axis=-1) @ transpose(expand_dims(x, axis=-1))", "expand_dims(g, axis=-1) * ...")
+
+    def match(self, ws, node):
+        a, b = (ws.shape_of(i) for i in node.inputs)
+        if len(a) == 2 and len(b) == 2 and a[1] == 1 and b[0] == 1 and ws.type(node.name).dtype.startswith("float"):
+            return Match(root=node.name, interior=[node.name])
+        return None
+
+    def build(self, b, m):
+        return b("mul", *b.nodes[m.root].inputs)
+
+
+class AddSelf(Rule):
+    """x + x = 2 * x (exact: doubling only changes the exponent)"""
+
+    name = "add_self"
+    kind = "simplify"
+    roots = ("add",)
+    example = ("g * r + g * r", "2 * (g * r)")
+
+    def match(self, ws, node):
+        a, c = node.inputs
+        if a != c or not ws.type(a).dtype.startswith("float"):
+            return None
+        return Match(root=node.name, vars={"x": a}, interior=[node.name])
+
+    def build(self, b, m):
+        return b("mul", b.const(2.0), m["x"])
+
+
+class ScalarMulMul(Rule):
+    """a * (b * x) = (a b) * x for number constants a, b whose product is exact
+
+    Only when a b rounds to nothing (powers of two, 1, small integers), so the two
+    multiplications become one without changing a bit of any finite result; `2 * (0.5 * r)`
+    then becomes `1 * r`, which `mul_one` removes.
+    """
+
+    name = "scalar_mul_mul"
+    kind = "simplify"
+    roots = ("mul",)
+    example = ("2 * (0.5 * x)", "1.0 * x")
+
+    @staticmethod
+    def _number(ws, name):
+        """A one-element number constant's value (the engine rolls back a product of another type)."""
+        t = ws.tensors.get(name)
+        if t is None or t.kind != "constant" or t.value is None or t.value.size != 1 or t.value.dtype.kind not in "iuf":
+            return None
+        return float(t.value.reshape(-1)[0])
+
+    def _split(self, ws, name):
+        """(number, other input) of a mul node with one float number constant input, or None."""
+        node = ws.nodes.get(name)
+        if node is None or node.op != "mul":
+            return None
+        for k in (0, 1):
+            a = self._number(ws, node.inputs[k])
+            if a is not None:
+                return a, node.inputs[1 - k]
+        return None
+
+    def match(self, ws, node):
+        from fractions import Fraction
+
+        for k in (0, 1):
+            a = self._number(ws, node.inputs[k])
+            inner = self._split(ws, node.inputs[1 - k])
+            if a is None or inner is None or not (np.isfinite(a) and np.isfinite(inner[0])):
+                continue
+            product = a * inner[0]
+            if np.isfinite(product) and Fraction(a) * Fraction(inner[0]) == Fraction(product):
+                return Match(root=node.name, vars={"x": inner[1]}, interior=[node.name, node.inputs[1 - k]],
+                             extra={"k": product})
+        return None
+
+    def build(self, b, m):
+        return b("mul", b.const(m.extra["k"]), m["x"])
+
+
 # lowering (--expand) ----------------------------------------------------------------------------
 
 
@@ -239,3 +442,7 @@ class ExpandLogsumexp(Rule):
 SIMPLIFY: list[Rule] = [ConstantFold(), CSE(), MulOne(), AddZero(), NegNeg(), TransposeTranspose(), ReshapeReshape(),
                         DeadNodes()]
 EXPANSIONS: list[Rule] = [ExpandLogsumexp()]
+# run on every gradient graph (rewrite/backward.py): what reverse mode leaves behind
+BACKWARD: list[Rule] = [ScalarFold(), CSE(), MulOne(), AddZero(), NegNeg(), IdentityNode(), BroadcastOperand(),
+                        BroadcastLater(), AddSelf(), ScalarMulMul(), PowTwo(), OuterMatmul(), TransposeTranspose(),
+                        ReshapeReshape(), DeadNodes()]
