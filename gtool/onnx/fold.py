@@ -98,3 +98,10 @@ def _obj(a: np.ndarray) -> np.ndarray:
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(a.shape)
+
+
+def as_shape_value(dims: list) -> np.ndarray:
+    """A list of Dims/ints as a shape value: int64 when all are numbers, else an object array."""
+    out = np.empty(len(dims), dtype=object)
+    out[:] = list(dims)
+    return _obj(out)

@@ -39,6 +39,7 @@ class Converter:
     since: int = 1
     until: int | None = None  # exclusive
     skips: dict[str, str] = field(default_factory=dict)
+    static: tuple[int, ...] = ()  # input positions whose value must be known at load (shapes, axes)
 
 
 _CONVERTERS: dict[tuple[str, str], list[Converter]] = {}
@@ -46,11 +47,16 @@ _DISCOVERED = False
 
 
 def converter(op: str, *, domain: str = "", since: int = 1, until: int | None = None,
-              skips: dict[str, str] | None = None) -> Callable:
-    """Register `fn(ctx, node) -> [gtool name per ONNX output]` for `op` (opsets since..until-1)."""
+              skips: dict[str, str] | None = None, static: tuple[int, ...] = ()) -> Callable:
+    """Register `fn(ctx, node) -> [gtool name per ONNX output]` for `op` (opsets since..until-1).
+
+    `static` lists the input positions whose value must be known at load (Reshape's shape,
+    Slice's starts and ends, ...): gtool shapes are static. `ctx.static(node, k)` reads them
+    with a clear error; the conformance test binds such inputs from the test data (docs/onnx.md)."""
 
     def deco(fn: Callable) -> Callable:
-        entry = Converter(op, fn, "" if domain == "ai.onnx" else domain, since, until, dict(skips or {}))
+        entry = Converter(op, fn, "" if domain == "ai.onnx" else domain, since, until, dict(skips or {}),
+                          tuple(static))
         _CONVERTERS.setdefault((entry.domain, op), []).append(entry)
         return fn
 
@@ -182,6 +188,16 @@ class ImportContext:
         if onnx_name == "":
             return None
         return self.values.get(onnx_name)
+
+    def static(self, node: OnnxNode, k: int, what: str, default: Any = None) -> Any:
+        """The value of input k, which must be known at load (absent: `default`)."""
+        if not self.has_input(node, k):
+            return default
+        value = self.constant(node.input[k])
+        if value is None:
+            self.unsupported(node, f"input {k} ('{node.input[k]}', {what}) is computed at run time; gtool "
+                             "needs it known at load (an initializer or a Constant): gtool shapes are static")
+        return value
 
     def type(self, name: str) -> TensorType | None:
         """The inferred type of a gtool name (or of an ONNX name mapped to one)."""
