@@ -20,7 +20,7 @@ from gtool.ops import REGISTRY, OpDef
 from gtool.ops.reference import FLOAT_EDGES
 from gtool.validate import types_of
 
-NON_DIFFERENTIABLE = {"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient"}
+NON_DIFFERENTIABLE = {"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient", "trunc_div"}
 
 
 def missing_pieces(op: OpDef) -> list[str]:
