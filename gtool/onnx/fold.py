@@ -92,6 +92,10 @@ def _obj(a: np.ndarray) -> np.ndarray:
     """A shape array with plain ints where every entry is a number, Dims (object) otherwise."""
     from ..dims import Dim
 
+    if not isinstance(a, np.ndarray):  # np.take of one index gives the element itself
+        one = np.empty((), dtype=object)
+        one[()] = a
+        a = one
     flat = [d.value if isinstance(d, Dim) and d.is_const else d for d in a.ravel().tolist()]
     if all(isinstance(d, (int, np.integer)) for d in flat):
         return np.array(flat, dtype=np.int64).reshape(a.shape)

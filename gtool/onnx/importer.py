@@ -75,11 +75,26 @@ def parse_model(onnx, data: bytes, path: str):
         raise GraphError("onnx-bad-model", "not a valid ONNX model: it has no graph or no graph outputs "
                          "(the file may be truncated or not ONNX)", path=path)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(_with_output_shapes(model))
     except Exception as e:  # onnx raises ValidationError and, for some files, other errors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GraphError("onnx-bad-model", f"the ONNX checker refuses the model: {first}", path=path) from None
     return model
+
+
+def _with_output_shapes(model):
+    """The checker wants a shape on every graph output; exporters often leave it out, and
+    gtool infers it anyway. A copy with an (unchecked) empty shape there passes the rest."""
+    missing = [vi for vi in model.graph.output if vi.type.HasField("tensor_type")
+               and not vi.type.tensor_type.HasField("shape")]
+    if not missing:
+        return model
+    copy = type(model)()
+    copy.CopyFrom(model)
+    for vi in copy.graph.output:
+        if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"):
+            vi.type.tensor_type.shape.SetInParent()
+    return copy
 
 
 def load_onnx(path: str) -> Graph:
@@ -94,6 +109,8 @@ def import_model(model, path: str) -> Graph:
     if opset is None:
         raise GraphError("onnx-bad-model", "the model imports no version of the default ONNX domain", path=path)
     if model.functions:
+        import onnx.inliner
+
         model = onnx.inliner.inline_local_functions(model)
     g = model.graph
     if g.sparse_initializer:

@@ -1,0 +1,244 @@
+"""Importing .onnx models: every command accepts them, with ONNX's names, dims and nodes.
+
+Models are built here with onnx.helper; values are checked against ONNX's own reference
+evaluator (onnx.reference) or closed forms, never against gtool itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+import gtool  # noqa: E402
+from gtool import api  # noqa: E402
+from gtool.cli import main  # noqa: E402
+from gtool.errors import GraphError  # noqa: E402
+
+F = TensorProto.FLOAT
+
+
+def gtool_cli(capsys, *args) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def save(path, nodes, inputs, outputs, inits=(), opset=17, functions=()):
+    model = helper.make_model(helper.make_graph(nodes, "m", inputs, outputs, list(inits)),
+                              opset_imports=[helper.make_opsetid("", opset)] +
+                              ([helper.make_opsetid("local", 1)] if functions else []),
+                              functions=list(functions))
+    path.write_bytes(model.SerializeToString())
+    return model
+
+
+RNG = np.random.default_rng(5)
+W1 = RNG.standard_normal((4, 3)).astype(np.float32)
+B1 = RNG.standard_normal(3).astype(np.float32)
+X = RNG.standard_normal((5, 4)).astype(np.float32)
+
+
+@pytest.fixture
+def mlp(tmp_path):
+    """loss = sum(relu(x @ fc1.weight + fc1.bias)), x: [batch, 4] (dim_param batch)."""
+    path = tmp_path / "mlp.onnx"
+    save(path, [helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], name="Gemm_0"),
+                helper.make_node("Relu", ["h"], ["r"], name="Relu_1"),
+                helper.make_node("ReduceSum", ["r"], ["loss"], name="ReduceSum_2", keepdims=0)],
+         [helper.make_tensor_value_info("x", F, ["batch", 4])], [helper.make_tensor_value_info("loss", F, [])],
+         [numpy_helper.from_array(W1, "fc1.weight"), numpy_helper.from_array(B1, "fc1.bias")])
+    return path
+
+
+def test_dim_param_is_a_named_dim_in_validate_and_shapes(mlp, capsys):
+    status, out, _ = gtool_cli(capsys, "validate", mlp)
+    assert status == 0, out
+    status, out, _ = gtool_cli(capsys, "shapes", mlp, "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)["nodes"]}
+    assert rows["h"]["shape"] == ["batch", 3] and rows["h"]["dtype"] == "float32"
+    assert rows["fc1.weight"]["op"] in ("param", None) or rows["fc1.weight"]["shape"] == [4, 3]
+    assert rows["loss"]["shape"] == []
+
+
+def test_grad_wrt_an_initializer_by_its_onnx_name(mlp, tmp_path, capsys):
+    """dL/dW = xᵀ · [h > 0] for L = sum(relu(x W + b)): the closed form, not gtool."""
+    np.save(tmp_path / "x.npy", X)
+    status, out, err = gtool_cli(capsys, "grad", mlp, "--wrt", "fc1.weight", "--input", f"x=@{tmp_path / 'x.npy'}",
+                                 "--format", "json")
+    assert status == 0, out + err
+    got = np.array(json.loads(out)["gradients"]["fc1.weight"]["value"])
+    h = X @ W1 + B1
+    np.testing.assert_allclose(got, X.T @ (h > 0).astype(np.float32), rtol=1e-5, atol=1e-6)
+    loss, grads = api.value_and_grad(gtool.load(mlp), {"x": X}, wrt=["fc1.bias"])
+    np.testing.assert_allclose(grads["fc1.bias"], (h > 0).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(loss, np.maximum(h, 0).sum(), rtol=1e-5)
+
+
+def _softmax_model(path):
+    return save(path, [helper.make_node("Exp", ["s"], ["e"], name="Exp_7"),
+                       helper.make_node("ReduceSum", ["e", "axes"], ["z"], name="ReduceSum_8", keepdims=1),
+                       helper.make_node("Div", ["e", "z"], ["p"], name="Div_9")],
+                [helper.make_tensor_value_info("s", F, ["n", 10])], [helper.make_tensor_value_info("p", F, ["n", 10])],
+                [numpy_helper.from_array(np.array([-1], np.int64), "axes")])
+
+
+def test_lint_finds_the_naive_softmax_and_names_the_onnx_node(tmp_path, capsys):
+    path = tmp_path / "naive.onnx"
+    _softmax_model(path)
+    status, out, _ = gtool_cli(capsys, "lint", path, "--format", "json")
+    findings = json.loads(out)["files"][0]["findings"]
+    found = [f for f in findings if f["code"] == "unstable-pattern"]
+    assert found and found[0]["node"] == "p", findings
+    assert "Div_9" in found[0]["message"]
+
+
+def test_render_shows_onnx_node_names(tmp_path, capsys):
+    path = tmp_path / "naive.onnx"
+    _softmax_model(path)
+    status, out, err = gtool_cli(capsys, "render", path, "--format", "json")
+    assert status == 0, out + err
+    dot = json.loads(out)["dot"]
+    assert "Exp_7" in dot and "ReduceSum_8" in dot and "Div_9" in dot
+
+
+def test_shape_arithmetic_with_symbolic_dims_folds_into_a_reshape(tmp_path, capsys):
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape on x: [N, 6] gives [N, 2, 3]."""
+    path = tmp_path / "chain.onnx"
+    save(path, [helper.make_node("Shape", ["x"], ["shp"]),
+                helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+                helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"]),
+                helper.make_node("Concat", ["n1", "tail"], ["target"], axis=0),
+                helper.make_node("Reshape", ["x", "target"], ["y"], name="Reshape_4"),
+                helper.make_node("Size", ["x"], ["count"])],
+         [helper.make_tensor_value_info("x", F, ["N", 6])],
+         [helper.make_tensor_value_info("y", F, ["N", 2, 3])],
+         [numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array([0], np.int64), "zero1"),
+          numpy_helper.from_array(np.array([2, 3], np.int64), "tail")])
+    status, out, _ = gtool_cli(capsys, "shapes", path, "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)["nodes"]}
+    assert rows["y"]["shape"] == ["N", 2, 3] and rows["y"]["op"] == "reshape"
+    x = RNG.standard_normal((7, 6)).astype(np.float32)
+    np.testing.assert_array_equal(gtool.run(gtool.load(path), {"x": x})["y"], x.reshape(7, 2, 3))
+
+
+def test_integer_div_truncates_toward_zero(tmp_path):
+    """ONNX Div on ints is C's: -7 / 2 = -3 (NumPy's // gives -4); exact beyond 2**53."""
+    path = tmp_path / "div.onnx"
+    save(path, [helper.make_node("Div", ["a", "b"], ["q"])],
+         [helper.make_tensor_value_info("a", TensorProto.INT64, [5]), helper.make_tensor_value_info("b", TensorProto.INT64, [5])],
+         [helper.make_tensor_value_info("q", TensorProto.INT64, [5])])
+    a = np.array([-7, 7, -7, 2**62 + 1, -(2**53) - 1], np.int64)
+    b = np.array([2, -2, -2, 3, 1], np.int64)
+    got = gtool.run(gtool.load(path), {"a": a, "b": b})["q"]
+    want = [abs(int(x)) // abs(int(y)) * (1 if (x < 0) == (y < 0) else -1) for x, y in zip(a, b)]
+    assert got.tolist() == want
+    assert got.tolist() != (a // b).tolist()  # the near miss: flooring differs at -7 / 2
+
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ii->i", [(4, 4)]),
+    ("ii", [(3, 3)]), ("i,j->ij", [(3,), (4,)]), ("ijk->kji", [(2, 3, 4)]), ("...ij,...jk->...ik", [(2, 3, 4), (4, 5)]),
+    ("abc,cd,de->abe", [(2, 3, 4), (4, 5), (5, 2)]), ("ij,ij->", [(3, 4), (3, 4)]), ("bii->b", [(2, 3, 3)]),
+])
+def test_einsum_matches_the_onnx_reference(tmp_path, equation, shapes):
+    path = tmp_path / "einsum.onnx"
+    names = [f"x{k}" for k in range(len(shapes))]
+    model = save(path, [helper.make_node("Einsum", names, ["y"], equation=equation)],
+                 [helper.make_tensor_value_info(n, TensorProto.DOUBLE, list(s)) for n, s in zip(names, shapes)],
+                 [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], opset=13)
+    feeds = {n: RNG.standard_normal(s) for n, s in zip(names, shapes)}
+    want = ReferenceEvaluator(model).run(None, feeds)[0]
+    got = gtool.run(gtool.load(path), feeds)["y"]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_opset_11_softmax_coerces_to_2d(tmp_path):
+    """Before opset 13 Softmax normalises over all axes from `axis` on (coerced to 2-D).
+    onnxruntime is the reference: onnx.reference applies opset 13's per-axis rule here."""
+    path = tmp_path / "sm.onnx"
+    model = save(path, [helper.make_node("Softmax", ["x"], ["y"], axis=1)],
+                 [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 3, 4])],
+                 [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2, 3, 4])], opset=11)
+    ort = pytest.importorskip("onnxruntime")
+    x = RNG.standard_normal((2, 3, 4))
+    got = gtool.run(gtool.load(path), {"x": x})["y"]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(got, sess.run(None, {"x": x})[0], rtol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=(1, 2)), 1.0)  # not per-axis-1 rows
+
+
+def test_model_local_functions_are_inlined(tmp_path):
+    path = tmp_path / "fn.onnx"
+    fn = helper.make_function("local", "AddMul", ["a", "b"], ["c"],
+                              [helper.make_node("Add", ["a", "b"], ["t"]), helper.make_node("Mul", ["t", "b"], ["c"])],
+                              [helper.make_opsetid("", 17)])
+    save(path, [helper.make_node("AddMul", ["x", "y"], ["z"], domain="local")],
+         [helper.make_tensor_value_info("x", F, [3]), helper.make_tensor_value_info("y", F, [3])],
+         [helper.make_tensor_value_info("z", F, [3])], functions=[fn])
+    x, y = np.float32([1, 2, 3]), np.float32([4, 5, -6])
+    np.testing.assert_array_equal(gtool.run(gtool.load(path), {"x": x, "y": y})["z"], (x + y) * y)
+
+
+def test_content_sniffing_loads_a_model_without_the_extension(mlp, tmp_path):
+    other = tmp_path / "model.bin"
+    other.write_bytes(mlp.read_bytes())
+    assert set(gtool.load(other).tensors) >= {"x", "fc1.weight", "fc1.bias"}
+
+
+# diagnostics -------------------------------------------------------------------------------
+
+
+def test_an_unsupported_op_names_file_node_index_and_name(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    save(path, [helper.make_node("Relu", ["x"], ["r"], name="Relu_0"),
+                helper.make_node("Erf", ["r"], ["y"], name="Erf_12")],
+         [helper.make_tensor_value_info("x", F, [3])], [helper.make_tensor_value_info("y", F, [3])])
+    status, out, err = gtool_cli(capsys, "validate", path)
+    assert status == 1
+    assert f"{path}: error: node 1 'Erf_12' (Erf): op Erf (opset 17) has no gtool converter [onnx-unsupported]" in out + err
+
+
+def test_a_shape_computed_at_run_time_is_refused_not_guessed(tmp_path):
+    path = tmp_path / "m.onnx"
+    save(path, [helper.make_node("Reshape", ["x", "s"], ["y"], name="Reshape_3")],
+         [helper.make_tensor_value_info("x", F, [6]), helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
+         [helper.make_tensor_value_info("y", F, None)])
+    with pytest.raises(GraphError) as info:
+        gtool.load(path)
+    d = info.value.diagnostic
+    assert d.code == "onnx-unsupported" and "node 0 'Reshape_3'" in d.message and "known at load" in d.message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_malformed_file_is_a_clear_error(mlp, tmp_path, damage, capsys):
+    blob = mlp.read_bytes()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes({"truncated": blob[: len(blob) // 2], "garbage": b"\x08\x07 not a model at all \xff\xfe",
+                     "empty": b""}[damage])
+    status, out, err = gtool_cli(capsys, "validate", bad)
+    assert status == 1, out + err
+    assert "[onnx-bad-model]" in out + err and "Traceback" not in out + err
+
+
+def test_without_the_onnx_package_an_onnx_path_is_exit_2_naming_the_extra(mlp, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    status, out, err = gtool_cli(capsys, "validate", mlp)
+    assert status == 2
+    assert "gtool[onnx]" in out + err
+
+
+def test_the_size_cap_is_checked_before_reading(mlp, monkeypatch, capsys):
+    from gtool.onnx import importer
+
+    monkeypatch.setattr(importer, "MAX_ONNX_BYTES", 100)
+    status, out, err = gtool_cli(capsys, "validate", mlp)
+    assert status == 2 and "larger than" in out + err
