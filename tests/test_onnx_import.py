@@ -129,6 +129,24 @@ def test_shape_arithmetic_with_symbolic_dims_folds_into_a_reshape(tmp_path, caps
     np.testing.assert_array_equal(gtool.run(gtool.load(path), {"x": x})["y"], x.reshape(7, 2, 3))
 
 
+def test_gather_gradient_scatters_back_to_the_table(tmp_path):
+    """An embedding lookup: d sum(Gather(E, idx)) / dE counts each row's picks (repeats and
+    negative indices included)."""
+    path = tmp_path / "emb.onnx"
+    table = RNG.standard_normal((6, 3)).astype(np.float32)
+    save(path, [helper.make_node("Gather", ["emb.weight", "idx"], ["rows"], axis=0),
+                helper.make_node("ReduceSum", ["rows"], ["loss"], keepdims=0)],
+         [helper.make_tensor_value_info("idx", TensorProto.INT64, [2, 2])], [helper.make_tensor_value_info("loss", F, [])],
+         [numpy_helper.from_array(table, "emb.weight")])
+    idx = np.array([[1, 4], [-2, 0]], np.int64)  # -2 is row 4 again
+    loss, grads = api.value_and_grad(gtool.load(path), {"idx": idx}, wrt=["emb.weight"])
+    counts = np.zeros(6, np.float32)
+    for i in idx.ravel():
+        counts[i % 6] += 1
+    np.testing.assert_array_equal(grads["emb.weight"], np.repeat(counts[:, None], 3, axis=1))
+    np.testing.assert_allclose(loss, table[idx % 6].sum(), rtol=1e-6)
+
+
 def test_integer_div_truncates_toward_zero(tmp_path):
     """ONNX Div on ints is C's: -7 / 2 = -3 (NumPy's // gives -4); exact beyond 2**53."""
     path = tmp_path / "div.onnx"

@@ -188,8 +188,7 @@ def _inputs(ctx: ImportContext, g) -> None:
 
 def _foldable(ctx: ImportContext, node) -> bool:
     present = [i for i in node.input if i]
-    return all(i in ctx.values and i not in ctx.alias for i in present) or (
-        not present and node.op_type in ("Constant",))
+    return all(i in ctx.values for i in present) if present else node.op_type == "Constant"
 
 
 def _convert(ctx: ImportContext, node) -> None:
