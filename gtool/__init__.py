@@ -11,7 +11,7 @@ Library use::
 from __future__ import annotations
 
 from . import ops  # noqa: F401  (registers the built-in ops)
-from .api import forward_mode_grad, grad, gradient, jvp, load, run, value_and_grad
+from .api import forward_mode_grad, grad, gradient, jvp, load, run, value_and_grad, vjp
 from .errors import Diagnostic, GraphError, UsageError
 from .gradcheck import grad_check
 from .ir import Graph
@@ -22,5 +22,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Diagnostic", "Graph", "GraphError", "OpDef", "UsageError", "forward_mode_grad", "grad", "grad_check", "gradient", "jvp",
     "load",
-    "register", "run", "value_and_grad", "__version__",
+    "register", "run", "value_and_grad", "vjp", "__version__",
 ]

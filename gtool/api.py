@@ -88,6 +88,33 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
     return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}
 
 
+def vjp(graph: Graph, inputs: dict | None = None, cotangents: dict | None = None, wrt=None, *, backend=None,
+        random_inputs: bool = False, seed: int = 0, dims: dict[str, int] | None = None,
+        check_numerics: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Gradients of a model that has no loss: `(outputs, grads)` with `grads[x] = sum_y J_yx^T c_y`
+    for the cotangents `c_y` given per output y (as `jax.vjp`, or `torch.autograd.grad` with
+    `grad_outputs`). `outputs` holds the graph's outputs and every value given a cotangent.
+    The work is one run of an ordinary gradient graph (autodiff.vjp), cached per (outputs, wrt).
+    """
+    from .cotangents import check_cotangents
+
+    _check_call(inputs, dims, seed)
+    if cotangents is None or not hasattr(cotangents, "items") or not cotangents:
+        raise UsageError("usage", "vjp needs cotangents: a dict {output name: array of that output's shape}")
+    wrt = _names(wrt)
+    seeded = tuple(cotangents)
+    key = ("vjp", seeded, wrt or None)
+    gr = graph.cache.get(key)
+    if gr is None:
+        gr = graph.cache[key] = autodiff.vjp(graph, seeded, wrt)
+    feed = dict(inputs or {})
+    feed.update({gr.cotangents[y]: c for y, c in check_cotangents(graph, inputs, cotangents, dims).items()})
+    shown = gr.graph.outputs[:len(gr.graph.outputs) - len(gr.outputs)]
+    out = interp.execute(gr.graph, feed, [*shown, *gr.outputs.values()], backend=backend, random=random_inputs,
+                         seed=seed, dim_values=dims, check_numerics=check_numerics)
+    return {y: out[y] for y in shown}, {w: out[n] for w, n in gr.outputs.items()}
+
+
 def forward_mode_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str | None = None, *,
                       backend=None, random_inputs: bool = False, seed: int = 0,
                       dims: dict[str, int] | None = None) -> tuple[float, dict[str, np.ndarray]]:

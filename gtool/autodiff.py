@@ -9,7 +9,7 @@ between the targets and the loss are differentiated; int and bool values carry n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,7 +22,8 @@ from .shapes import Inference
 from .validate import inference_of, types_of, with_inference
 
 # GraphBuilder lives in gtool.builder; the name stays importable from here for older plugins.
-__all__ = ["Gradient", "GraphBuilder", "check_targets", "default_wrt", "grad", "grad_name", "jvp", "tangent_name"]
+__all__ = ["Gradient", "GraphBuilder", "check_targets", "check_wrt", "cotangent_name", "default_wrt", "grad", "grad_name",
+           "jvp", "tangent_name", "vjp"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,17 +37,19 @@ class Gradient:
     its gradient (consumer "" is the seed of the loss); `total` maps each value to the node
     holding its whole gradient; `sums` maps each value that fans out to the last `add` of the
     chain that sums its contributions. `explain`, `render` and grad-check's localisation read
-    these instead of parsing names.
+    these instead of parsing names. For `vjp` (seeded at several outputs), `loss` is None and
+    `cotangents` maps each seeded value to the input holding its cotangent.
     """
 
     graph: Graph
     source: Graph
-    loss: str
+    loss: str | None
     wrt: tuple[str, ...]
     outputs: dict[str, str]
     contributions: dict[str, list[tuple[str, str]]]
     total: dict[str, str]
     sums: dict[str, str]
+    cotangents: dict[str, str] = field(default_factory=dict)
 
 
 def _check_plugin_gradient(b: GraphBuilder, op, node: Node, inp: str, gi: str) -> None:
@@ -89,6 +92,12 @@ def check_targets(graph: Graph, wrt, of: str | None) -> tuple[list[str], str]:
                          "need a scalar loss", hint="set `loss:` to a scalar, or reduce it with sum(...)")
     if not _float(types[loss]):
         raise UsageError("dtype-mismatch", f"the loss '{loss}' is {types[loss].dtype}; it must be a float")
+    return check_wrt(graph, wrt), loss
+
+
+def check_wrt(graph: Graph, wrt) -> list[str]:
+    """The targets (default: the params, else every float input); each must be a float value."""
+    types = types_of(graph)
     wrt = list(wrt) if wrt else default_wrt(graph)
     for w in wrt:
         if w not in graph:
@@ -99,7 +108,7 @@ def check_targets(graph: Graph, wrt, of: str | None) -> tuple[list[str], str]:
             raise UsageError("dtype-mismatch", f"--wrt: '{w}' is {types[w].dtype}; only float values have gradients")
     if not wrt:
         raise UsageError("usage", "nothing to differentiate: the graph has no params and no float inputs")
-    return wrt, loss
+    return wrt
 
 
 def grad_name(name: str) -> str:
@@ -116,8 +125,19 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
     target_types = {w: inference_of(graph).types[w] for w in wrt}  # a target may be pruned away below
     graph = _restricted(graph, [loss])
     b = GraphBuilder(graph)
-    acc = _Accumulator(b, {loss: [("", _seed(b, graph, loss))]})
-    need = graph.descendants(wrt) & graph.ancestors([loss])
+    acc = _backward(b, graph, {loss: _seed(b, graph, loss)}, wrt)
+    outputs = {w: _target_output(b, graph, acc, w, target_types[w]) for w in wrt}
+    doc = f"gradient of {loss} with respect to {', '.join(wrt)}" + (f" ({graph.name})" if graph.name else "")
+    out = b.graph_with([loss, *outputs.values()], loss, doc)
+    return Gradient(out, graph, loss, tuple(wrt), outputs, acc.contribs, acc.total, acc.sums)
+
+
+def _backward(b: GraphBuilder, graph: Graph, seeds: dict[str, str], wrt: list[str]) -> _Accumulator:
+    """The reverse pass from `seeds` (value -> the name of its upstream gradient) down to `wrt`:
+    one seed for `grad`'s scalar loss, one cotangent per output for `vjp`. Visits the nodes
+    between the targets and the seeded values in reverse topological order."""
+    acc = _Accumulator(b, {y: [("", s)] for y, s in seeds.items()})
+    need = graph.descendants(wrt) & graph.ancestors(list(seeds))
     for node in reversed(list(graph.nodes.values())):
         if node.name not in need or node.name not in acc.contribs:
             continue
@@ -135,10 +155,47 @@ def grad(graph: Graph, wrt=None, of: str | None = None) -> Gradient:
                     # gets a float32 gradient, rounded once here (issue 11)
                     gi = b("cast", gi, dtype=b.types[inp].dtype)
                 acc.contribs.setdefault(inp, []).append((node.name, gi))
-    outputs = {w: _target_output(b, graph, acc, w, target_types[w]) for w in wrt}
-    doc = f"gradient of {loss} with respect to {', '.join(wrt)}" + (f" ({graph.name})" if graph.name else "")
-    out = b.graph_with([loss, *outputs.values()], loss, doc)
-    return Gradient(out, graph, loss, tuple(wrt), outputs, acc.contribs, acc.total, acc.sums)
+    return acc
+
+
+def cotangent_name(name: str) -> str:
+    return f"__cot_{name}"
+
+
+def vjp(graph: Graph, outputs, wrt=None) -> Gradient:
+    """Reverse mode seeded at several values at once (jax.vjp, torch.autograd.grad with
+    grad_outputs): new inputs `__cot_<y>` (each with y's type) are the cotangents of `outputs`;
+    the graph's outputs are the forward graph's outputs and `outputs`, then one gradient
+    `sum_y J_y^T cot_y` per target. `Gradient.loss` is None: there is no scalar loss; `Gradient.cotangents` maps each
+    seeded value to its cotangent input."""
+    types = types_of(graph)
+    outputs = list(dict.fromkeys(outputs))
+    if not outputs:
+        raise UsageError("usage", "vjp needs a cotangent for at least one output")
+    for y in outputs:
+        if y not in graph:
+            near = did_you_mean(str(y), list(graph.outputs) or list(graph.names()))
+            raise UsageError("unknown-name", f"cotangent given for '{y}', which is not a value of the graph",
+                             hint=f"did you mean '{near}'?" if near else f"its outputs: {', '.join(graph.outputs)}")
+        if not _float(types[y]):
+            raise UsageError("dtype-mismatch", f"cotangent given for '{y}', which is {types[y].dtype}; only float "
+                             "values have cotangents")
+    wrt = list(dict.fromkeys(check_wrt(graph, wrt)))
+    target_types = {w: types[w] for w in wrt}
+    shown = list(dict.fromkeys([*graph.outputs, *outputs]))
+    graph = _restricted(graph, shown)
+    b = GraphBuilder(graph)
+    cots = {y: b.add_input(_free(b, cotangent_name(y)), y) for y in outputs}
+    acc = _backward(b, graph, cots, wrt)
+    grads = {w: _target_output(b, graph, acc, w, target_types[w]) for w in wrt}
+    doc = (f"vector-Jacobian products of {', '.join(outputs)} with respect to {', '.join(wrt)}"
+           + (f" ({graph.name})" if graph.name else ""))
+    out = b.graph_with([*shown, *grads.values()], None, doc)
+    return Gradient(out, graph, None, tuple(wrt), grads, acc.contribs, acc.total, acc.sums, cots)
+
+
+def _free(b: GraphBuilder, name: str) -> str:
+    return b.fresh(name) if name in b.types else name
 
 
 def _seed(b: GraphBuilder, graph: Graph, loss: str) -> str:

@@ -106,7 +106,8 @@ def plugin_option(f):
     return wrapper
 
 
-OUTPUT_OPTIONS = ("out_path", "emit_graph", "junit")  # the parameters of every command that name a file it writes
+OUTPUT_OPTIONS = ("out_path", "emit_graph", "junit", "out")  # the parameters of every command that name a file it writes
+_FLAG_TEXT = {"out_path": "-o", "out": "OUT"}  # how the hint names them (else --<name>)
 
 
 def refuse_clobber(kwargs: dict, plugins=()) -> None:
@@ -125,8 +126,7 @@ def refuse_clobber(kwargs: dict, plugins=()) -> None:
             same = os.path.exists(src) and os.path.samefile(src, out)
             inside = os.path.isdir(src) and not same and _graph_in_folder(out, src)
             if same or inside:
-                flag = next(f"--{k.replace('_', '-')}" if k != "out_path" else "-o"
-                            for k in OUTPUT_OPTIONS if kwargs.get(k) == out)
+                flag = next(_FLAG_TEXT.get(k, f"--{k.replace('_', '-')}") for k in OUTPUT_OPTIONS if kwargs.get(k) == out)
                 raise UsageError("overwrites-input", f"refusing to overwrite the input file {out}: this command reads it"
                                  + (f" (a graph file in {src})" if inside else ""),
                                  hint=f"choose another {flag} path")
@@ -192,6 +192,31 @@ def load_graph(path: str, dims: dict | None = None, dtype: str | None = None, ch
     graph = api_load(path, dims)
     if dims and check_dims:
         check_dim_names(graph, dims)
+    if dtype:
+        from ..interp import at_precision
+
+        graph = at_precision(graph, dtype)
+    return graph
+
+
+def loss_option(f):
+    """--loss EXPR: a scalar loss over the model's outputs and extra data (gtool/loss.py);
+    commands apply it with `apply_loss` right after loading the graph."""
+    return click.option("--loss", "loss_expr", metavar="EXPR",
+                        help="Differentiate this scalar, written in the shorthand over the model's values, e.g. "
+                             "\"cross_entropy(logits, t)\" or \"sum(y * r)\"; names the model lacks are inputs "
+                             "typed from their --input/--inputs data.")(f)
+
+
+def apply_loss(graph, loss_expr: str | None, data: dict, of: str | None = None, dtype: str | None = None):
+    """`graph` with `--loss` as its loss (unchanged without one), then cast to `--dtype` if given."""
+    if not loss_expr:
+        return graph
+    if of:
+        raise UsageError("usage", "--loss and --of do not combine: --loss is the scalar to differentiate")
+    from ..loss import with_loss
+
+    graph = with_loss(graph, loss_expr, data["inputs"])
     if dtype:
         from ..interp import at_precision
 

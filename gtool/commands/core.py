@@ -11,7 +11,17 @@ from .. import api, report
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError
 from ..format.write import refuse_input, save_graph, write_atomic
 from ..validate import check_file, expand_paths
-from .common import backend_option, check_dim_names, data_options, format_option, load_graph, parse_dims, plugin_option
+from .common import (
+    apply_loss,
+    backend_option,
+    check_dim_names,
+    data_options,
+    format_option,
+    load_graph,
+    loss_option,
+    parse_dims,
+    plugin_option,
+)
 
 
 @click.command()
@@ -137,14 +147,16 @@ def run(path, data, dtype, check_numerics, out_path, backend, fmt):
 @click.option("--mode", type=click.Choice(["reverse", "forward"]), default="reverse", show_default=True,
               help="reverse: one backward pass; forward: one JVP per input element (for checking).")
 @click.option("--emit-graph", metavar="OUT.yaml", help="Write the gradient graph as a gtool file.")
+@loss_option
 @data_options
 @_run_options
 @backend_option
 @format_option()
 @plugin_option
-def grad(path, wrt, of, mode, emit_graph, data, dtype, check_numerics, out_path, backend, fmt):
+def grad(path, wrt, of, mode, emit_graph, loss_expr, data, dtype, check_numerics, out_path, backend, fmt):
     """Compute the loss and its gradients."""
-    graph = load_graph(path, data["dims"], dtype)
+    graph = load_graph(path, data["dims"], None if loss_expr else dtype)
+    graph = apply_loss(graph, loss_expr, data, of, dtype)
     targets = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
     gr = api.gradient(graph, targets, of)
     info = {"loss": gr.loss, "wrt": list(gr.wrt)}

@@ -14,7 +14,16 @@ from ..format.write import refuse_input, write_atomic
 from ..gradcheck import DEFAULTS, FORWARD_RTOL, FULL_LIMIT, Result, failure_details, failure_line, junit_xml
 from ..gradcheck import grad_check as check_graph
 from ..validate import expand_paths
-from .common import backend_option, check_dim_names, data_options, format_option, load_graph, plugin_option
+from .common import (
+    apply_loss,
+    backend_option,
+    check_dim_names,
+    data_options,
+    format_option,
+    load_graph,
+    loss_option,
+    plugin_option,
+)
 
 _D64, _D32 = DEFAULTS["float64"], DEFAULTS["float32"]
 
@@ -42,12 +51,13 @@ _D64, _D32 = DEFAULTS["float64"], DEFAULTS["float32"]
               help="Precision of the check; graphs are cast to it (float32 is too coarse to trust).")
 @click.option("--strict", is_flag=True, help="Count entries at a kink (relu at 0, max ties) as failures.")
 @click.option("--junit", "junit", metavar="FILE.xml", help="Also write a JUnit XML report (one test per target).")
+@loss_option
 @data_options
 @backend_option
 @format_option("text", "json")
 @plugin_option
 def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rtol, atol, eps, dtype, strict,
-                junit, data, backend, fmt):
+               junit, loss_expr, data, backend, fmt):
     """Check reverse-mode gradients against central finite differences, in float64.
 
     Exit status 0 when every target of every file passes, 1 when any fails (or a file is
@@ -68,7 +78,7 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
     loaded: list[tuple[str, object]] = []  # (path, Graph, or the failed Result of an invalid file), in order
     for path in files:
         try:
-            loaded.append((path, load_graph(path, data["dims"], check_dims=False)))
+            loaded.append((path, apply_loss(load_graph(path, data["dims"], check_dims=False), loss_expr, data, of)))
         except UsageError:
             raise
         except GraphError as e:

@@ -6,7 +6,7 @@ import click
 
 from .. import report
 from ..errors import UsageError
-from .common import backend_option, data_options, format_option, load_graph, plugin_option
+from .common import apply_loss, backend_option, data_options, format_option, load_graph, loss_option, plugin_option
 
 
 def _targets(wrt: str | None) -> list[str] | None:
@@ -31,12 +31,13 @@ def _targets(wrt: str | None) -> list[str] | None:
               help="Layout direction: top to bottom or left to right.")
 @click.option("--max-nodes", type=click.IntRange(min=1), default=None, metavar="N",
               help="Collapse a bigger graph by name prefix into at most N boxes.")
+@loss_option
 @data_options
 @backend_option
 @format_option()
 @plugin_option
 def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, saved, legend, rankdir, max_nodes,
-           data, backend, fmt):
+           loss_expr, data, backend, fmt):
     """Draw a graph as Graphviz DOT (or an image): shapes on edges, values, gradients, saved tensors.
 
     `gtool render --diff OLD NEW` draws two graphs side by side. See docs/render.md.
@@ -52,7 +53,7 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
             raise UsageError("usage", f"--diff wants two files, OLD and NEW; got {len(paths)}")
         if show_values or show_grads or backward:
             raise UsageError("usage", "--diff does not combine with --values, --grads or --backward")
-        old, new = (load_graph(p, data["dims"], check_dims=False) for p in paths)
+        old, new = (apply_loss(load_graph(p, data["dims"], check_dims=False), loss_expr, data, of) for p in paths)
         kw = dict(labels=tuple(paths), rankdir=rankdir, legend=legend, max_nodes=max_nodes)
         text = r.diff_to_dot(old, new, **kw)
         plain = lambda: r.diff_to_dot(old, new, **kw, html_labels=False)
@@ -62,7 +63,7 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
         if backward and show_grads:
             raise UsageError("usage", "--grads does not combine with --backward: the gradient graph's nodes are "
                              "the gradients; use --backward --values to see their values")
-        graph = load_graph(paths[0], data["dims"])
+        graph = apply_loss(load_graph(paths[0], data["dims"]), loss_expr, data, of)
         run = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"])
         targets = _targets(wrt)
         values = grads = None
@@ -88,15 +89,16 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
 @click.argument("path", metavar="FILE")
 @click.option("--wrt", metavar="A,B", help="Differentiate with respect to these (default: params, else float inputs).")
 @click.option("--of", "of", metavar="NAME", help="The scalar to differentiate (default: the loss).")
+@loss_option
 @data_options
 @format_option()
 @plugin_option
-def explain(path, wrt, of, data, fmt):
+def explain(path, wrt, of, loss_expr, data, fmt):
     """Explain the backward pass step by step: forward values, then each node's upstream gradient,
     local derivatives and contributions, and the sums at fan-outs. See docs/explain.md."""
     from .. import explain as ex
 
-    graph = load_graph(path, data["dims"])
+    graph = apply_loss(load_graph(path, data["dims"]), loss_expr, data, of)
     steps = ex.explain(graph, data["inputs"], wrt=_targets(wrt), of=of, random_inputs=data["random_inputs"],
                        seed=data["seed"], dims=data["dims"])
     if fmt == "json":

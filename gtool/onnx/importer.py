@@ -105,6 +105,11 @@ def load_onnx(path: str) -> Graph:
 def import_model(model, path: str) -> Graph:
     """ONNX ModelProto -> Graph: see the module docstring."""
     onnx = require_onnx()
+    from .meta import restore  # a model gtool exported: its graph back, metadata applied (docs/onnx.md)
+
+    restored = restore(model, path, import_model)
+    if restored is not None:
+        return restored
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise GraphError("onnx-bad-model", "the model imports no version of the default ONNX domain", path=path)
