@@ -260,3 +260,56 @@ def test_the_size_cap_is_checked_before_reading(mlp, monkeypatch, capsys):
     monkeypatch.setattr(importer, "MAX_ONNX_BYTES", 100)
     status, out, err = gtool_cli(capsys, "validate", mlp)
     assert status == 2 and "larger than" in out + err
+
+
+# attribute-vs-input changes between opsets, against onnxruntime ----------------------------------
+
+I64 = TensorProto.INT64
+
+
+def _init(name, values):
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+OPSET_CASES = {
+    "ReduceSum-11-attr": (11, helper.make_node("ReduceSum", ["x"], ["y"], axes=[1], keepdims=0), []),
+    "ReduceSum-13-input": (13, helper.make_node("ReduceSum", ["x", "ax"], ["y"], keepdims=1), [_init("ax", [-1, 0])]),
+    "ReduceSum-13-noop": (13, helper.make_node("ReduceSum", ["x"], ["y"], noop_with_empty_axes=1), []),
+    "ReduceMean-13-attr": (13, helper.make_node("ReduceMean", ["x"], ["y"], axes=[0, 2]), []),
+    "ReduceMean-18-input": (18, helper.make_node("ReduceMean", ["x", "ax"], ["y"], keepdims=0), [_init("ax", [2])]),
+    "ReduceMax-13-attr": (13, helper.make_node("ReduceMax", ["x"], ["y"], axes=[1], keepdims=0), []),
+    "ReduceMax-18-all": (18, helper.make_node("ReduceMax", ["x"], ["y"]), []),
+    "ReduceLogSumExp-13-attr": (13, helper.make_node("ReduceLogSumExp", ["x"], ["y"], axes=[-1]), []),
+    "ReduceLogSumExp-18-input": (18, helper.make_node("ReduceLogSumExp", ["x", "ax"], ["y"]), [_init("ax", [0])]),
+    "Squeeze-11-attr": (11, helper.make_node("Squeeze", ["x1"], ["y"], axes=[1]), []),
+    "Squeeze-13-input": (13, helper.make_node("Squeeze", ["x1", "ax"], ["y"]), [_init("ax", [-2])]),
+    "Unsqueeze-11-attr": (11, helper.make_node("Unsqueeze", ["x"], ["y"], axes=[0, 4]), []),
+    "Unsqueeze-13-input": (13, helper.make_node("Unsqueeze", ["x", "ax"], ["y"]), [_init("ax", [1, -1])]),
+    "Clip-6-attrs": (6, helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.25), []),
+    "Clip-13-max-only": (13, helper.make_node("Clip", ["x", "", "hi"], ["y"]),
+                         [numpy_helper.from_array(np.array(0.3, np.float32), "hi")]),
+    "Slice-9-attrs": (9, helper.make_node("Slice", ["x"], ["y"], starts=[1, -3], ends=[100, -1], axes=[1, 2]), []),
+    "Slice-13-steps": (13, helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"]),
+                       [_init("st", [-1, 0]), _init("en", [-100, 5]), _init("ax", [2, 1]), _init("sp", [-2, 2])]),
+    "Softmax-11-last": (11, helper.make_node("Softmax", ["x"], ["y"], axis=-1), []),
+    "LogSoftmax-11-coerced": (11, helper.make_node("LogSoftmax", ["x"], ["y"]), []),
+}
+
+
+@pytest.mark.parametrize("case", list(OPSET_CASES))
+def test_attribute_and_input_forms_match_onnxruntime(tmp_path, case):
+    ort = pytest.importorskip("onnxruntime")
+    opset, node, inits = OPSET_CASES[case]
+    x = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+    feeds = {"x1": x[:, :1, :]} if node.input[0] == "x1" else {"x": x}
+    name = node.input[0]
+    model = helper.make_model(helper.make_graph([node], "m", [helper.make_tensor_value_info(name, F, list(feeds[name].shape))],
+                                                [helper.make_tensor_value_info("y", F, None)], inits),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = gtool.run(gtool.load(path), feeds)["y"]
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -186,8 +186,18 @@ def _cast_to(ctx: ImportContext, node: OnnxNode, x: str, dtype: str) -> str:
 
 @converter("Cast")
 def cast(ctx: ImportContext, node: OnnxNode) -> list[str]:
+    """A cast; to a float8 type with `saturate` (the default) out-of-range values and ±inf
+    become the largest finite value first (ONNX), where a plain conversion gives NaN or inf."""
     (x,) = ctx.inputs(node, 1)
-    return [_cast_to(ctx, node, x, gtool_dtype(ctx.attr(node, "to"), ctx, "Cast's target type 'to'"))]
+    dtype = gtool_dtype(ctx.attr(node, "to"), ctx, "Cast's target type 'to'")
+    if dtype.startswith("float8") and ctx.attr(node, "saturate", 1) and _dtype(ctx, x).startswith("float"):
+        import ml_dtypes
+
+        top = float(ml_dtypes.finfo(getattr(ml_dtypes, dtype)).max)
+        src = _dtype(ctx, x)
+        x = ctx.add("maximum", [x, ctx.const(np.array(-top, src))], {}, node)
+        x = ctx.add("minimum", [x, ctx.const(np.array(top, src))], {}, node)
+    return [_cast_to(ctx, node, x, dtype)]
 
 
 @converter("CastLike")

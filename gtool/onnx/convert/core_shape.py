@@ -188,10 +188,14 @@ def slice_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """Per axis: step 1 is gtool's slice; other steps (negative ones too) pick the indices
     with take_along_axis. Starts and ends are clamped as ONNX (and Python) clamp them."""
     x = ctx.name(node.input[0])
-    starts = _ints(ctx.static(node, 1, "starts"))
-    ends = _ints(ctx.static(node, 2, "ends"))
-    axes = _ints(ctx.static(node, 3, "axes", np.arange(len(starts))))
-    steps = _ints(ctx.static(node, 4, "steps", np.ones(len(starts), np.int64)))
+    if ctx.opset < 10:  # starts, ends, axes were attributes; no steps
+        starts, ends = ctx.attr(node, "starts"), ctx.attr(node, "ends")
+        axes, steps = ctx.attr(node, "axes", list(range(len(starts)))), [1] * len(starts)
+    else:
+        starts = _ints(ctx.static(node, 1, "starts"))
+        ends = _ints(ctx.static(node, 2, "ends"))
+        axes = _ints(ctx.static(node, 3, "axes", np.arange(len(starts))))
+        steps = _ints(ctx.static(node, 4, "steps", np.ones(len(starts), np.int64)))
     y = x
     for s, e, a, st in zip(starts, ends, axes, steps):
         xs = ctx.shape(y)
