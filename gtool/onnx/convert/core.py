@@ -218,10 +218,24 @@ def constant(ctx: ImportContext, node: OnnxNode) -> list:
             return [ctx.attr(node, "value")]
         if a.name in _CONSTANT_ATTRS:
             return [np.array(ctx.attr(node, a.name), dtype=_CONSTANT_ATTRS[a.name])]
+        if a.name == "sparse_value":
+            return [_dense(a.sparse_tensor)]
         if a.name in ("value_string", "value_strings"):
             ctx.unsupported(node, "a string constant: gtool tensors hold numbers and bools only")
     ctx.unsupported(node, f"a Constant with attributes {[a.name for a in node.attribute]}")
     return []
+
+
+def _dense(sparse) -> np.ndarray:
+    """A SparseTensorProto as a dense array (indices flat, or one row of coordinates each)."""
+    from onnx import numpy_helper
+
+    values, index = numpy_helper.to_array(sparse.values), numpy_helper.to_array(sparse.indices)
+    dims = tuple(sparse.dims)
+    out = np.zeros(int(np.prod(dims, dtype=np.int64)), dtype=values.dtype)
+    flat = index if index.ndim == 1 else np.ravel_multi_index(tuple(index.T), dims)
+    out[flat] = values
+    return out.reshape(dims)
 
 
 @converter("Shape")
