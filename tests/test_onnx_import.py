@@ -335,3 +335,22 @@ def test_every_constant_form_matches_the_reference(tmp_path, attr, value):
     got = gtool.run(gtool.load(path))["y"]
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_pytorch_export_with_a_dynamic_batch_runs_at_any_batch(capsys):
+    """torch.onnx.export with dynamic_axes writes x.reshape(x.shape[0], -1) as
+    Shape -> Gather -> Unsqueeze -> Concat -> Reshape; it folds into reshape [batch, 6], and
+    values and gradients match torch's (tests/data/onnx/make_dynamic_model.py) at two batches."""
+    from pathlib import Path
+
+    here = Path(__file__).parent / "data" / "onnx"
+    path, data = here / "torch_dynamic_float64.onnx", np.load(here / "torch_dynamic_float64.npz")
+    status, out, _ = gtool_cli(capsys, "shapes", path, "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)["nodes"]}
+    assert rows["x"]["shape"] == ["batch", 2, 3] and rows["y"]["shape"] == ["batch", 4]
+    graph = gtool.load(path)
+    for b in (3, 7):
+        got = gtool.run(graph, {"x": data[f"input:x:{b}"]})["y"]
+        np.testing.assert_allclose(got, data[f"output:y:{b}"], rtol=1e-12, atol=1e-14)
+    _, grads = gtool.vjp(graph, {"x": data["input:x:3"]}, cotangents={"y": data["cot:y:3"]}, wrt=["fc.weight"])
+    np.testing.assert_allclose(grads["fc.weight"], data["grad:fc.weight:3"], rtol=1e-12, atol=1e-14)
