@@ -291,6 +291,8 @@ OPSET_CASES = {
     "Slice-9-attrs": (9, helper.make_node("Slice", ["x"], ["y"], starts=[1, -3], ends=[100, -1], axes=[1, 2]), []),
     "Slice-13-steps": (13, helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"]),
                        [_init("st", [-1, 0]), _init("en", [-100, 5]), _init("ax", [2, 1]), _init("sp", [-2, 2])]),
+    "Split-11-attr": (11, helper.make_node("Split", ["x"], ["z", "y"], axis=2, split=[1, 3]), []),
+    "Split-18-num_outputs": (18, helper.make_node("Split", ["x"], ["z", "y"], axis=1, num_outputs=2), []),
     "Softmax-11-last": (11, helper.make_node("Softmax", ["x"], ["y"], axis=-1), []),
     "LogSoftmax-11-coerced": (11, helper.make_node("LogSoftmax", ["x"], ["y"]), []),
 }

@@ -230,3 +230,40 @@ def _slice_axis(ctx, node, y: str, d: Dim, a: int, rank: int, s: int, e: int, st
 
 def _index(v) -> int | str:
     return v.to_json() if isinstance(v, Dim) else int(v)
+
+
+@converter("Split", static=(1,))
+def split(ctx: ImportContext, node: OnnxNode) -> list[str]:
+    """Pieces along `axis` as gtool slices. Sizes: input 1 (opset 13+) or the `split`
+    attribute (before 13); without them equal parts, one per output, or since opset 18
+    `num_outputs` parts of ceil(n / num_outputs) (the last one smaller)."""
+    x = ctx.name(node.input[0])
+    xs = ctx.shape(x)
+    rank = len(xs)
+    axis = ctx.attr(node, "axis", 0)
+    if not -rank <= axis < rank:
+        ctx.unsupported(node, f"axis {axis} for rank {rank}")
+    axis %= rank
+    d = xs[axis]
+    outputs = len(node.output)
+    sizes = ctx.attr(node, "split") if ctx.opset < 13 else None
+    if sizes is None and ctx.has_input(node, 1):
+        sizes = _ints(ctx.static(node, 1, "the split sizes"))
+    if sizes is None and not d.is_const:
+        ctx.unsupported(node, f"equal parts of a symbolic dim {d}")
+    if sizes is None:
+        n = d.value
+        parts = ctx.attr(node, "num_outputs", outputs)
+        size = -(-n // parts)
+        if ctx.opset < 18 and n % parts:
+            ctx.unsupported(node, f"{n} does not split into {parts} equal parts")
+        sizes = [min(size, n - k * size) for k in range(parts)]
+    if len(sizes) != outputs or any(s < 1 for s in sizes) or (d.is_const and sum(sizes) != d.value):
+        ctx.unsupported(node, f"split sizes {list(sizes)} for {outputs} outputs along a dim of {d} "
+                        "(gtool dims are >= 1)")
+    out, start = [], 0
+    for s in sizes:
+        stop = start + s
+        out.append(ctx.add("slice", [x], {"axis": axis, "start": start, "stop": stop}, node))
+        start = stop
+    return out
