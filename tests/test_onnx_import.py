@@ -356,3 +356,32 @@ def test_a_pytorch_export_with_a_dynamic_batch_runs_at_any_batch(capsys):
         np.testing.assert_allclose(got, data[f"output:y:{b}"], rtol=1e-12, atol=1e-14)
     _, grads = gtool.vjp(graph, {"x": data["input:x:3"]}, cotangents={"y": data["cot:y:3"]}, wrt=["fc.weight"])
     np.testing.assert_allclose(grads["fc.weight"], data["grad:fc.weight:3"], rtol=1e-12, atol=1e-14)
+
+
+def test_every_truncation_and_bit_flip_is_a_graph_error_never_a_crash(mlp, tmp_path):
+    """Damaged files (cut at every 7th byte, one byte flipped at every 5th) either load or
+    raise GraphError: no other exception escapes."""
+    blob = mlp.read_bytes()
+    bad = tmp_path / "bad.onnx"
+    damaged = [blob[:k] for k in range(0, len(blob), 7)]
+    damaged += [blob[:k] + bytes([blob[k] ^ 0x5A]) + blob[k + 1:] for k in range(0, len(blob), 5)]
+    for data in damaged:
+        bad.write_bytes(data)
+        try:
+            gtool.load(bad)
+        except GraphError:
+            pass
+
+
+@pytest.mark.parametrize("value, code, text", [
+    ("not a list", "onnx-bad-model", "Mismatched attribute type in 'T_0 : perm'"),  # the checker's
+    ([5, 7], "bad-axis", "node 0 'T_0' (Transpose): perm entry 5 is out of range for rank 2"),  # gtool's shape rule
+])
+def test_a_bad_attribute_is_refused_with_the_node_named(tmp_path, value, code, text):
+    path = tmp_path / "m.onnx"
+    node = helper.make_node("Transpose", ["x"], ["y"], name="T_0")
+    node.attribute.append(helper.make_attribute("perm", value))
+    save(path, [node], [helper.make_tensor_value_info("x", F, [2, 3])], [helper.make_tensor_value_info("y", F, [3, 2])])
+    with pytest.raises(GraphError) as info:
+        gtool.load(path)
+    assert info.value.code == code and text in str(info.value)

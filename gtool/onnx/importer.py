@@ -209,7 +209,11 @@ def _convert(ctx: ImportContext, node) -> None:
     if conv is None:
         domain = f" of domain '{node.domain}'" if node.domain not in ("", "ai.onnx") else ""
         ctx.unsupported(node, f"op {node.op_type}{domain} (opset {ctx.opset}) has no gtool converter")
-    results = conv.fn(ctx, node)
+    try:
+        results = conv.fn(ctx, node)
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:  # a malformed node, e.g. an
+        # attribute of the wrong type: refused with the node named, never a traceback
+        raise ctx.error("onnx-unsupported", f"cannot convert this node ({type(e).__name__}: {e})", node) from None
     if len(results) < len([o for o in node.output if o]):
         raise ctx.error("onnx-unsupported", f"the converter gives {len(results)} outputs; the node has "
                         f"{len(node.output)}", node)
