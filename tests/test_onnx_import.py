@@ -385,3 +385,23 @@ def test_a_bad_attribute_is_refused_with_the_node_named(tmp_path, value, code, t
     with pytest.raises(GraphError) as info:
         gtool.load(path)
     assert info.value.code == code and text in str(info.value)
+
+
+def test_a_symbolic_shape_used_as_data_is_computed_at_run_time(tmp_path):
+    """mean over a dynamic batch written as sum / Cast(Shape(x)[0]), and Shape(x) as an
+    output: both follow the batch size of the run."""
+    path = tmp_path / "dyn.onnx"
+    save(path, [helper.make_node("Shape", ["x"], ["shp"]),
+                helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+                helper.make_node("Cast", ["n"], ["nf"], to=F),
+                helper.make_node("ReduceSum", ["x", "zero1"], ["s"], keepdims=0),
+                helper.make_node("Div", ["s", "nf"], ["m"])],
+         [helper.make_tensor_value_info("x", F, ["N", 4])],
+         [helper.make_tensor_value_info("m", F, [4]), helper.make_tensor_value_info("shp", TensorProto.INT64, [2])],
+         [numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array([0], np.int64), "zero1")])
+    graph = gtool.load(path)
+    for n in (3, 5):
+        x = RNG.standard_normal((n, 4)).astype(np.float32)
+        out = gtool.run(graph, {"x": x})
+        np.testing.assert_allclose(out["m"], x.sum(axis=0) / np.float32(n), rtol=1e-6)
+        assert out["shp"].dtype == np.int64 and out["shp"].tolist() == [n, 4]

@@ -240,9 +240,10 @@ class ImportContext:
 
         from .dtypes import gtool_dtype_of_numpy
 
-        if value.dtype == object:
-            raise self.error("onnx-unsupported", "a shape computed from symbolic dims is used as data; gtool "
-                             "can use it only where a shape is expected (Reshape, Expand, ...)")
+        if value.dtype == object:  # a shape value with symbolic dims: computed from the inputs' sizes
+            from .dimvalues import materialise_dims
+
+            return materialise_dims(self, value)
         dtype = gtool_dtype_of_numpy(value.dtype, self)
         if 0 in value.shape:
             self.unsupported(self.onnx_node, f"an empty tensor of shape {list(value.shape)} (gtool dims are >= 1)")
