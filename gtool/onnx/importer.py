@@ -214,6 +214,8 @@ def _convert(ctx: ImportContext, node) -> None:
     except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:  # a malformed node, e.g. an
         # attribute of the wrong type: refused with the node named, never a traceback
         raise ctx.error("onnx-unsupported", f"cannot convert this node ({type(e).__name__}: {e})", node) from None
+    if conv.strict:
+        ctx.check_attributes(node)
     if len(results) < len([o for o in node.output if o]):
         raise ctx.error("onnx-unsupported", f"the converter gives {len(results)} outputs; the node has "
                         f"{len(node.output)}", node)

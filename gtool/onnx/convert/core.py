@@ -37,9 +37,9 @@ def _binary(gop: str):
 
 
 for _op, _gop in _UNARY.items():
-    converter(_op)(_unary(_gop))
+    converter(_op, strict=True)(_unary(_gop))
 for _op, _gop in _BINARY.items():
-    converter(_op)(_binary(_gop))
+    converter(_op, strict=True)(_binary(_gop))
 
 
 def dims_attr(shape) -> list:
@@ -53,13 +53,13 @@ def _dtype(ctx: ImportContext, name: str) -> str:
 
 @converter("Identity", skips={
     "test_identity_sequence": "a sequence-typed input: gtool values are tensors only",
-    "test_identity_opt": "an optional-typed input: gtool values are tensors only"})
+    "test_identity_opt": "an optional-typed input: gtool values are tensors only"}, strict=True)
 def identity(ctx: ImportContext, node: OnnxNode) -> list[str]:
     (x,) = ctx.inputs(node, 1)
     return [ctx.add("identity", [x], {}, node)]
 
 
-@converter("Div")
+@converter("Div", strict=True)
 def div(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """Float division is `div`; on integers ONNX truncates toward zero (C), which `trunc_div` does
     (NumPy's // floors: -7 // 2 is -4, ONNX gives -3)."""
@@ -69,7 +69,7 @@ def div(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [ctx.add("div", [a, b], {}, node)]
 
 
-@converter("Pow")
+@converter("Pow", strict=True)
 def pow_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """ONNX Pow's result has the base's type whatever the exponent's (float32 ** int64 is float32,
     int64 ** float32 is int64): gtool promotes, then the result is cast back to the base's dtype."""
@@ -80,25 +80,25 @@ def pow_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [y]
 
 
-@converter("Not")
+@converter("Not", strict=True)
 def not_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     (x,) = ctx.inputs(node, 1)
     return [ctx.add("equal", [x, ctx.const(np.array(False))], {}, node)]
 
 
-@converter("Where")
+@converter("Where", strict=True)
 def where(ctx: ImportContext, node: OnnxNode) -> list[str]:
     c, a, b = ctx.inputs(node, 3)
     return [ctx.add("where", [c, a, b], {}, node)]
 
 
-@converter("MatMul")
+@converter("MatMul", strict=True)
 def matmul(ctx: ImportContext, node: OnnxNode) -> list[str]:
     a, b = ctx.inputs(node, 2)
     return [ctx.add("matmul", [a, b], {}, node)]
 
 
-@converter("Gemm")
+@converter("Gemm", strict=True)
 def gemm(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """Y = alpha * A' B' + beta * C, with A' = A or Aᵀ (transA), B' likewise."""
     a, b, c = ctx.inputs(node, 3)
@@ -131,22 +131,22 @@ def _fold_inputs(ctx: ImportContext, node: OnnxNode, gop: str) -> str:
     return acc if len(names) > 1 else ctx.add("identity", [acc], {}, node)
 
 
-@converter("Max")
+@converter("Max", strict=True)
 def max_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [_fold_inputs(ctx, node, "maximum")]
 
 
-@converter("Min")
+@converter("Min", strict=True)
 def min_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [_fold_inputs(ctx, node, "minimum")]
 
 
-@converter("Sum")
+@converter("Sum", strict=True)
 def sum_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [_fold_inputs(ctx, node, "add")]
 
 
-@converter("Mean")
+@converter("Mean", strict=True)
 def mean_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     total = _fold_inputs(ctx, node, "add")
     n = len([i for i in node.input if i])
@@ -155,7 +155,7 @@ def mean_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [ctx.add("div", [total, ctx.const(np.array(n, _dtype(ctx, total)))], {}, node)]
 
 
-@converter("Clip")
+@converter("Clip", strict=True)
 def clip(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """min(max(x, lo), hi), as NumPy's clip (lo > hi gives hi); bounds are inputs since opset 11."""
     x = ctx.name(node.input[0])
@@ -184,13 +184,14 @@ def _cast_to(ctx: ImportContext, node: OnnxNode, x: str, dtype: str) -> str:
     return ctx.add("cast", [x], {"dtype": dtype}, node)
 
 
-@converter("Cast")
+@converter("Cast", strict=True)
 def cast(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """A cast; to a float8 type with `saturate` (the default) out-of-range values and ±inf
     become the largest finite value first (ONNX), where a plain conversion gives NaN or inf."""
     (x,) = ctx.inputs(node, 1)
     dtype = gtool_dtype(ctx.attr(node, "to"), ctx, "Cast's target type 'to'")
-    if dtype.startswith("float8") and ctx.attr(node, "saturate", 1) and _dtype(ctx, x).startswith("float"):
+    saturate = ctx.attr(node, "saturate", 1)  # only float8 targets saturate (ONNX); read for every cast
+    if dtype.startswith("float8") and saturate and _dtype(ctx, x).startswith("float"):
         import ml_dtypes
 
         top = float(ml_dtypes.finfo(getattr(ml_dtypes, dtype)).max)
@@ -200,9 +201,11 @@ def cast(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [_cast_to(ctx, node, x, dtype)]
 
 
-@converter("CastLike")
+@converter("CastLike", strict=True)
 def cast_like(ctx: ImportContext, node: OnnxNode) -> list[str]:
     x, like = ctx.inputs(node, 2)
+    if ctx.attr(node, "saturate", 1) == 0 and _dtype(ctx, like).startswith("float8"):
+        ctx.unsupported(node, "saturate=0 to a float8 type")
     return [_cast_to(ctx, node, x, _dtype(ctx, like))]
 
 
@@ -210,9 +213,10 @@ _CONSTANT_ATTRS = {"value_float": np.float32, "value_floats": np.float32, "value
                    "value_ints": np.int64}
 
 
-@converter("Constant")
+@converter("Constant", strict=True)
 def constant(ctx: ImportContext, node: OnnxNode) -> list:
     """Its value, known at load (normally folded before any converter runs)."""
+    ctx.read.update(a.name for a in node.attribute)
     for a in node.attribute:
         if a.name == "value":
             return [ctx.attr(node, "value")]
@@ -238,7 +242,7 @@ def _dense(sparse) -> np.ndarray:
     return out.reshape(dims)
 
 
-@converter("Shape")
+@converter("Shape", strict=True)
 def shape(ctx: ImportContext, node: OnnxNode) -> list:
     """Known at load: ints for static dims, gtool dims (symbolic) otherwise."""
     from ..fold import as_shape_value
@@ -249,7 +253,7 @@ def shape(ctx: ImportContext, node: OnnxNode) -> list:
     return [as_shape_value(list(dims)[slice(start, end)])]
 
 
-@converter("Size")
+@converter("Size", strict=True)
 def size(ctx: ImportContext, node: OnnxNode) -> list:
     from ..fold import as_shape_value
 

@@ -17,24 +17,31 @@ from .core import dims_attr
 _BIG = 2**31 - 1  # ends at or past this mean "to the end" (INT_MAX, INT64_MAX)
 
 
+def _empty(value) -> bool:
+    return value is not None and value.size == 0
+
+
 def _ints(value) -> list:
     return [v if isinstance(v, Dim) else int(v) for v in np.ravel(value).tolist()]
 
 
-@converter("Transpose")
+@converter("Transpose", strict=True)
 def transpose(ctx: ImportContext, node: OnnxNode) -> list[str]:
     (x,) = ctx.inputs(node, 1)
     perm = ctx.attr(node, "perm")
     return [ctx.add("transpose", [x], {"perm": None if perm is None else list(perm)}, node)]
 
 
-@converter("Concat")
+@converter("Concat", strict=True)
 def concat(ctx: ImportContext, node: OnnxNode) -> list[str]:
-    names = [ctx.name(i) for i in node.input if i]
+    """Empty pieces known at load (a Split's part of size 0) add nothing and are left out."""
+    names = [ctx.name(i) for i in node.input if i and not _empty(ctx.constant(i))]
+    if not names:
+        ctx.unsupported(node, "every input is empty (gtool dims are >= 1)")
     return [ctx.add("concat", names, {"axis": ctx.attr(node, "axis")}, node)]
 
 
-@converter("Reshape", static=(1,))
+@converter("Reshape", static=(1,), strict=True)
 def reshape(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """0 copies the input's dim (unless allowzero), -1 is solved by gtool's reshape."""
     x = ctx.name(node.input[0])
@@ -56,7 +63,7 @@ def reshape(ctx: ImportContext, node: OnnxNode) -> list[str]:
     return [ctx.add("reshape", [x], {"shape": out}, node)]
 
 
-@converter("Expand", static=(1,))
+@converter("Expand", static=(1,), strict=True)
 def expand(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """Bidirectional broadcasting: the result is broadcast(x.shape, shape)."""
     x = ctx.name(node.input[0])
@@ -77,13 +84,13 @@ def _axes(ctx: ImportContext, node: OnnxNode, k: int) -> list[int] | None:
     return None if axes is None else [int(a) for a in axes]
 
 
-@converter("Squeeze", static=(1,))
+@converter("Squeeze", static=(1,), strict=True)
 def squeeze(ctx: ImportContext, node: OnnxNode) -> list[str]:
     x = ctx.name(node.input[0])
     return [ctx.add("squeeze", [x], {"axis": _axes(ctx, node, 1)}, node)]
 
 
-@converter("Unsqueeze", static=(1,))
+@converter("Unsqueeze", static=(1,), strict=True)
 def unsqueeze(ctx: ImportContext, node: OnnxNode) -> list[str]:
     x = ctx.name(node.input[0])
     axes = _axes(ctx, node, 1)
@@ -102,8 +109,9 @@ def _reduce(gop: str, pre: str | None = None, post: str | None = None):
     def conv(ctx: ImportContext, node: OnnxNode) -> list[str]:
         x = ctx.name(node.input[0])
         axes = _axes(ctx, node, 1)
+        noop = ctx.attr(node, "noop_with_empty_axes", 0)
         if not axes:
-            if ctx.attr(node, "noop_with_empty_axes", 0):
+            if noop:
                 return [ctx.add("identity", [x], {}, node)]
             axes = None
         y = ctx.add(pre, [x], {}, node) if pre else x
@@ -122,7 +130,7 @@ for _op, _args in {"ReduceSum": ("sum",), "ReduceMean": ("mean",), "ReduceMax": 
                    "ReduceLogSumExp": ("logsumexp",), "ReduceSumSquare": ("sum", "square"),
                    "ReduceL1": ("sum", "abs"), "ReduceL2": ("sum", "square", "sqrt"),
                    "ReduceLogSum": ("sum", None, "log")}.items():
-    converter(_op, static=(1,))(_reduce(*_args))
+    converter(_op, static=(1,), strict=True)(_reduce(*_args))
 
 
 # softmax ----------------------------------------------------------------------------------------------
@@ -150,8 +158,8 @@ def _softmax(gop: str):
     return conv
 
 
-converter("Softmax")(_softmax("softmax"))
-converter("LogSoftmax")(_softmax("log_softmax"))
+converter("Softmax", strict=True)(_softmax("softmax"))
+converter("LogSoftmax", strict=True)(_softmax("log_softmax"))
 
 
 # indexing ---------------------------------------------------------------------------------------------
@@ -177,13 +185,13 @@ def take(ctx: ImportContext, node: OnnxNode, x: str, index: str, axis: int) -> s
     return y
 
 
-@converter("Gather")
+@converter("Gather", strict=True)
 def gather(ctx: ImportContext, node: OnnxNode) -> list[str]:
     x, index = ctx.inputs(node, 2)
     return [take(ctx, node, x, index, ctx.attr(node, "axis", 0))]
 
 
-@converter("Slice", static=(1, 2, 3, 4))
+@converter("Slice", static=(1, 2, 3, 4), strict=True)
 def slice_(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """Per axis: step 1 is gtool's slice; other steps (negative ones too) pick the indices
     with take_along_axis. Starts and ends are clamped as ONNX (and Python) clamp them."""
@@ -232,7 +240,7 @@ def _index(v) -> int | str:
     return v.to_json() if isinstance(v, Dim) else int(v)
 
 
-@converter("Split", static=(1,))
+@converter("Split", static=(1,), strict=True)
 def split(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """Pieces along `axis` as gtool slices. Sizes: input 1 (opset 13+) or the `split`
     attribute (before 13); without them equal parts, one per output, or since opset 18
@@ -247,23 +255,34 @@ def split(ctx: ImportContext, node: OnnxNode) -> list[str]:
     d = xs[axis]
     outputs = len(node.output)
     sizes = ctx.attr(node, "split") if ctx.opset < 13 else None
+    parts = ctx.attr(node, "num_outputs", outputs)
     if sizes is None and ctx.has_input(node, 1):
         sizes = _ints(ctx.static(node, 1, "the split sizes"))
     if sizes is None and not d.is_const:
         ctx.unsupported(node, f"equal parts of a symbolic dim {d}")
     if sizes is None:
         n = d.value
-        parts = ctx.attr(node, "num_outputs", outputs)
         size = -(-n // parts)
         if ctx.opset < 18 and n % parts:
             ctx.unsupported(node, f"{n} does not split into {parts} equal parts")
         sizes = [min(size, n - k * size) for k in range(parts)]
-    if len(sizes) != outputs or any(s < 1 for s in sizes) or (d.is_const and sum(sizes) != d.value):
-        ctx.unsupported(node, f"split sizes {list(sizes)} for {outputs} outputs along a dim of {d} "
-                        "(gtool dims are >= 1)")
+    if len(sizes) != outputs or any(s < 0 for s in sizes) or (d.is_const and sum(sizes) != d.value):
+        ctx.unsupported(node, f"split sizes {list(sizes)} for {outputs} outputs along a dim of {d}")
     out, start = [], 0
     for s in sizes:
         stop = start + s
-        out.append(ctx.add("slice", [x], {"axis": axis, "start": start, "stop": stop}, node))
+        out.append(_empty_piece(ctx, node, x, axis) if s == 0 else
+                   ctx.add("slice", [x], {"axis": axis, "start": start, "stop": stop}, node))
         start = stop
     return out
+
+
+def _empty_piece(ctx: ImportContext, node: OnnxNode, x: str, axis: int) -> np.ndarray:
+    """A part of size 0: known at load (it holds nothing); Concat leaves it out, any other use
+    is refused (gtool dims are >= 1)."""
+    shape = ctx.static_shape(x)
+    if shape is None:
+        ctx.unsupported(node, "an empty split part of a tensor with symbolic dims")
+    shape = list(shape)
+    shape[axis] = 0
+    return np.zeros(shape, dtype=ctx.type(x).dtype)

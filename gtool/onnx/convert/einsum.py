@@ -82,7 +82,7 @@ def _align(ctx, node, x: str, letters: list[str], union: list[str]) -> str:
     return x
 
 
-@converter("Einsum")
+@converter("Einsum", strict=True)
 def einsum(ctx: ImportContext, node: OnnxNode) -> list[str]:
     names = [ctx.name(i) for i in node.input if i]
     try:
