@@ -51,20 +51,28 @@ def run(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=None,
                           dim_values=dims, check_numerics=check_numerics)
 
 
-def gradient(graph: Graph, wrt=None, of: str | None = None) -> autodiff.Gradient:
+def gradient(graph: Graph, wrt=None, of: str | None = None, *, remat=None, dims: dict[str, int] | None = None,
+             inputs: dict | None = None) -> autodiff.Gradient:
     """The gradient graph with its meaning (cached per (wrt, of)): `.graph`, `.loss`, `.wrt`
-    and `.outputs` (target -> the output of `.graph` holding its gradient); see autodiff.Gradient."""
+    and `.outputs` (target -> the output of `.graph` holding its gradient); see autodiff.Gradient.
+
+    `remat` (`none`, `sqrt`, `cheap`, `budget=SIZE`) recomputes forward values in the backward
+    pass instead of keeping them (docs/memory.md); a budget is planned at `dims` / `inputs`' sizes."""
     wrt = _names(wrt)
     key = ("grad", wrt or None, of)
     g = graph.cache.get(key)
     if g is None:
         g = graph.cache[key] = autodiff.grad(graph, wrt, of)
+    if remat is not None:
+        from .memory.remat import for_graph
+
+        g = for_graph(graph, g, remat, dims, inputs)
     return g
 
 
-def grad(graph: Graph, wrt=None, of: str | None = None) -> Graph:
+def grad(graph: Graph, wrt=None, of: str | None = None, *, remat=None, dims: dict[str, int] | None = None) -> Graph:
     """The gradient graph (cached per (wrt, of)): outputs are the loss and one gradient per target."""
-    return gradient(graph, wrt, of).graph
+    return gradient(graph, wrt, of, remat=remat, dims=dims).graph
 
 
 def jvp(graph: Graph, wrt=None, of=None) -> Graph:
@@ -79,10 +87,11 @@ def jvp(graph: Graph, wrt=None, of=None) -> Graph:
 
 def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str | None = None, *, backend=None,
                    random_inputs: bool = False, seed: int = 0, dims: dict[str, int] | None = None,
-                   check_numerics: bool = False) -> tuple[float, dict[str, np.ndarray]]:
-    """(loss value, {target name: gradient array}), reusing the compiled gradient plan."""
+                   check_numerics: bool = False, remat=None) -> tuple[float, dict[str, np.ndarray]]:
+    """(loss value, {target name: gradient array}), reusing the compiled gradient plan; `remat`:
+    see `gradient` (the gradients are bitwise the same under every policy)."""
     _check_call(inputs, dims, seed)
-    gr = gradient(graph, wrt, of)
+    gr = gradient(graph, wrt, of, remat=remat, dims=dims, inputs=inputs)
     out = interp.execute(gr.graph, inputs, backend=backend, random=random_inputs, seed=seed, dim_values=dims,
                          check_numerics=check_numerics)
     return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}

@@ -15,7 +15,7 @@ from . import __version__
 from .commands import common, core, streams
 from .errors import EXIT_FAILED, EXIT_USAGE, GraphError, UsageError
 
-COMMAND_MODULES = ("core", "gradcheck", "rewrite", "render", "convert")
+COMMAND_MODULES = ("core", "gradcheck", "rewrite", "render", "convert", "memory")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

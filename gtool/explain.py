@@ -77,8 +77,22 @@ def explain(graph: Graph, inputs: dict | None = None, *, wrt=None, of: str | Non
         steps.append({"kind": "result", "name": w, "text": f"d{loss}/d{w}", "value": grads[out_of[w]],
                       "parts": [{"via": c, "value": grads[n]} for c, n in parts] if len(parts) > 1 else [],
                       "note": None if parts else f"{loss} does not depend on {w}"})
+    steps.append(_kept_step(first, values))
     steps.append(symbolic(graph, loss, targets, values, {w: grads[out_of[w]] for w in targets}))
     return {"graph": graph.name, "path": graph.path, "loss": loss, "wrt": targets, "steps": steps}
+
+
+def _kept_step(gr, values) -> dict:
+    """Which forward values the backward pass keeps, and why: the VJPs that read them (the
+    lesson's store-vs-recompute table; `gtool memory` adds the executor's plan and --remat)."""
+    from .memory.remat import backward_readers, vjp_owner
+
+    kept = []
+    for name, readers in backward_readers(gr).items():
+        owners = list(dict.fromkeys(vjp_owner(gr, r) for r in readers))
+        kept.append({"name": name, "bytes": int(np.asarray(values[name]).nbytes) if name in values else None,
+                     "read_by": owners})
+    return {"kind": "kept", "values": kept}
 
 
 def _summarised(names: list[str]) -> list[tuple[str | None, list[str]]]:
@@ -378,6 +392,12 @@ def to_text(doc: dict) -> str:
             parts = f"{_parts_text(s['parts'])} = " if s["parts"] else ""
             note = f"   ({s['note']})" if s["note"] else ""
             lines.append(f"  {s['text']} = {parts}{_val(s['value'])}{note}")
+        elif k == "kept" and s["values"]:
+            lines += ["", "Kept from the forward pass for the backward pass (gtool memory: the plan, --remat):"]
+            for v in s["values"]:
+                why = ", ".join(f"{o}'s VJP" if o != v["name"] else "its own VJP" for o in v["read_by"])
+                size = f" ({v['bytes']} bytes)" if v["bytes"] is not None else ""
+                lines.append(f"  {v['name']}{size}: read by {why}")
         elif k == "symbolic":
             lines += _symbolic_text(s)
     return "\n".join(lines)

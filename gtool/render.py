@@ -438,25 +438,59 @@ def owners(graph: Graph) -> dict[str, str]:
 
 def to_dot(graph: Graph, *, values=None, grads=None, saved: bool = True, backward: bool = False, wrt=None,
            of: str | None = None, rankdir: str = "TB", legend: bool = True, max_nodes: int | None = None,
-           dims: dict | None = None, html_labels: bool = True) -> str:
+           dims: dict | None = None, html_labels: bool = True, remat=None) -> str:
     """DOT text for a graph (or, with `backward`, for its gradient graph; then `values` are the
-    gradient graph's values). `saved` marks what backward keeps, when the graph has a loss.
+    gradient graph's values). `saved` marks what backward keeps, when the graph has a loss;
+    with `remat` (a policy, docs/memory.md) it also marks what backward recomputes instead.
     `html_labels=False` writes plain-text labels, for a Graphviz without HTML-like labels (graphviz.wasm)."""
     if max_nodes is not None and max_nodes < 1:
         raise UsageError("usage", f"--max-nodes must be at least 1, got {max_nodes}")
     if backward:
-        gr = gradient(graph, wrt, of)
+        gr = _rematerialized(graph, gradient(graph, wrt, of), remat, dims)
         keep = saved_for_backward(graph, gr.graph, values, dims) if saved else None
         drawing = draw_backward(graph, gr, values=values, saved=keep)
         own = {**owners(graph)}
     else:
-        gg = backward_graph(graph, wrt, of) if saved else None
+        gr = None
+        if saved:
+            try:
+                gr = _rematerialized(graph, gradient(graph, wrt, of), remat, dims)
+            except GraphError:  # nothing to differentiate: no saved marks
+                if remat not in (None, "none"):
+                    raise
+        gg = gr.graph if gr is not None else None
         keep = saved_for_backward(graph, gg, values, dims) if gg is not None else None
         drawing = draw(graph, values=values, grads=grads, saved=keep)
         own = owners(graph)
+    if gr is not None and saved:
+        _mark_recomputed(drawing, gr)
     if max_nodes is not None:
         drawing = collapse(drawing, max_nodes, own)
     return emit(drawing, rankdir=rankdir, legend=legend, html_labels=html_labels)
+
+
+def _rematerialized(graph: Graph, gr: Gradient, remat, dims: dict | None) -> Gradient:
+    if remat in (None, "none"):
+        return gr
+    from .memory.remat import rematerialize
+
+    return rematerialize(gr, remat, {**graph.dims, **(dims or {})})
+
+
+def _mark_recomputed(drawing: Drawing, gr: Gradient) -> None:
+    """The lesson's table as a picture: values the backward pass recomputes (and the
+    `__remat_` nodes that do it) get a teal mark; what it keeps has the purple `saved` mark."""
+    from .memory.remat import REMAT_PREFIX, recomputed
+
+    copies = recomputed(gr)
+    owner = {c: v for v, cs in copies.items() for c in cs}
+    for box in drawing.boxes:
+        if box.id in copies:
+            box.marks.append("recomputed")
+            box.lines.append(("recomputed in the backward pass, not kept", COLOR["recomputed"]))
+        elif box.id.startswith(REMAT_PREFIX) and box.id in owner:
+            box.marks.append("recomputed")
+            box.lines.append((f"recomputes {owner[box.id]}", COLOR["recomputed"]))
 
 
 def diff_to_dot(old: Graph, new: Graph, *, labels: tuple[str, str] | None = None, rankdir: str = "TB",

@@ -27,7 +27,7 @@ FILL = {
 ROUNDED = ("input", "param", "constant", "seed")  # tensors are rounded; operations are square
 COLOR = {
     "edge": "#444444", "grad": "#2b6cb0", "saved": "#7b3294", "fanout": "#b35900",
-    "nonfinite": "#d62728", "changed": "#c2185b", "note": "#555555", "value": "#1a5e20",
+    "nonfinite": "#d62728", "changed": "#c2185b", "note": "#555555", "value": "#1a5e20", "recomputed": "#00897b",
 }
 FONT = "Helvetica"
 LEGEND = {  # key -> (swatch attrs, text); only the keys a drawing uses are shown
@@ -44,6 +44,7 @@ LEGEND = {  # key -> (swatch attrs, text); only the keys a drawing uses are show
     "group": ("group", "collapsed group (--max-nodes)"),
     "fanout": ("mark", "double border, orange arrows: fans out, so its gradient is a sum"),
     "saved": ("mark", "purple border: saved for backward (bytes)"),
+    "recomputed": ("mark", "teal dashed border: recomputed in the backward pass instead of kept (--remat)"),
     "nonfinite": ("mark", "red: NaN or Inf"),
     "value": ("text", "green text: the value (--values; min/mean/max of a tensor)"),
     "grad": ("text", "blue text: the gradient dL/d(value) (--grads)"),
@@ -51,7 +52,8 @@ LEGEND = {  # key -> (swatch attrs, text); only the keys a drawing uses are show
     "saved_edge": ("edge", "dashed purple arrow: a saved value read by backward"),
     "changed": ("mark", "magenta thick border: changed, added or removed"),
 }
-_MARK_COLOR = {"fanout": COLOR["fanout"], "saved": COLOR["saved"], "nonfinite": "red", "changed": COLOR["changed"]}
+_MARK_COLOR = {"fanout": COLOR["fanout"], "saved": COLOR["saved"], "nonfinite": "red", "changed": COLOR["changed"],
+               "recomputed": COLOR["recomputed"]}
 _EDGE_COLOR = {"grad_edge": COLOR["grad"], "saved_edge": COLOR["saved"]}
 RANKDIRS = ("TB", "LR")
 
@@ -248,6 +250,10 @@ def _box_attrs(box: Box) -> dict[str, str]:
     if "saved" in box.marks:
         attrs["color"] = COLOR["saved"]
         attrs["penwidth"] = "2"
+    if "recomputed" in box.marks:
+        attrs["color"] = COLOR["recomputed"]
+        attrs["penwidth"] = "2"
+        attrs["style"] = attrs.get("style", "filled") + ",dashed"
     if "changed" in box.marks:
         attrs["color"] = COLOR["changed"]
         attrs["penwidth"] = "3"

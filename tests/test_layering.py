@@ -85,7 +85,7 @@ OP_RECORDS = ("gtool.ops.registry",)
 ABOVE_IR = ["gtool.ops", "gtool.format", "gtool.shapes", "gtool.validate", "gtool.feeds", "gtool.interp",
             "gtool.builder", "gtool.autodiff", "gtool.backends", "gtool.gradcheck", "gtool.rewrite",
             "gtool.intervals", "gtool.lint", "gtool.render", "gtool.render_dot", "gtool.explain", "gtool.api",
-            "gtool.report", "gtool.commands", "gtool.cli", "gtool.loss", "gtool.cotangents"]
+            "gtool.report", "gtool.commands", "gtool.cli", "gtool.loss", "gtool.cotangents", "gtool.memory"]
 
 RULES = {
     "backends know ops only through the records": (["gtool.backends"], ["gtool.ops"], OP_RECORDS),
@@ -104,6 +104,10 @@ RULES = {
     "autodiff executes nothing": (["gtool.autodiff"], ["gtool.interp", "gtool.backends", "gtool.api"], ()),
     "interp knows no autodiff": (["gtool.interp"], ["gtool.autodiff", "gtool.builder", "gtool.api"], ()),
     "lint does not import the rewrite engine": (["gtool.lint"], ["gtool.rewrite.engine"], ()),
+    "the memory plan reads the executor's plan, never autodiff": (
+        ["gtool.memory.plan"], ["gtool.autodiff", "gtool.builder", "gtool.api", "gtool.memory.remat"], ()),
+    "remat is a graph transform: it runs nothing (the budget search simulates plans)": (
+        ["gtool.memory.remat"], ["gtool.interp", "gtool.backends", "gtool.api", "gtool.memory.plan"], ()),
     "--loss builds a graph and runs nothing": (
         ["gtool.loss"], ["gtool.interp", "gtool.backends", "gtool.autodiff", "gtool.api", "gtool.onnx"], ()),
     "vjp's cotangent checks run nothing": (["gtool.cotangents"], ["gtool.backends", "gtool.autodiff", "gtool.api"], ()),

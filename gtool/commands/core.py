@@ -147,18 +147,22 @@ def run(path, data, dtype, check_numerics, out_path, backend, fmt):
 @click.option("--mode", type=click.Choice(["reverse", "forward"]), default="reverse", show_default=True,
               help="reverse: one backward pass; forward: one JVP per input element (for checking).")
 @click.option("--emit-graph", metavar="OUT.yaml", help="Write the gradient graph as a gtool file.")
+@click.option("--remat", default="none", show_default=True, metavar="POLICY", help="Recompute forward values in the "
+              "backward pass: none, sqrt, cheap or budget=SIZE (docs/memory.md); gradients are bitwise the same.")
 @loss_option
 @data_options
 @_run_options
 @backend_option
 @format_option()
 @plugin_option
-def grad(path, wrt, of, mode, emit_graph, loss_expr, data, dtype, check_numerics, out_path, backend, fmt):
+def grad(path, wrt, of, mode, emit_graph, remat, loss_expr, data, dtype, check_numerics, out_path, backend, fmt):
     """Compute the loss and its gradients."""
     graph = load_graph(path, data["dims"], None if loss_expr else dtype)
     graph = apply_loss(graph, loss_expr, data, of, dtype)
     targets = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
-    gr = api.gradient(graph, targets, of)
+    if remat != "none" and mode == "forward":
+        raise UsageError("usage", "--remat is for reverse mode (it changes what the backward pass keeps)")
+    gr = api.gradient(graph, targets, of, remat=remat, dims=data["dims"], inputs=data["inputs"])
     info = {"loss": gr.loss, "wrt": list(gr.wrt)}
     if emit_graph:
         save_graph(gr.graph, emit_graph, protect=(path, *data["files"]))
@@ -167,7 +171,7 @@ def grad(path, wrt, of, mode, emit_graph, loss_expr, data, dtype, check_numerics
         loss, grads = api.forward_mode_grad(graph, data["inputs"], info["wrt"], info["loss"], **kwargs)
     else:
         loss, grads = api.value_and_grad(graph, data["inputs"], info["wrt"], info["loss"],
-                                         check_numerics=check_numerics, **kwargs)
+                                         check_numerics=check_numerics, remat=remat, **kwargs)
     if out_path:
         _save_npz(out_path, {info["loss"]: np.asarray(loss), **{f"grad_{k}": v for k, v in grads.items()}},
                   (path, *data["files"]))

@@ -26,6 +26,9 @@ def _targets(wrt: str | None) -> list[str] | None:
 @click.option("--of", "of", metavar="NAME", help="The scalar to differentiate (default: the loss).")
 @click.option("--saved/--no-saved", default=True, show_default=True,
               help="Mark the values the backward pass keeps, with their bytes.")
+@click.option("--remat", default="none", show_default=True, metavar="POLICY",
+              help="Mark what the backward pass recomputes under this policy (none, sqrt, cheap, budget=SIZE; "
+              "docs/memory.md); with --backward, draw its __remat_ nodes.")
 @click.option("--legend/--no-legend", default=True, show_default=True, help="Draw a legend of the styles used.")
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True,
               help="Layout direction: top to bottom or left to right.")
@@ -36,7 +39,7 @@ def _targets(wrt: str | None) -> list[str] | None:
 @backend_option
 @format_option()
 @plugin_option
-def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, saved, legend, rankdir, max_nodes,
+def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, saved, remat, legend, rankdir, max_nodes,
            loss_expr, data, backend, fmt):
     """Draw a graph as Graphviz DOT (or an image): shapes on edges, values, gradients, saved tensors.
 
@@ -68,11 +71,12 @@ def render(paths, out_path, show_values, show_grads, backward, diff, wrt, of, sa
         targets = _targets(wrt)
         values = grads = None
         if show_values:
-            values = api.all_values(api.grad(graph, targets, of) if backward else graph, data["inputs"], **run)
+            values = api.all_values(api.grad(graph, targets, of, remat=remat, dims=data["dims"]) if backward else graph,
+                                    data["inputs"], **run)
         if show_grads:
             grads = api.all_grads(graph, data["inputs"], of=of, **run)
         kw = dict(values=values, grads=grads, saved=saved, backward=backward, wrt=targets, of=of, rankdir=rankdir,
-                  legend=legend, max_nodes=max_nodes, dims=data["dims"])
+                  legend=legend, max_nodes=max_nodes, dims=data["dims"], remat=None if remat == "none" else remat)
         text = r.to_dot(graph, **kw)
         plain = lambda: r.to_dot(graph, **kw, html_labels=False)  # for graphviz.wasm (no HTML-like labels)
     renderer = r.write(text, out_path, plain) if out_path else None
