@@ -18,12 +18,14 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from window_cases import window_cases
 
 from gtool.ops import REGISTRY
 
 # ops whose derivative is zero or undefined by design: forward/shape tests, and a check that no
 # gradient flows through them
-NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient", "trunc_div"})
+NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient",
+                                "max_pool_indices", "trunc_div"})
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ def _cases() -> dict[str, list[Case]]:
 
     for family in (_elementwise_cases, _reduction_cases, _shape_cases, _indexing_and_nn_cases):
         family(add)
+    window_cases(add, F)  # conv and pooling (tests/window_cases.py)
     return c
 
 

@@ -41,6 +41,23 @@ def ort_run(model, feeds: dict) -> list[np.ndarray]:
     return session.run(None, {k: np.asarray(v) for k, v in feeds.items() if k in names})
 
 
+# onnxruntime's CPU kernels of these ops take float32 only (not float64): float64 models using
+# them are run by onnx's reference evaluator instead (another independent implementation)
+ORT_NO_DOUBLE = {"Conv", "ConvTranspose", "AveragePool"}
+
+
+def run_model(model, feeds: dict) -> list[np.ndarray]:
+    f64 = onnx.TensorProto.DOUBLE
+    double = any(i.type.tensor_type.elem_type == f64 for i in model.graph.input) or \
+        any(t.data_type == f64 for t in model.graph.initializer)
+    if double and any(n.op_type in ORT_NO_DOUBLE for n in model.graph.node):
+        from onnx.reference import ReferenceEvaluator
+
+        names = {i.name for i in model.graph.input}
+        return ReferenceEvaluator(model).run(None, {k: np.asarray(v) for k, v in feeds.items() if k in names})
+    return ort_run(model, feeds)
+
+
 def exported(graph, **kw):
     model = export_model(graph, **kw)
     onnx.checker.check_model(model, full_check=True)
@@ -73,7 +90,7 @@ def test_bundled_graph_exports_and_runs_in_onnxruntime(path):
     model = exported(graph)
     feeds = graph_inputs(graph)
     want = api.run(graph, feeds)
-    got = ort_run(model, feeds)
+    got = run_model(model, feeds)
     assert [o.name for o in model.graph.output] == list(graph.outputs)
     for name, value in zip(graph.outputs, got):
         assert_same(want[name], value, f"{path}: {name}")
@@ -128,11 +145,14 @@ F32_CASES = [c for c in (_as_float32(c) for c in ALL_CASES) if c is not None]
 
 
 def _check_case(case, load_text):
+    if case.op == "conv_transpose" and case.attrs.get("groups", 1) > 1 and case.inputs[0].dtype == "float64":
+        pytest.skip("no independent float64 grouped ConvTranspose: onnxruntime has no float64 kernel and "
+                    "onnx.reference fails on group > 1 (its float32 copy runs in onnxruntime)")
     graph = load_text(case.graph_text())
     feeds = case.arrays()
     model = exported(graph)
     want = api.run(graph, feeds)["out"]
-    (got,) = ort_run(model, feeds)
+    (got,) = run_model(model, feeds)
     assert_same(want, got, case.id)
 
 

@@ -20,7 +20,8 @@ from gtool.ops import REGISTRY, OpDef
 from gtool.ops.reference import FLOAT_EDGES
 from gtool.validate import types_of
 
-NON_DIFFERENTIABLE = {"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient", "trunc_div"}
+NON_DIFFERENTIABLE = {"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient", "max_pool_indices",
+                      "trunc_div"}
 
 
 def missing_pieces(op: OpDef) -> list[str]:

@@ -592,3 +592,44 @@ def test_every_registered_op_has_a_shape_test():
     builtin = [name for name, op in REGISTRY.items() if op.plugin is None and op.infer.__module__.startswith("gtool.ops")]
     missing = sorted(name for name in builtin if name not in used)
     assert not missing, f"ops without a shape test: {missing}"
+
+
+# convolution and pooling (gtool/ops/conv.py, gtool/ops/pool.py) -----------------------------------------
+
+WIN = {"x": ["n", 3, "h", "w"], "W": [8, 3, 3, 3], "V": [6, 1, 3, 3], "g": ["n", 8, "h", "w"], "y": [2, 3, 9, 8],
+       "p": [2, 3, 4, 4], "z": [2, 8, 5, 4]}
+
+
+@pytest.mark.parametrize("expr,out", [
+    ("conv(x, W)", "[n, 8, h - 2, w - 2]"),
+    ("conv(x, W, stride=2, padding=1)", "[n, 8, ((h + 1) // 2), ((w + 1) // 2)]"),
+    ("conv(x, W, auto_pad=same_upper, stride=2)", "[n, 8, ((h + 1) // 2), ((w + 1) // 2)]"),
+    ("conv(x, W, dilation=2, padding=[2, 0])", "[n, 8, h, w - 4]"),
+    ("conv(y, V, groups=3)", "[2, 6, 7, 6]"),
+    ("conv_transpose(g, W, padding=1)", "[n, 3, h, w]"),
+    ("conv_transpose(z, W, stride=2, output_padding=1)", "[2, 3, 12, 10]"),
+    ("conv_transpose(z, W, stride=2, output_shape=[11, 10])", "[2, 3, 11, 10]"),
+    ("conv_filter(y, z, kernel=[3, 3], stride=[2, 2], padding=1)", "[8, 3, 3, 3]"),
+    ("max_pool(x, kernel=2)", "[n, 3, (h // 2), (w // 2)]"),
+    ("max_pool(y, kernel=2, ceil_mode=true)", "[2, 3, 5, 4]"),
+    ("max_pool_indices(y, kernel=3, stride=2, padding=1)", "[2, 3, 5, 4]"),
+    ("avg_pool(y, kernel=[3, 2], stride=1, auto_pad=same_lower)", "[2, 3, 9, 8]"),
+    ("max_pool_pick(y, y, kernel=2)", "[2, 3, 4, 4]"),
+    ("max_pool_grad(y, p, kernel=2)", "[2, 3, 9, 8]"),
+    ("avg_pool_grad(p, y, kernel=2)", "[2, 3, 9, 8]"),
+    ("flatten(x)", "[n, 3 * h * w]"),
+    ("flatten(x, axis=0)", "[1, 3 * h * n * w]"),
+])
+def test_window_ops_keep_dims_symbolic(expr, out):
+    assert shape(expr, WIN) == out
+
+
+@pytest.mark.parametrize("expr,code", [
+    ("conv(y, W, groups=2)", "shape-mismatch"),
+    ("conv(y, W, stride=[1, 2, 3])", "bad-attr"),
+    ("max_pool(y, kernel=2, padding=2)", "bad-attr"),
+    ("conv_transpose(z, W, stride=2, output_shape=[13, 10])", "shape-mismatch"),
+    ("max_pool_grad(y, y, kernel=2)", "shape-mismatch"),
+])
+def test_window_op_errors(expr, code):
+    assert error(expr, WIN).code == code

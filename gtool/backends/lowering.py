@@ -163,6 +163,7 @@ class Lowering:
 
     lower_expand_dims = lower_reshape
     lower_squeeze = lower_reshape
+    lower_flatten = lower_reshape
 
     def lower_slice(self, node, attrs, out):
         x = self.v(node.inputs[0])

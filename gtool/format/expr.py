@@ -385,6 +385,7 @@ class _Parser:
         if not _NAME.match(func.id):
             raise self.at(func, f"'{func.id}' is not a valid op name")
         op = self.ident(func, func.id)
+        op = ALIASES.get(op, op)
         inputs = []
         for arg in node.args:
             if isinstance(arg, ast.Starred):
@@ -425,6 +426,10 @@ class _Parser:
             f"attr '{key}' must be a number, true, false, null, a string, a list, a name "
             "or a dim expression (n + 1, 2 * b)",
         )
+
+
+#: PyTorch-style names of the N-d window ops (the spatial rank comes from the inputs).
+ALIASES = {f"{base}{n}d": base for base in ("conv", "conv_transpose", "max_pool", "avg_pool") for n in (1, 2, 3)}
 
 
 def _ast_parse(src: str) -> ast.Expression:

@@ -440,3 +440,6 @@ def take_along_axis(x, node: Node) -> str:
             grown = x.op("Expand", [src, x.shape(want)], x.dtype(src))
             v, index = (grown, index) if name == "v" else (v, grown)
     return x.op("GatherElements", [v, index], dt, axis=axis)
+
+
+from . import export_conv  # noqa: E402, F401  (the conv and pool rules register themselves in RULES)

@@ -128,6 +128,8 @@ class OpDef:
                 out[k] = tuple(v)
             elif spec.kind == "perm" and v is not None:
                 out[k] = tuple(v)
+            elif spec.kind == "ints" and isinstance(v, list):
+                out[k] = tuple(v)
         return out
 
 
@@ -173,6 +175,9 @@ def check_attr(op: str, name: str, spec: Attr, value: Any) -> Any:
     elif kind == "perm":
         if not (isinstance(value, list) and all(_is_int(v) for v in value)):
             raise bad
+    elif kind == "ints":
+        if not (_is_int(value) or (isinstance(value, list) and all(_is_int(v) for v in value))):
+            raise bad
     elif kind == "dtype":
         if value not in DTYPES:
             raise AttrError(f"attr '{name}' of {op} must be one of {', '.join(DTYPES)}, got {value!r}")
@@ -203,6 +208,7 @@ _KIND_TEXT = {
     "int": "an integer",
     "axes": "an integer, a list of integers, or null",
     "perm": "a list of integers",
+    "ints": "an integer or a list of integers",
     "shape": "a list of dims (ints, names or dim expressions; -1 once for reshape)",
     "dim": "a positive integer or a dim name",
     "index": "a non-negative integer or a dim expression",
