@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from . import autodiff, interp
+from .dtypes import is_float as is_float_dtype
 from .errors import UsageError
 from .ir import Graph
 from .validate import load as _load
@@ -179,7 +180,7 @@ def gradient_targets(graph: Graph, of: str | None = None) -> list[str]:
     out = []
     for n in graph.names():
         t = graph.tensors.get(n)
-        if n in live and types[n].dtype.startswith("float") and (t is None or t.kind != "constant"):
+        if n in live and is_float_dtype(types[n].dtype) and (t is None or t.kind != "constant"):
             out.append(n)
     return out
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .builder import GraphBuilder
 from .dims import format_shape
+from .dtypes import is_float as is_float_dtype
 from .errors import GraphError, UsageError, did_you_mean
 from .ir import Graph, Node, Tensor, TensorType
 from .ops.registry import get_op
@@ -66,7 +67,7 @@ def _check_plugin_gradient(b: GraphBuilder, op, node: Node, inp: str, gi: str) -
 
 
 def _float(t: TensorType) -> bool:
-    return t.dtype.startswith("float")
+    return is_float_dtype(t.dtype)
 
 
 def default_wrt(graph: Graph) -> list[str]:

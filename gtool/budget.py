@@ -23,8 +23,7 @@ import contextlib
 import os
 import re
 
-import numpy as np
-
+from .dtypes import np_dtype
 from .errors import UsageError
 
 DEFAULT_MAX_ELEMENTS = 2**34
@@ -121,7 +120,7 @@ def human(n: int) -> str:
 
 
 def _what(shape: tuple[int, ...], dtype: str, count: int) -> str:
-    return f"{list(shape)} {dtype}: {count:,} elements, {human(count * np.dtype(dtype).itemsize)}"
+    return f"{list(shape)} {dtype}: {count:,} elements, {human(count * np_dtype(dtype).itemsize)}"
 
 
 def check_value(name: str, shape: tuple[int, ...], dtype: str, op: str | None = None, **where) -> None:
@@ -132,7 +131,7 @@ def check_value(name: str, shape: tuple[int, ...], dtype: str, op: str | None = 
     if count <= 2**20:  # small: not worth reading the limits (/proc/meminfo) on every random draw
         return
     mem, mem_from, max_count, count_from = limits()
-    size = count * np.dtype(dtype).itemsize
+    size = count * np_dtype(dtype).itemsize
     if count > max_count:
         raise too_many(name, op, shape, dtype, count, max_count, count_from, **where)
     if mem is not None and size > mem:
@@ -160,7 +159,7 @@ def check_plan(values: list[tuple[str, str | None, tuple[int, ...], str, bool, t
     """
     mem, mem_from, max_count, count_from = limits()
     sizes = []
-    itemsize = {d: np.dtype(d).itemsize for d in {v[3] for v in values}}
+    itemsize = {d: np_dtype(d).itemsize for d in {v[3] for v in values}}
     counts: dict[tuple, int] = {}
     for name, op, shape, dtype, view, _ in values:
         count = counts.get(shape)
@@ -182,7 +181,7 @@ def check_plan(values: list[tuple[str, str | None, tuple[int, ...], str, bool, t
     if mem is not None and peak > mem:
         k = max(range(len(sizes)), key=sizes.__getitem__)  # the biggest value: the likely mistake
         name, op, shape, dtype = values[k][:4]
-        count = sizes[k] // np.dtype(dtype).itemsize
+        count = sizes[k] // np_dtype(dtype).itemsize
         raise UsageError("too-much-memory", f"the run needs at least {human(peak)} at its peak, more than the "
                          f"{human(mem)} of {mem_from}; its biggest value is this one, {_what(shape, dtype, count)}",
                          **{"node": name, **where(name)}, op=op, hint=_HINT_MEM)

@@ -10,7 +10,12 @@ and dtypes"):
   nan/inf stay what they are;
 - to an int dtype: every value must be a whole number inside the dtype's range (so no
   nan or inf, no 2.5, no 2**63 in int64);
-- to bool: only 0, 1, true and false.
+- to bool: only 0, 1, true and false;
+- to a storage-only float (bfloat16, float8..., float4_e2m1fn): as to a float, and more: a finite
+  value must lie within the dtype's largest finite value (float4_e2m1fn and the float8 `fn` types
+  would saturate or turn it into NaN), NaN and inf only where the dtype has them, and
+  float8_e8m0fnu holds only positive numbers;
+- to a storage-only int (int4, uint4, int2, uint2): as to an int.
 
 These functions know numbers and dtypes only; callers add the name, location and code.
 """
@@ -18,6 +23,8 @@ These functions know numbers and dtypes only; callers add the name, location and
 from __future__ import annotations
 
 import numpy as np
+
+from .dtypes import finfo, iinfo, is_storage, name_of, np_dtype
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -40,10 +47,14 @@ def misfit(name: str, arr: np.ndarray, dtype) -> str | None:
     `arr` is a NumPy array of bools, ints, uints or floats, or an object array of Python
     ints (JSON numbers beyond int64). Equal dtypes cost nothing.
     """
-    want = np.dtype(dtype)
-    kind = arr.dtype.kind
-    if arr.dtype == want or arr.size == 0 or kind == "b":
+    want = np_dtype(str(dtype)) if isinstance(dtype, str) else np.dtype(dtype)
+    if arr.dtype == want or arr.size == 0 or arr.dtype.kind == "b":
         return None
+    if arr.dtype.kind == "V":  # a storage-only array (ml_dtypes): its values are exact in float32 / int64
+        arr = arr.astype(np.float32 if "float" in name_of(arr.dtype) else np.int64)
+    kind = arr.dtype.kind
+    if is_storage(name_of(want)):
+        return _storage_misfit(name, arr, name_of(want))
     if want.kind == "b":
         bad = ~np.isin(arr, (0, 1))
         if bad.any():
@@ -52,6 +63,13 @@ def misfit(name: str, arr: np.ndarray, dtype) -> str | None:
         return None
     if want.kind in "iu":
         return _int_misfit(name, arr, want)
+    if want.kind == "f" and want.itemsize == 2 and kind == "O":
+        arr = arr.astype(np.float64)
+    if kind in "iu" and want.itemsize == 2:  # ints into float16 (largest 65504): 70000 would become inf
+        big = np.abs(arr.astype(np.float64)) > float(np.finfo(want).max)
+        if big.any():
+            where, v = _at(name, arr, big)
+            return f"{where} is {_show(v)}, beyond {want}'s largest finite value {np.finfo(want).max} (it would become inf)"
     if kind == "f" and arr.dtype.itemsize > want.itemsize:  # float64 -> float32: overflow is the danger
         with np.errstate(over="ignore"):
             bad = np.isinf(arr.astype(want)) & np.isfinite(arr)
@@ -67,11 +85,34 @@ def misfit(name: str, arr: np.ndarray, dtype) -> str | None:
     return None
 
 
-def _int_misfit(name: str, arr: np.ndarray, want: np.dtype) -> str | None:
-    info = np.iinfo(want)
+def _storage_misfit(name: str, arr: np.ndarray, dtype: str) -> str | None:
+    """The rules for the storage-only dtypes (see the module docstring)."""
+    if "float" not in dtype:
+        return _int_misfit(name, arr, dtype)
+    if arr.dtype.kind == "O":
+        arr = arr.astype(np.float64)  # Python ints beyond int64: far beyond every storage float's range
+    wide = arr.astype(np.float64)
+    top = float(finfo(dtype).max)
+    with np.errstate(all="ignore"):
+        back = wide.astype(np_dtype(dtype)).astype(np.float64)
+    finite = np.isfinite(wide)
+    checks = ((finite & (np.abs(wide) > top), f"beyond {dtype}'s largest finite value {top:g}"),
+              (finite & ~np.isfinite(back), f"which {dtype} cannot hold (it holds only positive numbers)"),
+              (np.isnan(wide) & ~np.isnan(back), f"and {dtype} has no NaN"),
+              (np.isinf(wide) & ~(back == wide), f"and {dtype} has no infinities"))
+    for bad, why in checks:
+        if bad.any():
+            where, v = _at(name, wide, bad)
+            return f"{where} is {_show(v)}, {why}"
+    return None
+
+
+def _int_misfit(name: str, arr: np.ndarray, want) -> str | None:
+    info = iinfo(want) if isinstance(want, str) else np.iinfo(want)
+    want = want if isinstance(want, str) else str(want)
     span = f"outside {want}'s range [{info.min}, {info.max}]"
     if arr.dtype.kind == "O":  # Python ints too long for int64, maybe with floats: check as Python numbers
-        return _objects_misfit(name, arr, want, span)
+        return _objects_misfit(name, arr, info, want, span)
     if arr.dtype.kind == "f":
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -84,7 +125,7 @@ def _int_misfit(name: str, arr: np.ndarray, want: np.dtype) -> str | None:
         # the bounds as floats are exact powers of two: min itself fits, 2**63 (or 2**31) does not
         bad = (arr < float(info.min)) | (arr >= float(info.max) + 1.0)
     else:
-        if np.can_cast(arr.dtype, want):
+        if not is_storage(want) and np.can_cast(arr.dtype, want):
             return None
         lo, hi = int(arr.min()), int(arr.max())
         if info.min <= lo and hi <= info.max:
@@ -96,8 +137,7 @@ def _int_misfit(name: str, arr: np.ndarray, want: np.dtype) -> str | None:
     return None
 
 
-def _objects_misfit(name: str, arr: np.ndarray, want: np.dtype, span: str) -> str | None:
-    info = np.iinfo(want)
+def _objects_misfit(name: str, arr: np.ndarray, info, want: str, span: str) -> str | None:
     for k, v in enumerate(arr.ravel()):
         if isinstance(v, float) and not np.isfinite(v):
             why = "which no integer dtype can hold"
@@ -130,6 +170,12 @@ def fitted(name: str, arr: np.ndarray, dtype) -> tuple[np.ndarray | None, str | 
     why = misfit(name, arr, dtype)
     if why is not None:
         return None, why
+    want = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
     if arr.dtype.kind == "O":
-        return np.array(arr.tolist(), dtype=dtype), None
-    return arr.astype(dtype, copy=False), None
+        if want.kind == "V":  # ml_dtypes types take no Python ints directly
+            return np.array(arr.tolist(), np.float64 if "float" in name_of(want) else np.int64).astype(want), None
+        return np.array(arr.tolist(), dtype=want), None
+    if want.kind == "V" and arr.dtype.kind == "V" and arr.dtype != want:  # one ml_dtypes type to another
+        arr = arr.astype(np.float32 if "float" in name_of(arr.dtype) else np.int64)
+    with np.errstate(invalid="ignore", over="ignore"):  # checked above: only rounding (and its warnings) is left
+        return arr.astype(want, copy=False), None

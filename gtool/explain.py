@@ -18,6 +18,7 @@ import numpy as np
 
 from . import api, interp
 from .dims import format_shape
+from .dtypes import is_float as is_float_dtype
 from .ir import Graph, Node, Tensor, TensorType
 from .ops import get_op
 from .render_text import expression, is_literal, literal_text, num, summary
@@ -208,9 +209,9 @@ def _local_partials(graph: Graph, node: Node, values) -> list[float | None]:
         tensors[n] = Tensor(n, kind, TensorType(t.shape, t.dtype, t.weak), value=np.asarray(values[i]))
         names.append(n)
     mini = Graph(tensors, {"out": Node("out", node.op, tuple(names), dict(node.attrs))}, ("out",), loss="out")
-    if not types[node.name].dtype.startswith("float"):
+    if not is_float_dtype(types[node.name].dtype):
         return [None] * len(names)
-    targets = [n for n, i in zip(names, node.inputs) if tensors[n].kind == "input" and types[i].dtype.startswith("float")]
+    targets = [n for n, i in zip(names, node.inputs) if tensors[n].kind == "input" and is_float_dtype(types[i].dtype)]
     if not targets:
         return [None] * len(names)
     gr = api.gradient(mini, targets)

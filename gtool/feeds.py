@@ -15,6 +15,7 @@ import numpy as np
 from .budget import check_value
 from .datafit import fitted, scalar_misfit
 from .dims import Dim, format_shape
+from .dtypes import is_int_like, is_storage, name_of, np_dtype
 from .errors import GraphError, UsageError, did_you_mean
 from .format.build import nonfinite
 from .ir import Graph, Tensor
@@ -32,14 +33,14 @@ def _as_array(name: str, value, t: Tensor) -> np.ndarray:
             raise UsageError("bad-input", f"data for '{name}' is not an array: {e}") from None
         raise UsageError("bad-input", f"data for '{name}' is ragged (rows of different lengths, or numbers "
                          "mixed with lists)") from None
-    if isinstance(value, list) and arr.dtype.kind == "f" and t.dtype.startswith("int"):
+    if isinstance(value, list) and arr.dtype.kind == "f" and is_int_like(t.dtype):
         arr = np.array(value, dtype=object)  # exact Python ints: float64 would round 2**53 + 1, or 2**63 + 1
     if arr.dtype == object and not all(isinstance(v, (int, float)) for v in arr.ravel()):
         raise UsageError("bad-input", f"data for '{name}' is not a rectangular numeric array")
     if arr.dtype.kind in "US":
         raise UsageError("bad-input", f"data for '{name}' is text, not numbers (only the strings \"nan\", "
                          "\"inf\" and \"-inf\" stand for numbers)")
-    if arr.dtype.kind not in "biufO":
+    if arr.dtype.kind not in "biufO" and not (arr.dtype.kind == "V" and is_storage(name_of(arr.dtype))):
         raise UsageError("bad-input", f"data for '{name}' has dtype {arr.dtype}, not a number type")
     out, why = fitted(name, arr, t.dtype)  # never NumPy's silent wrap-around or overflow to inf
     if why is not None:
@@ -118,7 +119,7 @@ def _uniform(rng: np.random.Generator, lo: float, hi: float, shape) -> np.ndarra
 
 def _init(t: Tensor, shape: tuple[int, ...], seed: int) -> np.ndarray:
     init = t.init or "zeros"
-    dtype = np.dtype(t.dtype)
+    dtype = np_dtype(t.dtype)
     if init == "zeros":
         return np.zeros(shape, dtype)
     if init == "ones":
@@ -165,12 +166,12 @@ def random_value(t: Tensor, shape: tuple[int, ...], seed: int, classes: int | No
     usage error naming the tensor, not NumPy's exception or a silent inf.
     """
     rng = _rng(seed, t.name)
-    dtype = np.dtype(t.dtype)
+    dtype = np_dtype(t.dtype)
     if dtype.kind == "b":
         return rng.random(shape) < 0.5
     if t.range is not None:
         _check_range(t)
-    if dtype.kind in "iu":
+    if is_int_like(t.dtype):
         if t.range is not None:
             lo, hi = int(np.ceil(t.range[0])), int(np.floor(t.range[1]))
         elif classes is not None:
@@ -181,6 +182,8 @@ def random_value(t: Tensor, shape: tuple[int, ...], seed: int, classes: int | No
         return rng.integers(lo, hi, shape, endpoint=True).astype(dtype)
     if t.range is not None:
         return _uniform(rng, t.range[0], t.range[1], shape).astype(dtype)
+    if t.dtype == "float8_e8m0fnu":  # powers of two only, all positive
+        return np.exp2(rng.integers(-4, 5, shape)).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
 
 
@@ -189,11 +192,12 @@ def _check_range(t: Tensor) -> None:
     why = None
     if not (np.isfinite(lo) and np.isfinite(hi)):
         why = "it is not finite"
-    elif t.dtype.startswith("int") and np.ceil(lo) > np.floor(hi):
+    elif is_int_like(t.dtype) and np.ceil(lo) > np.floor(hi):
         why = "it holds no integer"
     else:
-        why = scalar_misfit(int(np.ceil(lo)) if t.dtype.startswith("int") else lo, t.dtype) or \
-            scalar_misfit(int(np.floor(hi)) if t.dtype.startswith("int") else hi, t.dtype)
+        ints = is_int_like(t.dtype)
+        why = scalar_misfit(int(np.ceil(lo)) if ints else lo, t.dtype) or \
+            scalar_misfit(int(np.floor(hi)) if ints else hi, t.dtype)
         why = why and f"it reaches {why}"
     if why:
         raise UsageError("bad-input", f"cannot draw random data for '{t.name}' from its range [{lo:g}, {hi:g}]: "
@@ -270,7 +274,7 @@ def _split_tensors(graph: Graph) -> tuple[dict[str, np.ndarray], list]:
     """
     split = graph.cache.get("tensor_split")
     if split is None:
-        fixed = {n: t.value.astype(t.dtype, copy=False) for n, t in graph.tensors.items()
+        fixed = {n: t.value.astype(np_dtype(t.dtype), copy=False) for n, t in graph.tensors.items()
                  if t.kind == "constant" and t.value is not None and t.value.ndim == 0}
         fed = [(n, t) for n, t in graph.tensors.items() if n not in fixed]
         split = graph.cache["tensor_split"] = (fixed, fed)

@@ -17,6 +17,7 @@ from . import budget
 from .backends import Backend, get_backend
 from .datafit import fitted
 from .dims import Dim
+from .dtypes import is_float, np_dtype
 from .errors import GraphError, UsageError, did_you_mean
 from .ir import Graph
 from .ops.registry import KernelError, get_op
@@ -83,7 +84,7 @@ class Program:
             t = types[node.name]
             steps.append(Step(node.name, node.op, backend.kernel(op), ins, slot[node.name], node.attrs,
                               {} if has_dims else op.prepare(node.attrs, {}), has_dims,
-                              None if t.weak else np.dtype(t.dtype), free, donor, op.ufunc))
+                              None if t.weak else np_dtype(t.dtype), free, donor, op.ufunc))
             if not op.view:
                 owned.add(slot[node.name])
             else:  # the output may alias its inputs: writing into them later would change the view
@@ -94,7 +95,7 @@ class Program:
         for k, name in enumerate(names):
             t = graph.tensors[name]
             if t.kind == "constant" and t.value is not None and t.value.ndim == 0:
-                v = t.value.astype(t.dtype, copy=False)
+                v = t.value.astype(np_dtype(t.dtype), copy=False)
                 self._template[k] = v.item() if t.type.weak else v
         self._casts: set[int] | None = None  # steps whose output needed a dtype fix (first run)
         self._fast: dict[tuple, list] = {}
@@ -331,7 +332,7 @@ def at_precision(graph: Graph, dtype: str) -> Graph:
     from .ir import TensorType
 
     def conv(d: str) -> str:
-        return dtype if d.startswith("float") else d
+        return dtype if is_float(d) else d
 
     tensors = {}
     for n, t in graph.tensors.items():

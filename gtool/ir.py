@@ -13,10 +13,7 @@ from typing import Any
 import numpy as np
 
 from .dims import Dim
-
-FLOAT_DTYPES = ("float64", "float32")
-INT_DTYPES = ("int64", "int32")
-DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+from .dtypes import DTYPES, FLOAT_DTYPES, INT_DTYPES, STORAGE_DTYPES  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,11 @@ Two passes over a graph:
    message names those tensors); a hazard the ranges rule out is counted as proven safe.
    Nodes inside a matched pattern are left to the pattern's finding.
 
-Codes (docs/lint.md): unstable-pattern, exp-overflow, log-domain, sqrt-domain, div-zero.
+3. Overflow in float16. Its largest finite value, 65504, is within reach of ordinary data
+   (300 * 300), so every float16 node whose inputs are bounded but whose value can pass it
+   (the interval rounded to float16 reaches inf) is an `overflow` finding.
+
+Codes (docs/lint.md): unstable-pattern, exp-overflow, log-domain, sqrt-domain, div-zero, overflow.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .dtypes import INT_DTYPES
 from .errors import Diagnostic, GraphError
 from .intervals import UNKNOWN, Info, Interval, call_rule
 from .ir import Graph
@@ -114,7 +119,8 @@ def bounds(graph: Graph) -> dict[str, Bound]:
 def rule_interval(rule, bounds: list[Interval], attrs: dict, info: Info) -> Interval:
     """An op's interval rule, with the ends rounded outward to the result's dtype.
 
-    Rules compute their ends in float64; a float32 op rounds (or overflows) in float32, so
+    Rules compute their ends in float64; an int op whose ends pass its dtype's range wraps
+    around (int8 100 + 100 is -56), so its interval is then the whole range. A float32 op rounds (or overflows) in float32, so
     its value can lie a float32 rounding outside the float64 ends (a product of 2.6e38 and 2
     is inf in float32, not 5.2e38). Rounding lo down and hi up to float32 (past its largest
     value: to -inf / inf) keeps the interval sound; float64 ends are the op's own roundings.
@@ -122,13 +128,17 @@ def rule_interval(rule, bounds: list[Interval], attrs: dict, info: Info) -> Inte
     lo, hi = call_rule(rule, bounds, attrs, info)
     if info.dtype in ("float32", "float16"):
         dt = np.dtype(info.dtype).type
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"):  # past the largest value: to -inf / inf
             lo32, hi32 = dt(lo), dt(hi)
-        if float(lo32) > lo:
-            lo32 = np.nextafter(lo32, dt(-np.inf))
-        if float(hi32) < hi:
-            hi32 = np.nextafter(hi32, dt(np.inf))
+            if float(lo32) > lo:
+                lo32 = np.nextafter(lo32, dt(-np.inf))
+            if float(hi32) < hi:
+                hi32 = np.nextafter(hi32, dt(np.inf))
         lo, hi = float(lo32), float(hi32)
+    elif info.dtype in INT_DTYPES:  # ints wrap around at the width: past it, any value of the dtype
+        ii = np.iinfo(info.dtype)
+        if lo < ii.min or hi > ii.max:
+            lo, hi = float(ii.min), float(ii.max)
     return lo, hi
 
 
@@ -203,7 +213,10 @@ FIXES = {
     "log-domain": "keep the argument positive (log1p, log_softmax, -softplus(-x) for log(sigmoid(x))), or clamp it with maximum",
     "sqrt-domain": "clamp the argument with maximum(x, 0)",
     "div-zero": "keep the divisor away from 0 (add a small constant, or use softmax / sigmoid for normalisations)",
+    "overflow": "compute in float32 (cast before the op, and back after it if it must be stored as float16), or scale the "
+                "values down",
 }
+OVERFLOW_DTYPES = ("float16",)  # the dtypes whose largest finite value ordinary data reaches
 HAZARD_OPS = {"exp": 0, "expm1": 0, "log": 0, "log1p": 0, "sqrt": 0, "div": 1}  # op -> the input that matters
 
 
@@ -240,8 +253,31 @@ def lint_graph(graph: Graph, path: str | None = None) -> LintReport:
         severity = "warning" if b.tainted else "error"
         hint = FIXES[code] + ("; or declare a `range` on the inputs to prove it cannot happen" if b.tainted else "")
         report.findings.append(Finding(_diag(graph, node, code, f"{message} ({_why(b)})", hint, severity, path)))
+    report.findings += _overflows(graph, types, bound, covered, path)
     report.findings.sort(key=lambda f: (f.diag.line or 0, f.diag.column or 0))
     return report
+
+
+def _overflows(graph: Graph, types, bound: dict[str, Bound], covered: set[str], path: str) -> list[Finding]:
+    """float16 nodes that can pass the largest finite value while their inputs are bounded
+    (an input already unbounded is someone else's finding, or has no declared range)."""
+    out = []
+    for name, node in graph.nodes.items():
+        dtype = types[name].dtype
+        if dtype not in OVERFLOW_DTYPES or name in covered or node.op in ("exp", "expm1"):
+            continue
+        lo, hi = bound[name].interval
+        ins = [bound[i].interval for i in node.inputs]
+        if math.isfinite(lo) and math.isfinite(hi) or not all(math.isfinite(a) and math.isfinite(b) for a, b in ins):
+            continue
+        top = float(np.finfo(dtype).max)
+        shown = ", ".join(f"[{fmt(a)}, {fmt(b)}]" for a, b in ins)
+        b = Bound(bound[name].interval, frozenset().union(*(bound[i].sources for i in node.inputs)))
+        message = (f"{node.op} can pass {dtype}'s largest finite value {top:g} and become inf; its inputs range over "
+                   f"{shown} ({_why(b)})")
+        hint = FIXES["overflow"] + ("; or declare a `range` on the inputs to prove it cannot happen" if b.tainted else "")
+        out.append(Finding(_diag(graph, node, "overflow", message, hint, "warning" if b.tainted else "error", path)))
+    return out
 
 
 def _diag(graph: Graph, node, code: str, message: str, hint: str | None, severity: str, path: str) -> Diagnostic:

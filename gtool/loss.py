@@ -20,6 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from .dims import Dim, format_shape
+from .dtypes import is_float as is_float_dtype
 from .errors import GraphError, UsageError, did_you_mean
 from .ir import DTYPES, Graph, Loc, Node, Tensor, TensorType
 from .validate import inference_of
@@ -211,6 +212,6 @@ def _check_types(graph: Graph, owner: str, expr: str):
     if t.rank != 0:
         raise UsageError("non-scalar-loss", f"--loss {expr!r} has shape {format_shape(t.shape)}; a loss is a scalar",
                          hint="reduce it, e.g. sum(...) or mean(...)")
-    if not t.dtype.startswith("float"):
+    if not is_float_dtype(t.dtype):
         raise UsageError("dtype-mismatch", f"--loss {expr!r} is {t.dtype}; a loss is a float")
     return inference_of(graph).ctx

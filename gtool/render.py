@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .dims import format_shape
+from .dtypes import is_float as is_float_dtype
+from .dtypes import np_dtype
 from .errors import GraphError, UsageError
 from .ir import Graph, Node, Tensor
 from .render_dot import COLOR, FILL, LEGEND, ROUNDED, Arrow, Box, Drawing, emit, emit_diff
@@ -58,7 +60,7 @@ def saved_for_backward(graph: Graph, gg: Graph, values: dict | None = None, dims
         if name not in read:
             continue
         t = types[name]
-        itemsize = np.dtype(t.dtype).itemsize
+        itemsize = np_dtype(t.dtype).itemsize
         if values is not None and name in values:
             out[name] = human_bytes(np.asarray(values[name]).nbytes)
             continue
@@ -176,7 +178,7 @@ def draw(graph: Graph, *, values=None, grads=None, saved=None, fold: bool = True
         if not users.get(name):
             box.lines.append((type_text(types[name]), COLOR["note"]))
         fan = len(users.get(name, ()))
-        if fan > 1 and types[name].dtype.startswith("float"):
+        if fan > 1 and is_float_dtype(types[name].dtype):
             box.marks.append("fanout")
             box.lines.append((f"fans out ×{fan}: d{loss}/d{name} is a sum", COLOR["fanout"]))
         _annotate(box, name, loss=loss, values=values, grads=grads, saved=saved, first_bad=first_bad)
@@ -256,7 +258,7 @@ def draw_backward(graph: Graph, gr: Gradient, *, values=None, saved=None, title:
             if name in owned:
                 box.cluster = name
             fan = len(fwd_users.get(name, ()))
-            if fan > 1 and types[name].dtype.startswith("float") and name in gr.contributions:
+            if fan > 1 and is_float_dtype(types[name].dtype) and name in gr.contributions:
                 box.marks.append("fanout")
                 box.lines.append((f"fans out ×{fan}: d{loss}/d{name} is a sum", COLOR["fanout"]))
         elif t is not None:  # the seed dL/dL

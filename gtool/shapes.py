@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .datafit import scalar_misfit
 from .dims import Dim, format_shape, parse_dim, parse_index
+from .dtypes import COMPUTE_DTYPES, is_float, is_storage
 from .errors import Diagnostic
 from .ir import Graph, TensorType
 from .ops.registry import ShapeError, get_op
@@ -133,7 +134,8 @@ class Inference:
 
 
 _DIM_KINDS = ("shape", "dim", "index")
-_NARROW = ("int32", "float32")  # the dtypes a literal (int64, float64 or bool) may not fit
+# the dtypes a literal (int64, float64 or bool) may not fit: all but those three
+_NARROW = frozenset(COMPUTE_DTYPES) - {"int64", "float64", "bool"}
 
 
 def _dim_attrs(op, attrs: dict, ctx: ShapeCtx, fixed: dict[str, Dim]) -> dict:
@@ -186,6 +188,8 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
             attrs = op.full_attrs(node.attrs)
             if fixed or ctx.bindings:
                 attrs = _dim_attrs(op, attrs, ctx, fixed)
+            if not op.storage:
+                _refuse_storage(op.name, ins)
             out = op.infer(ctx, ins, attrs)
             if node.shape is not None:
                 declared = tuple(d.substitute(fixed) for d in node.shape) if fixed else node.shape
@@ -214,6 +218,16 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
     if ctx.bindings:
         types = {n: TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for n, t in types.items()}
     return Inference(types, ctx, diags)
+
+
+def _refuse_storage(op: str, ins: list[TensorType]) -> None:
+    """Storage-only dtypes (bfloat16, float8..., int4, ...) are stored, moved and cast; an op
+    that computes with one is refused here, before any backend could give a wrong number."""
+    dt = next((t.dtype for t in ins if is_storage(t.dtype)), None)
+    if dt is not None:
+        raise ShapeError("storage-only-dtype", f"{op} cannot compute with {dt}: {dt} is a storage-only dtype (it "
+                         "can be stored, reshaped, transposed, sliced, concatenated and cast); cast it to a "
+                         "compute dtype such as float32 first")
 
 
 def _weak_value(graph: Graph, name: str, known: dict):
@@ -258,8 +272,8 @@ def _check_literals(graph: Graph, node, op, ins: list, out: TensorType, known: d
         why = None if v is None else scalar_misfit(v, out.dtype)
         if why is not None:
             shown = str(v) if len(str(v)) <= 24 else f"{str(v)[:20]}..."
-            fix = {"int32": "cast the tensor to int64 or float64 first", "float32": "cast the tensor to float64 first",
-                   "int64": "write the number as a float, or cast the tensor to float64"}.get(out.dtype, "check it")
+            fix = ("cast the tensor to float64 first" if is_float(out.dtype)
+                   else "cast the tensor to int64 or float64 first")
             raise ShapeError("bad-value", f"the number {shown} takes the dtype {out.dtype} here (numbers in a graph "
                              f"take the dtype of the tensors they meet) and is {why}; {fix}")
 

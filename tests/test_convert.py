@@ -106,3 +106,26 @@ def test_a_graph_that_cannot_be_exported_is_exit_1(tmp_path, capsys):
     assert not (tmp_path / "g.onnx").exists()
     status, _, err = cli(capsys, "convert", src, tmp_path / "g.onnx", "--dim", "n=5")
     assert status == 0, err
+
+
+def test_onnx_to_yaml_and_onnx_to_onnx(tmp_path, capsys):
+    """The way back through the command: the same file as the original, byte for byte; and an
+    .onnx re-exported (here at another opset) still runs in onnxruntime with the same outputs."""
+    ort = pytest.importorskip("onnxruntime")
+    assert cli(capsys, "convert", "graphs/mlp.yaml", tmp_path / "a.onnx")[0] == 0
+    status, _, err = cli(capsys, "convert", tmp_path / "a.onnx", tmp_path / "back.yaml")
+    assert status == 0, err
+    from gtool.format.write import dumps
+
+    assert (tmp_path / "back.yaml").read_text() == dumps(gtool.load("graphs/mlp.yaml"))
+    status, _, err = cli(capsys, "convert", tmp_path / "a.onnx", tmp_path / "b.onnx", "--opset", "15")
+    assert status == 0, err
+    graph = gtool.load("graphs/mlp.yaml")
+    feeds = {k: v for k, v in api.all_values(graph, random_inputs=True, seed=2).items() if k in ("x", "t")}
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(tmp_path / "b.onnx"), opts, providers=["CPUExecutionProvider"])
+    logits, loss = session.run(None, feeds)
+    want = api.run(graph, feeds)
+    np.testing.assert_allclose(logits, want["logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loss, want["L"], rtol=1e-5)

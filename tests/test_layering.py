@@ -95,6 +95,7 @@ RULES = {
                              "gtool.cli"], ()),
     "errors imports nothing of gtool": (["gtool.errors"], ["gtool"], ()),
     "dims knows only errors": (["gtool.dims"], ABOVE_IR + ["gtool.ir"], ()),
+    "dtypes knows only errors": (["gtool.dtypes"], ABOVE_IR + ["gtool.ir", "gtool.dims"], ()),
     "ir knows no ops": (["gtool.ir"], ABOVE_IR, ()),
     "ops know no files and no executor": (
         ["gtool.ops"], ["gtool.format", "gtool.validate", "gtool.interp", "gtool.backends", "gtool.autodiff",
@@ -122,7 +123,7 @@ RULES["the core reaches the ONNX importer only through validate's dispatch"] = (
     [m for m in MODULES if not _under(m, "gtool.onnx") and m != "gtool.validate"], IMPORT, ())
 RULES["the ONNX importer sits beside the format loaders, below execution"] = (
     IMPORT, ["gtool.interp", "gtool.backends", "gtool.autodiff", "gtool.api", "gtool.commands", "gtool.cli"], ())
-EXPORT = ["gtool.onnx.export", "gtool.onnx.export_ops", "gtool.onnx.export_conv", "gtool.onnx.meta"]
+EXPORT = ["gtool.onnx.export", "gtool.onnx.export_ops", "gtool.onnx.export_nn", "gtool.onnx.export_windows", "gtool.onnx.meta"]
 RULES["only convert (and the onnx package) reach the ONNX exporter"] = (
     [m for m in MODULES if not _under(m, "gtool.onnx") and m not in ("gtool.commands", "gtool.commands.convert")],
     EXPORT, ())  # (a package as a source covers its modules: gtool.commands's __init__ is left out)
@@ -169,7 +170,7 @@ def test_every_module_is_seen():
     assert "gtool.ops.registry" in imports_of("gtool.backends")
 
 
-HEAVY = ("numba", "llvmlite", "onnx", "dask", "sympy", "mpmath", "scipy", "torch", "jax")
+HEAVY = ("numba", "llvmlite", "onnx", "dask", "sympy", "mpmath", "scipy", "torch", "jax", "ml_dtypes")
 
 _PROBE = """
 import atexit, json, runpy, sys

@@ -145,7 +145,7 @@ def test_shapes_that_do_not_fit_the_model(model):
 
 
 def test_unsupported_data_dtype(model):
-    assert _refused(model, "sum(logits * r)", {"r": np.ones(4, np.uint8)}).code == "bad-input"
+    assert _refused(model, "sum(logits * r)", {"r": np.ones(4, np.complex64)}).code == "bad-input"
 
 
 # the flag --------------------------------------------------------------------------------------

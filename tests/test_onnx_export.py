@@ -41,23 +41,6 @@ def ort_run(model, feeds: dict) -> list[np.ndarray]:
     return session.run(None, {k: np.asarray(v) for k, v in feeds.items() if k in names})
 
 
-# onnxruntime's CPU kernels of these ops take float32 only (not float64): float64 models using
-# them are run by onnx's reference evaluator instead (another independent implementation)
-ORT_NO_DOUBLE = {"Conv", "ConvTranspose", "AveragePool"}
-
-
-def run_model(model, feeds: dict) -> list[np.ndarray]:
-    f64 = onnx.TensorProto.DOUBLE
-    double = any(i.type.tensor_type.elem_type == f64 for i in model.graph.input) or \
-        any(t.data_type == f64 for t in model.graph.initializer)
-    if double and any(n.op_type in ORT_NO_DOUBLE for n in model.graph.node):
-        from onnx.reference import ReferenceEvaluator
-
-        names = {i.name for i in model.graph.input}
-        return ReferenceEvaluator(model).run(None, {k: np.asarray(v) for k, v in feeds.items() if k in names})
-    return ort_run(model, feeds)
-
-
 def exported(graph, **kw):
     model = export_model(graph, **kw)
     onnx.checker.check_model(model, full_check=True)
@@ -90,7 +73,7 @@ def test_bundled_graph_exports_and_runs_in_onnxruntime(path):
     model = exported(graph)
     feeds = graph_inputs(graph)
     want = api.run(graph, feeds)
-    got = run_model(model, feeds)
+    got = ort_run(model, feeds)
     assert [o.name for o in model.graph.output] == list(graph.outputs)
     for name, value in zip(graph.outputs, got):
         assert_same(want[name], value, f"{path}: {name}")
@@ -127,9 +110,6 @@ def test_params_are_the_values_gtool_runs_with():
 
 # every op ------------------------------------------------------------------------------------
 
-ALL_CASES = [c for op in sorted(CASES) for c in CASES[op]]
-
-
 def _as_float32(case):
     from dataclasses import replace
 
@@ -141,29 +121,44 @@ def _as_float32(case):
                                       for i in case.inputs))
 
 
-F32_CASES = [c for c in (_as_float32(c) for c in ALL_CASES) if c is not None]
+def combined(items) -> tuple[str, dict, list[str]]:
+    """One graph for many one-node cases (one export and one onnxruntime session for them all,
+    which keeps this file fast): `items` are (label, op, attrs, {input: array}); node `o<k>`
+    computes case k from inputs `c<k>_<j>`. Returns the YAML, the feeds, and the labels."""
+    lines, nodes, feeds, labels = ["gtool: 1", "inputs:"], [], {}, []
+    for k, (label, op, attrs, arrays) in enumerate(items):
+        names = []
+        for j, arr in enumerate(arrays.values()):
+            name = f"c{k}_{j}"
+            feeds[name] = arr = np.asarray(arr)
+            lines.append(f"  {name}: {{shape: {list(arr.shape)}, dtype: {arr.dtype}}}")
+            names.append(name)
+        node = {"op": op, "inputs": names, **({"attrs": attrs} if attrs else {})}
+        nodes.append(f"  o{k}: {json.dumps(node)}")
+        labels.append(label)
+    outputs = ", ".join(f"o{k}" for k in range(len(items)))
+    return "\n".join(lines + ["nodes:"] + nodes + [f"outputs: [{outputs}]"]) + "\n", feeds, labels
 
 
-def _check_case(case, load_text):
-    if case.op == "conv_transpose" and case.attrs.get("groups", 1) > 1 and case.inputs[0].dtype == "float64":
-        pytest.skip("no independent float64 grouped ConvTranspose: onnxruntime has no float64 kernel and "
-                    "onnx.reference fails on group > 1 (its float32 copy runs in onnxruntime)")
-    graph = load_text(case.graph_text())
-    feeds = case.arrays()
-    model = exported(graph)
-    want = api.run(graph, feeds)["out"]
-    (got,) = run_model(model, feeds)
-    assert_same(want, got, case.id)
+def check_combined(items, load_text) -> None:
+    """gtool and onnxruntime on a combined graph: every case's output the same (assert_same)."""
+    text, feeds, labels = combined(items)
+    graph = load_text(text)
+    want = api.run(graph, feeds)
+    got = ort_run(exported(graph), feeds)
+    for k, (label, value) in enumerate(zip(labels, got)):
+        assert_same(want[f"o{k}"], value, label)
 
 
-@pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
-def test_op_exports(case, load_text):
-    _check_case(case, load_text)
+OPS_WITH_CASES = sorted(CASES)
 
 
-@pytest.mark.parametrize("case", F32_CASES, ids=lambda c: c.id)
-def test_op_exports_float32(case, load_text):
-    _check_case(case, load_text)
+@pytest.mark.parametrize("op", OPS_WITH_CASES)
+def test_op_exports(op, load_text):
+    """Every case of the op (tests/op_cases.py), in float64 and as float32 copies."""
+    cases = CASES[op] + [c for c in map(_as_float32, CASES[op]) if c is not None]
+    items = [(f"{c.id} {'/'.join(i.dtype for i in c.inputs)}", c.op, c.attrs, c.arrays()) for c in cases]
+    check_combined(items, load_text)
 
 
 def test_every_op_has_a_rule_and_cases():
@@ -362,3 +357,40 @@ def test_every_op_is_in_the_docs_table():
     named = {w.strip("`") for cell in rows for w in cell.replace(",", " ").split()}
     missing = [n for n, op in REGISTRY.items() if op.plugin is None and n not in named]
     assert not missing, f"ops missing from docs/onnx.md's export table: {missing}"
+
+
+# the records' edge tables: the values every backend is held to ------------------------------------
+
+EDGE_OPS = sorted(name for name, op in REGISTRY.items() if op.plugin is None and op.edges)
+
+
+def _edge_items(name: str, dtype: str) -> list:
+    items = []
+    for k, edge in enumerate(REGISTRY[name].edges):
+        if dtype == "float32" and not edge.float32:
+            continue
+        arrays = {}
+        for j, arr in enumerate(edge.inputs):
+            arr = np.asarray(arr)
+            arrays[j] = arr.astype(dtype) if arr.dtype == np.float64 else arr
+        items.append((f"{name} edge {k} ({edge.note or 'floats'}) {dtype}", name, edge.attrs, arrays))
+    return items
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", EDGE_OPS)
+def test_edge_table_in_onnxruntime(name, dtype, load_text):
+    """The op's edge table (the values every gtool backend is held to) through onnxruntime.
+    An edge gtool refuses at run time (an error case of the table) is checked on its own."""
+    items = _edge_items(name, dtype)
+    try:
+        check_combined(items, load_text)
+        return
+    except GraphError:
+        pass
+    for item in items:
+        try:
+            api.run(load_text(combined([item])[0]), combined([item])[1])
+        except GraphError:
+            continue  # refused by gtool: nothing to compare
+        check_combined([item], load_text)

@@ -407,18 +407,12 @@ def test_a_symbolic_shape_used_as_data_is_computed_at_run_time(tmp_path):
         assert out["shp"].dtype == np.int64 and out["shp"].tolist() == [n, 4]
 
 
-def test_an_attribute_the_converter_does_not_handle_is_refused_not_ignored(tmp_path):
-    """Cast's round_mode (opset 25, for float8 rounding) is not read by gtool's converter: a
-    value other than ONNX's default is refused, naming it; the default itself is accepted."""
+def test_cast_attributes_reach_gtools_cast(tmp_path):
+    """Cast's saturate and round_mode (opset 25) are passed to gtool's cast, never dropped."""
     path = tmp_path / "m.onnx"
-    ins = [helper.make_tensor_value_info("a", F, [2, 3])]
-    outs = [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2, 3])]
-    save(path, [helper.make_node("Cast", ["a"], ["y"], name="Cast_5", to=TensorProto.DOUBLE, round_mode="down")],
-         ins, outs, opset=25)
-    with pytest.raises(GraphError) as info:
-        gtool.load(path)
-    assert info.value.code == "onnx-unsupported" and "node 0 'Cast_5'" in str(info.value)
-    assert "round_mode" in str(info.value)
-    save(path, [helper.make_node("Cast", ["a"], ["y"], to=TensorProto.DOUBLE, round_mode="up", saturate=1)],
-         ins, outs, opset=25)
-    assert gtool.run(gtool.load(path), {"a": np.ones((2, 3), np.float32)})["y"].dtype == np.float64
+    save(path, [helper.make_node("Cast", ["a"], ["y"], name="Cast_5", to=TensorProto.DOUBLE, round_mode="down",
+                                 saturate=0)],
+         [helper.make_tensor_value_info("a", F, [2, 3])], [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2, 3])],
+         opset=25)
+    node = gtool.load(path).nodes["y"]
+    assert node.op == "cast" and node.attrs["round_mode"] == "down" and node.attrs["saturate"] is False

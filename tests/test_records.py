@@ -73,10 +73,10 @@ def _graph_for(case: EdgeCase, load_text):
     return load_text("\n".join(lines + ["nodes:", f"  out: {json.dumps(node)}", "outputs: [out]"]) + "\n")
 
 
-ALL = {dt: cases(dt) for dt in (np.float64, np.float32)}
+ALL = {dt: cases(dt) for dt in (np.float64, np.float32, np.float16)}
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16], ids=["f64", "f32", "f16"])
 @pytest.mark.parametrize("name", builtin_ops())
 def test_numpy_forward_matches_the_reference(name, dtype, load_text):
     tol = REGISTRY[name].ulps

@@ -3,8 +3,9 @@
 The models, their inputs, outputs, a fixed cotangent and `torch.autograd.grad`'s parameter and
 input gradients for it were written by tests/data/onnx/make_torch_models.py (run with torch,
 which the suite itself never imports). gtool loads each `.onnx`, runs `gtool.vjp` with the same
-cotangent, and must agree within rtol 1e-9 in float64 and 2e-4 in float32 (relative to the
-largest entry of each array, so entries that cancel to near 0 do not need 1e-9 of themselves).
+cotangent, and must agree within rtol 1e-9 in float64 and 2e-4 in float32 (entries near 0 within
+rtol of the largest entry of the output, or of all the model's gradients: a gradient that cancels
+to 0, as the transformer's k.bias does, is rounding noise in both).
 
 A model whose ONNX ops have no converter yet is skipped, naming the missing ops (computed from
 the converter registry, so each test starts to run by itself once its ops land).
@@ -50,9 +51,11 @@ def _part(arrays: dict, kind: str) -> dict:
     return {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith(kind + ":")}
 
 
-def close(got: np.ndarray, want: np.ndarray, rtol: float, what: str) -> None:
+def close(got: np.ndarray, want: np.ndarray, rtol: float, what: str, scale: float | None = None) -> None:
+    """Within rtol of torch, entries near 0 within rtol of `scale` (default: the array's largest)."""
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, torch {want.dtype}"
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.max(np.abs(want))), err_msg=what)
+    scale = float(np.max(np.abs(want))) if scale is None else scale
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
 @pytest.mark.parametrize(("name", "dtype"), MODELS, ids=[f"{m}-{d}" for m, d in MODELS])
@@ -62,8 +65,11 @@ def test_outputs_and_gradients_match_torch(name, dtype):
     outs, grads = gtool.vjp(graph, inputs, cots, wrt=list(grads_ref))
     for y, want in _part(arrays, "output").items():
         close(outs[y], want, RTOL[dtype], f"output {y}")
+    # a gradient that is 0 in exact arithmetic is rounding noise in both (the transformer's k.bias:
+    # softmax ignores a shift of a row's scores), so its entries are held to the model's gradient scale
+    scale = max(float(np.max(np.abs(g))) for g in grads_ref.values())
     for w, want in grads_ref.items():
-        close(grads[w], want, RTOL[dtype], f"gradient of {w}")
+        close(grads[w], want, RTOL[dtype], f"gradient of {w}", scale)
 
 
 def test_mlp_keeps_parameter_names():
@@ -104,5 +110,5 @@ def test_mlp_grad_check_with_loss_flag(tmp_path, capsys):
 
 
 def test_reference_files_are_small():
-    total = sum(p.stat().st_size for p in DATA.glob("torch_*"))
+    total = sum((DATA / f"torch_{m}_{d}{ext}").stat().st_size for m, d in MODELS for ext in (".onnx", ".npz"))
     assert total < 300_000, f"the torch reference files take {total} bytes"

@@ -316,7 +316,7 @@ def test_json_graph_errors_are_located(tmp_path):
     ("inputs: {q: {shape: 3}}", "bad-type", "/inputs/q/shape"),
     ("inputs: {q: {dtype: float32}}", "missing-key", "/inputs/q"),
     ("inputs: {q: {shape: [2], dtyp: float32}}", "unknown-key", "/inputs/q/dtyp"),
-    ("inputs: {q: {shape: [2], dtype: float16}}", "schema", "/inputs/q/dtype"),
+    ("inputs: {q: {shape: [2], dtype: complex64}}", "schema", "/inputs/q/dtype"),
     ("inputs: {q: {shape: [2], range: [0]}}", "schema", "/inputs/q/range"),
     ("params: {p: {shape: [2]}}", "missing-key", "/params/p"),
     ("params: {p: {shape: [2], init: random}}", "bad-init", "/params/p/init"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gtool
 from gtool.errors import UsageError
@@ -79,12 +81,14 @@ def test_against_central_differences(graph):
     np.testing.assert_allclose(grads["W"], num, rtol=1e-7, atol=1e-9)
 
 
-def test_numba_backend_agrees(graph):
+def test_numba_backend_agrees():
+    """The VJP graph is an ordinary graph, so it runs compiled (a small one: numba compiles each)."""
     pytest.importorskip("numba")
-    _, grads = gtool.vjp(graph, {"x": X, "W": W, "b": B}, {"h": CH, "y": CY}, wrt=["W", "x"], backend="numba")
-    _, _, want = closed_form()
-    for k in ("W", "x"):
-        np.testing.assert_allclose(grads[k], want[k], rtol=1e-12, atol=1e-14)
+    g = gtool.load("graphs/linear_mse.yaml")
+    c = np.array([0.25, -3.0])
+    _, grads = gtool.vjp(g, cotangents={"y": c}, wrt=["W", "x"], backend="numba")
+    np.testing.assert_array_equal(grads["W"], np.outer(c, [1.0, 0.5, -1.0]))
+    np.testing.assert_array_equal(grads["x"], np.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]]).T @ c)
 
 
 def test_linear_graph_file_closed_form():
@@ -179,3 +183,36 @@ def test_wrt_must_be_float_and_known(graph):
 def test_missing_cotangents(graph):
     assert _error(graph, cotangents=None).code == "usage"
     assert _error(graph, cotangents={}).code == "usage"
+
+
+def test_dot_product_with_forward_mode(graph):
+    """<c, J t> by forward mode (the JVP rules) equals <J^T c, t> by vjp (the VJP rules)."""
+    rng = np.random.default_rng(11)
+    tw, tx = rng.standard_normal(W.shape), rng.standard_normal(X.shape)
+    tg = gtool.jvp(graph, ["W", "x"], ["h", "y"])
+    out = gtool.run(tg, {"x": X, "W": W, "b": B, "__tan_W": tw, "__tan_x": tx})
+    forward = np.sum(CH * out["__tan_h"]) + np.sum(CY * out["__tan_y"])
+    _, grads = gtool.vjp(graph, {"x": X, "W": W, "b": B}, {"h": CH, "y": CY}, wrt=["W", "x"])
+    assert np.sum(grads["W"] * tw) + np.sum(grads["x"] * tx) == pytest.approx(forward, rel=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(a=st.floats(-4, 4), seed=st.integers(0, 2**16))
+def test_vjp_is_linear_in_the_cotangents(graph, a, seed):
+    """J^T (a c1 + c2) = a J^T c1 + J^T c2: the cotangent enters once, as the seed."""
+    rng = np.random.default_rng(seed)
+    c1, c2 = rng.standard_normal((2, 5, 4))
+    data = {"x": X, "W": W, "b": B}
+    _, g1 = gtool.vjp(graph, data, {"y": c1}, wrt=["W", "x"])
+    _, g2 = gtool.vjp(graph, data, {"y": c2}, wrt=["W", "x"])
+    _, g = gtool.vjp(graph, data, {"y": a * c1 + c2}, wrt=["W", "x"])
+    for k in ("W", "x"):
+        np.testing.assert_allclose(g[k], a * g1[k] + g2[k], rtol=1e-10, atol=1e-12)
+
+
+def test_an_input_given_a_cotangent_passes_it_through(graph):
+    """A seeded value that is also a target gets its cotangent plus what flows back into it."""
+    cx = RNG.standard_normal(X.shape)
+    _, grads = gtool.vjp(graph, {"x": X, "W": W, "b": B}, {"x": cx, "h": CH}, wrt=["x"])
+    _, _, want = closed_form(cy=np.zeros_like(CY))
+    np.testing.assert_allclose(grads["x"], cx + want["x"], rtol=1e-12, atol=1e-14)

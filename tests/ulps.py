@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-_INT = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}
+_INT = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32, np.dtype(np.float16): np.int16}
 
 
 def _ordered(x: np.ndarray) -> np.ndarray:

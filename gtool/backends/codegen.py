@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 from ..dims import Dim
+from ..dtypes import INT_DTYPES
+from ..errors import UsageError
 from ..ops.registry import get_op
 from .fusion import CHUNK, Group, Single, data_inputs, fuse, iter_shape
 from .lowering import Lowering, fold_transposes
@@ -37,7 +39,20 @@ from .templates import (
 __all__ = ["BOOL_OK", "CHUNK", "COMPARE", "FLOAT_ONLY", "FUSED", "HELPERS", "TEMPLATES", "Body", "CompiledPlan",
            "Fallback", "Group", "Lowering", "MNode", "Single", "V", "compute_dtype", "convert", "data_inputs",
            "estimate", "fold_transposes", "fuse", "is_one", "iter_shape", "np_dtype", "numel", "reduce_parts",
-           "shape_code", "sign_template", "to_numpy"]
+           "shape_code", "sign_template", "to_numpy", "COMPILED_DTYPES", "refuse_dtypes"]
+
+# the dtypes the generated code computes in; float16 (numba has no float16 arithmetic on the
+# CPU) and the storage-only dtypes are refused, never silently widened or mis-rounded
+COMPILED_DTYPES = frozenset(("float64", "float32", "bool") + INT_DTYPES)
+
+
+def refuse_dtypes(program, backend: str) -> None:
+    """A UsageError naming the first value whose dtype `backend` does not compile."""
+    for name, t in program.types.items():
+        if t.dtype not in COMPILED_DTYPES and name in program.graph:
+            raise UsageError("unsupported-dtype", f"the {backend} backend does not compute in {t.dtype} "
+                             f"('{program.graph.owner(name)}' is {t.dtype})",
+                             hint="run it with --backend numpy, or cast to float32 first")
 
 
 # helpers for emitters --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dtypes import INT_DTYPES
 from ..errors import UsageError
 from . import Backend
 from .codegen import (
@@ -33,6 +34,7 @@ from .codegen import (
     V,
     fuse,
     is_one,
+    refuse_dtypes,
     to_numpy,
 )
 from .cpu_emit import BLOCK, PAR_MIN, VECMATH, VECMATH_PRELUDE, CpuEmitter, Names, Piece, vkey  # noqa: F401 (re-exported)
@@ -177,7 +179,7 @@ def _source(steps, extra, em: CpuEmitter, types) -> str:
         out += ["", "", "@njit(cache=True, error_model='numpy')", f"def {step.name}({', '.join(args)}):"]
         for r in step.reads:  # scalars arrive as Python numbers: give them their declared dtype
             v = types[r]
-            if v.scalar and v.dtype in ("float32", "int32"):
+            if v.scalar and v.dtype not in ("float64", "int64", "bool"):
                 var = em.names.var(r)
                 out.append(f"    {var} = np.{v.dtype}({var})")
         out += ["    " + line for line in step.lines]
@@ -201,7 +203,7 @@ def inline_constants(program, types) -> dict[str, str]:
 def literal(x, dtype: str) -> str:
     if dtype == "bool":
         return repr(bool(x))
-    if dtype.startswith("int"):
+    if dtype in INT_DTYPES:
         code = repr(int(x))
     else:
         x = float(np.dtype(dtype).type(x))
@@ -312,6 +314,7 @@ class NumbaBackend(Backend):
         self.fallback_runs = 0
 
     def compile(self, program) -> Compiled:
+        refuse_dtypes(program, "numba")
         source, steps, names, types, consts = build(program, blas=self.blas, parallel=self.parallel)
         return Compiled(program, self, source, steps, names, types, consts)
 

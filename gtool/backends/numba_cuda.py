@@ -14,7 +14,21 @@ import numpy as np
 
 from ..errors import UsageError
 from . import Backend
-from .codegen import HELPERS, Body, CompiledPlan, Fallback, Group, Lowering, Single, V, convert, fuse, reduce_parts, to_numpy
+from .codegen import (
+    HELPERS,
+    Body,
+    CompiledPlan,
+    Fallback,
+    Group,
+    Lowering,
+    Single,
+    V,
+    convert,
+    fuse,
+    reduce_parts,
+    refuse_dtypes,
+    to_numpy,
+)
 from .numba_cpu import Names, inline_constants, load_module, require_numba
 
 TILE_GPU, TILE_SIM = 16, 2  # matmul tile edge
@@ -406,6 +420,7 @@ class CudaBackend(Backend):
         self.last_compile_seconds = 0.0
 
     def compile(self, program) -> CudaCompiled:
+        refuse_dtypes(program, "cuda")
         return CudaCompiled(program, self)
 
 

@@ -113,7 +113,7 @@ def _save_npz(path: str, arrays: dict, protect: tuple[str, ...]) -> None:
 
 
 def _run_options(f):
-    f = click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None,
+    f = click.option("--dtype", type=click.Choice(["float16", "float32", "float64"]), default=None,
                      help="Run the whole graph at this float precision.")(f)
     f = click.option("--check-numerics", is_flag=True, help="Stop at the first node that makes NaN or Inf.")(f)
     f = click.option("-o", "--output", "out_path", metavar="OUT.npz", help="Also save the results to a .npz file.")(f)

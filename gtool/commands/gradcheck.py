@@ -47,7 +47,7 @@ _D64, _D32 = DEFAULTS["float64"], DEFAULTS["float32"]
 @click.option("--atol", type=float, help=f"Absolute tolerance [float64: {_D64.atol:g}, float32: {_D32.atol:g}].")
 @click.option("--eps", type=float, help=f"Relative step, h = eps * max(1, |x|) [float64: {_D64.eps:g}, "
                                         f"float32: {_D32.eps:g}].")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
+@click.option("--dtype", type=click.Choice(["float64", "float32", "float16"]), default="float64", show_default=True,
               help="Precision of the check; graphs are cast to it (float32 is too coarse to trust).")
 @click.option("--strict", is_flag=True, help="Count entries at a kink (relu at 0, max ties) as failures.")
 @click.option("--junit", "junit", metavar="FILE.xml", help="Also write a JUnit XML report (one test per target).")
@@ -68,9 +68,11 @@ def grad_check(paths, wrt, of, mode, directions, full_limit, against, order, rto
         if value is not None and (not math.isfinite(value) or value < 0 or (positive and value == 0)):
             raise UsageError("usage", f"{name} must be a finite number {'above' if positive else 'at least'} 0, "
                              f"got {value}")
-    if dtype == "float32":
-        click.echo("gtool: warning: checking in float32: finite differences keep about 3 digits there, so the "
-                   f"tolerances are loose (rtol {_D32.rtol:g}); float64 (the default) is the reliable check", err=True)
+    if dtype in ("float32", "float16"):
+        digits = 3 if dtype == "float32" else 2
+        click.echo(f"gtool: warning: checking in {dtype}: finite differences keep about {digits} digits there, so the "
+                   f"tolerances are loose (rtol {DEFAULTS[dtype].rtol:g}); float64 (the default) is the reliable check",
+                   err=True)
     files = expand_paths(paths)
     if junit:
         refuse_input(junit, tuple(files))

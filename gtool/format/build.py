@@ -15,6 +15,7 @@ import numpy as np
 
 from ..datafit import fitted
 from ..dims import Dim, parse_dim
+from ..dtypes import INSTALL, have_ml_dtypes, is_float_like, is_storage
 from ..errors import Diagnostic, GraphError, did_you_mean
 from ..ir import Graph, Loc, Node, Tensor, TensorType, toposort
 from ..ops.registry import REGISTRY, AttrError, check_attr, get_op
@@ -174,6 +175,10 @@ class Builder:
         # a weak scalar keeps the kind of number written, as a literal in an expression does
         # (`k: 2` is the `2` of `x * 2`), so written-out graphs read back the same
         dtype = spec.get("dtype") or (_literal_dtype(spec.get("value")) if weak else "float64")
+        if is_storage(dtype) and not have_ml_dtypes():
+            self.error("missing-extra", f"{kind} '{name}' has the storage-only dtype {dtype}, which needs the "
+                       f"ml_dtypes package: {INSTALL}", ptr + "/dtype", name)
+            return None
         value = None
         if "value" in spec:
             value = self.array(spec["value"], dtype, ptr + "/value", name)
@@ -231,7 +236,7 @@ class Builder:
     def array(self, value, dtype: str, ptr: str, name: str) -> np.ndarray | None:
         try:
             value = nonfinite(value)
-            arr = np.array(value, dtype=np.float64 if dtype.startswith("float") else object)
+            arr = np.array(value, dtype=np.float64 if is_float_like(dtype) else object)
             if arr.dtype == object:
                 flat = arr.ravel()
                 if dtype == "bool" and not all(isinstance(v, bool) for v in flat):

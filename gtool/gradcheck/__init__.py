@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .. import autodiff
+from ..dtypes import is_float as is_float_dtype
 from ..errors import Diagnostic, GraphError, UsageError
 from ..feeds import resolve
 from ..interp import at_precision, free_dims, program
@@ -194,7 +195,7 @@ def _check_options(mode, directions, against, order, dtype, full_limit) -> None:
     if directions < 1 or full_limit < 0:
         raise UsageError("usage", "--directions must be at least 1 and the full-mode limit not negative")
     if dtype not in DEFAULTS:
-        raise UsageError("usage", f"--dtype must be float64 or float32, got {dtype!r}")
+        raise UsageError("usage", f"--dtype must be float64, float32 or float16, got {dtype!r}")
 
 
 def _forward_tolerances(tol: Tolerances, rtol: float | None, atol: float | None) -> Tolerances:
@@ -244,7 +245,7 @@ class _Problem:
         self.values, self.bindings = resolve(graph, inputs, types=types, free=free_dims(graph), random=True,
                                              seed=seed, dim_values=dims)
         randomised = [n for n, t in graph.tensors.items() if t.kind == "input" and t.value is None
-                      and n not in (inputs or {}) and types[n].dtype.startswith("float")]
+                      and n not in (inputs or {}) and is_float_dtype(types[n].dtype)]
         _away_from_kinks(graph, randomised, self.values)
         self.gradient = autodiff.grad(graph, wrt, loss)
         self.gg = self.gradient.graph

@@ -41,7 +41,10 @@ class Tolerances:
 # h = 1e-6 keeps both near 1e-10: rtol 1e-5 leaves five orders of margin and still catches
 # any rule that is wrong by more than a rounding error. float32 (eps_mach 1.2e-7): h = 1e-3.
 DEFAULTS = {"float64": Tolerances(1e-6, 1e-5, 1e-8),
-            "float32": Tolerances(1e-3, 1e-2, 1e-3, float(np.finfo(np.float32).eps))}
+            "float32": Tolerances(1e-3, 1e-2, 1e-3, float(np.finfo(np.float32).eps)),
+            # float16 (eps_mach 9.8e-4): rounding ~1e-3 |L| / h and truncation ~h^2 balance near
+            # h = 0.1, leaving about two digits; a rule wrong by a factor (2x, a transpose) still fails
+            "float16": Tolerances(3e-2, 1e-1, 5e-2, float(np.finfo(np.float16).eps))}
 FORWARD_RTOL = 1e-12  # reverse vs forward mode: the same arithmetic in another order (float32: 1e-5)
 FULL_LIMIT = 2000  # auto mode: elements per target up to which every element is perturbed
 

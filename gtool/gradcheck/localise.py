@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..builder import GraphBuilder
+from ..dtypes import is_float as is_float_dtype
 from ..errors import GraphError
 from ..interp import program
 from ..ir import Graph, Tensor
@@ -105,7 +106,7 @@ def _check_node(prob: _Problem, node, values: dict, gbar: np.ndarray, types, nee
     g = prob.graph
     op = get_op(node.op)
     ins = list(dict.fromkeys(node.inputs))
-    targets = [i for i in ins if i in need and types[i].dtype.startswith("float") and not types[i].weak]
+    targets = [i for i in ins if i in need and is_float_dtype(types[i].dtype) and not types[i].weak]
     if not targets:
         return None
     mini = Graph({i: Tensor(i, "input", types[i]) for i in ins}, {node.name: replace(node, shape=None)},

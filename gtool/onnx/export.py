@@ -34,11 +34,10 @@ def _onnx():
 
 
 def onnx_dtype(dtype: str) -> int:
-    """The TensorProto element type of a gtool dtype name."""
-    onnx = _onnx()
-    if dtype == "bfloat16":
-        return onnx.TensorProto.BFLOAT16
-    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    """The TensorProto element type of a gtool dtype (the importer's table, read backwards)."""
+    from .dtypes import onnx_type
+
+    return onnx_type(dtype)
 
 
 class ExportError(GraphError):
@@ -263,7 +262,9 @@ def export_model(graph: Graph, *, opset: int = DEFAULT_OPSET, params: dict | Non
     g = onnx.helper.make_graph(x.nodes, graph.name or "gtool", inputs, outputs, initializer=x.inits,
                                doc_string=graph.doc or None)
     ops = [onnx.helper.make_opsetid("", opset)]
-    model = onnx.helper.make_model(g, opset_imports=ops, producer_name="gtool",
+    from .. import __version__
+
+    model = onnx.helper.make_model(g, opset_imports=ops, producer_name="gtool", producer_version=__version__,
                                    ir_version=onnx.helper.find_min_ir_version_for(ops))
     model.ir_version = max(model.ir_version, 8)
     meta.write(model, graph, x, renamed)

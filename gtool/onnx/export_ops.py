@@ -29,8 +29,10 @@ from ..ir import Node
 from ..ops import REGISTRY
 from ..ops.registry import result_type
 from ..ops.templates import cross_entropy as ce_template
+from ..ops.templates import log_softmax as log_softmax_template
 from ..ops.templates import logsumexp as lse_template
 from ..ops.templates import sigmoid as sigmoid_template
+from ..ops.templates import softmax as softmax_template
 from ..ops.templates import softplus as softplus_template
 
 RULES: dict = {}
@@ -148,7 +150,11 @@ def expm1(x, node: Node) -> str:
     """Kahan: u = e^a; expm1(a) = a where u == 1, -1 where u - 1 == -1, else (u - 1) * a / log(u)
     (the ratio taken as 1 where u is inf, where it would be inf / inf)."""
     dt = x.out_type(node).dtype
-    a = x.value(node.inputs[0], dt)
+    return expm1_nodes(x, x.value(node.inputs[0], dt), dt)
+
+
+def expm1_nodes(x, a: str, dt: str) -> str:
+    """Kahan's expm1 of the value `a` (see `expm1`)."""
     one = x.scalar(1, dt)
     u = x.op("Exp", [a], dt)
     d = x.op("Sub", [u, one], dt)
@@ -227,7 +233,11 @@ class OnnxPrims:
         return self._op("Equal", self._op("Sub", a, a), 0.0, dtype="bool")
 
     def max(self, v, axes):
-        return reduce(self.x, "ReduceMax", v, axes, True, self.dt)
+        """NaN where the reduced entries hold one (onnxruntime's ReduceMax skips NaN)."""
+        x = self.x
+        out = reduce(x, "ReduceMax", v, axes, True, self.dt)
+        no_nan = reduce(x, "ReduceMin", x.cast(x.op("Equal", [v, v], "bool"), self.dt), axes, True, self.dt)
+        return x.op("Where", [x.cast(no_nan, "bool"), out, x.scalar(np.nan, self.dt)], self.dt)
 
     def sum(self, v, axes):
         return reduce(self.x, "ReduceSum", v, axes, True, self.dt)
@@ -289,9 +299,12 @@ def cross_entropy(x, node: Node) -> str:
 
 @rule("softmax", "log_softmax")
 def softmax(x, node: Node) -> str:
+    """gtool's templates: onnxruntime's Softmax and LogSoftmax give NaN across a row holding
+    +inf, where gtool (and JAX) give NaN at the +inf entries only."""
     dt = x.out_type(node).dtype
     axis = REGISTRY[node.op].full_attrs(node.attrs)["axis"]
-    return x.op("Softmax" if node.op == "softmax" else "LogSoftmax", [x.value(node.inputs[0], dt)], dt, axis=axis)
+    fn = softmax_template if node.op == "softmax" else log_softmax_template
+    return fn(OnnxPrims(x, dt), x.value(node.inputs[0], dt), axis)
 
 
 # reductions -----------------------------------------------------------------------------------
@@ -442,4 +455,4 @@ def take_along_axis(x, node: Node) -> str:
     return x.op("GatherElements", [v, index], dt, axis=axis)
 
 
-from . import export_conv  # noqa: E402, F401  (the conv and pool rules register themselves in RULES)
+from . import export_nn  # noqa: E402, F401  (registers the rules of the nn ops)

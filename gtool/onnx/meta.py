@@ -7,7 +7,7 @@ the `metadata_props` key `gtool.graph`:
 
     {"format": 1, "name", "doc", "dims", "loss", "outputs", "renamed": {onnx output: gtool name},
      "tensors": {name: {kind, dtype, shape, weak, value (weak scalars), has_value, range, init, doc}},
-     "nodes": {name: {op, inputs, attrs, shape, doc, onnx: [ONNX node names], hash}}}
+     "nodes": {name: {op, inputs, attrs, shape, doc, owner, onnx: [ONNX node names], hash}}}
 
 `restore(graph, model)` applies it to the graph the importer built from the ONNX nodes. A gtool
 node whose ONNX nodes are still exactly as exported (same names, same sha256 of their protos)
@@ -29,6 +29,8 @@ FORMAT = 1
 
 
 def _jsonable(v):
+    if v is None or type(v) in (str, int, bool) or (type(v) is dict and not v):
+        return v  # the common cases first: a 40k-node graph calls this 80k times
     if isinstance(v, np.ndarray):
         return _jsonable(v.tolist())
     if isinstance(v, np.generic):
@@ -78,6 +80,8 @@ def build(graph, exporter, renamed: dict[str, str]) -> dict:
             d["shape"] = [s.to_json() for s in node.shape]
         if node.doc:
             d["doc"] = node.doc
+        if node.owner:
+            d["owner"] = node.owner  # the expression an anonymous node came from (errors point there)
         nodes[name] = d
     return {"format": FORMAT, "name": graph.name, "doc": graph.doc, "dims": dict(graph.dims), "loss": graph.loss,
             "outputs": list(graph.outputs), "renamed": renamed,
@@ -218,7 +222,8 @@ def _apply(graph, doc: dict):
         entry = doc.get("nodes", {}).get(name)
         if entry is not None and node.op == entry["op"] and list(node.inputs) == entry["inputs"]:
             shape = tuple(parse_dim(d) for d in entry["shape"]) if "shape" in entry else None
-            node = replace(node, attrs=dict(entry.get("attrs", node.attrs)), doc=entry.get("doc"), shape=shape)
+            node = replace(node, attrs=dict(entry.get("attrs", node.attrs)), doc=entry.get("doc"), shape=shape,
+                           owner=entry.get("owner"))
         nodes[name] = node
     renamed = doc.get("renamed", {})
     outputs = tuple(renamed.get(o, o) for o in graph.outputs)

@@ -1,5 +1,5 @@
-"""Elementwise ops of two or three inputs: arithmetic, pow, maximum/minimum, comparisons,
-where, and cast. Each record holds its forward, linear maps (see elementwise.py), reference
+"""Elementwise ops of two or three inputs: arithmetic, pow, maximum/minimum, comparisons
+and where (cast is in cast.py). Each record holds its forward, linear maps (see elementwise.py), reference
 (mpmath, with IEEE's special values spelled out), edge table, interval rule and explain text.
 """
 
@@ -12,8 +12,8 @@ import numpy as np
 from ..ir import TensorType
 from . import bounds
 from .elementwise import _broadcast_infer, elementwise, negated, same
-from .reference import BOOL_EDGES, INF, NAN, Edge, binary_edges, elementwise_ref, nan_in
-from .registry import Attr, OpDef, ShapeError, register, result_type
+from .reference import INF, NAN, Edge, binary_edges, elementwise_ref, nan_in
+from .registry import OpDef, ShapeError, register, result_type
 
 
 def _ints(*xs) -> bool:
@@ -197,55 +197,10 @@ def _where_jvp(b, node, ts):
     return b.broadcast_like(out, node.name)
 
 
-register(OpDef(name="where", arity=3, infer=_where_infer, forward=np.where, vjp=_where_vjp, jvp=_where_jvp,
+register(OpDef(name="where", arity=3, infer=_where_infer, forward=np.where, storage=True, vjp=_where_vjp, jvp=_where_jvp,
                group="selection", doc="where(cond, a, b): a where cond is true, else b",
                reference=elementwise_ref(lambda m, c, x, y: x if c else y),
                edges=(Edge((np.array([True, False, True, False]), np.array([NAN, NAN, -0.0, INF]),
                             np.array([1.0, -INF, 5e-324, NAN]))),),
                interval=bounds.where,
                explain={"vjp": (None, "where({a}, {g}, 0)", "where({a}, 0, {g})")}, ulps=0))
-
-
-def _cast_infer(ctx, types, attrs):
-    return TensorType(types[0].shape, attrs["dtype"])
-
-
-def _cast_vjp(b, node, g):
-    x = node.inputs[0]
-    if not b.type(x).dtype.startswith("float") or not b.type(node.name).dtype.startswith("float"):
-        return [None]
-    return [b("cast", g, dtype=b.type(x).dtype)]
-
-
-def _cast_jvp(b, node, ts):
-    if ts[0] is None or not b.type(node.name).dtype.startswith("float"):
-        return None
-    return b("cast", ts[0], dtype=b.type(node.name).dtype)
-
-
-def _cast_ref(m, x, dtype):
-    """x in the target dtype: floats are rounded by the test (to nearest), ints truncate
-    toward zero, bools test against zero (NaN is true)."""
-    if dtype == "bool":
-        return bool(x != 0)
-    if dtype.startswith("int"):
-        return int(x)
-    return x
-
-
-def _cast_edges():
-    f = np.array([0.0, -0.0, 5e-324, 1e-45, 1.401298464324817e-45, 7e-46, 3.4028235677973366e38, 3.4028236e38,
-                  1e308, -1e308, 0.1, 1 / 3, INF, -INF, NAN])
-    finite = np.array([0.0, -0.0, 0.5, -0.5, 1.9999, -2.5, 1e9, -1e9, 2.0**40])
-    return (Edge((f,), {"dtype": "float32"}), Edge((f,), {"dtype": "float64"}), Edge((f,), {"dtype": "bool"}),
-            Edge((finite,), {"dtype": "int64"}), Edge((finite[:-1],), {"dtype": "int32"}),
-            Edge((np.array([0, 1, -1, 2**53 + 1], np.int64),), {"dtype": "float64"}, note="int"),
-            Edge((np.array([0, 1, -1, 2**24 + 1], np.int64),), {"dtype": "float32"}, note="int"),
-            Edge((BOOL_EDGES.copy(),), {"dtype": "float32"}, note="bool"))
-
-
-register(OpDef(name="cast", arity=1, infer=_cast_infer, forward=lambda x, dtype: np.asarray(x).astype(dtype, copy=False),
-               attrs={"dtype": Attr("dtype", None, "the target dtype", required=True)}, vjp=_cast_vjp, jvp=_cast_jvp,
-               view=True, group="shape", doc="convert to another dtype",
-               reference=elementwise_ref(lambda m, x, dtype: _cast_ref(m, x, dtype)), edges=_cast_edges(),
-               interval=bounds.same, explain=_texts(("1",), ("cast({g})",)), ulps=0))

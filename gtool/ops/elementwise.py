@@ -221,9 +221,9 @@ elementwise("softplus", numpy_forward(SOFTPLUS), [_lin(lambda b, n: b("sigmoid",
             edges=unary_edges(-37.0, 33.3, 709.8, 800.0), interval=bounds.increasing("softplus"), template=SOFTPLUS,
             ulps=2,  # NumPy's float32 SIMD exp and log1p are 1 ulp each (logaddexp used libm)
             explain=_partial_texts("sigmoid({a})", vjp=("{g} ⊙ sigmoid({a})",)))
-elementwise("identity", lambda x: x, [same], float_out=False, doc="x", view=True, reference=_ref(lambda m, x: x),
+elementwise("identity", lambda x: x, [same], float_out=False, doc="x", view=True, storage=True, reference=_ref(lambda m, x: x),
             edges=unary_edges(), interval=bounds.same, explain=_partial_texts("1", vjp=("{g}",)), ulps=0)
-register(OpDef(name="stop_gradient", arity=1, infer=_broadcast_infer(False), forward=lambda x: x, view=True,
+register(OpDef(name="stop_gradient", arity=1, infer=_broadcast_infer(False), forward=lambda x: x, view=True, storage=True,
                group="elementwise, one input", doc="x in the forward pass; no gradient flows through it",
                domain=[(-2.0, 2.0)], reference=_ref(lambda m, x: x), edges=unary_edges(), interval=bounds.same,
                ulps=0))

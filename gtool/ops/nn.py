@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dims import format_shape, parse_dim
+from ..dtypes import is_float, is_int, np_dtype
 from ..ir import TensorType
 from . import bounds
 from .reference import INF, NAN, Edge, exact_sum, is_nan, mp, mp_lse_parts, rows_edges, rows_ref
@@ -18,8 +19,8 @@ from .templates import CROSS_ENTROPY, LOG_SOFTMAX, SOFTMAX, numpy_forward
 
 
 def _need_int(t: TensorType, what: str) -> None:
-    if not t.dtype.startswith("int"):
-        raise ShapeError("dtype-mismatch", f"{what} must be int32 or int64, got {t.dtype}")
+    if not is_int(t.dtype):
+        raise ShapeError("dtype-mismatch", f"{what} must be an integer dtype (int64, int32, uint8, ...), got {t.dtype}")
 
 
 # one_hot --------------------------------------------------------------------------------
@@ -32,7 +33,7 @@ def _one_hot_infer(ctx, types, attrs):
 
 
 def _one_hot_forward(targets, depth, dtype="float64"):
-    return (np.asarray(targets)[..., None] == np.arange(depth)).astype(dtype)
+    return (np.asarray(targets)[..., None] == np.arange(depth)).astype(np_dtype(dtype))
 
 
 register(OpDef("one_hot", 1, _one_hot_infer, _one_hot_forward,
@@ -123,7 +124,7 @@ def _take_vjp(b, node, g):
 
 
 register(OpDef("take_along_axis", 2, _take_infer, _take_forward,
-               attrs={"axis": Attr("int", None, "the axis to pick along", required=True)},
+               storage=True, attrs={"axis": Attr("int", None, "the axis to pick along", required=True)},
                vjp=_take_vjp,
                jvp=lambda b, node, ts: None if ts[0] is None else b("take_along_axis", ts[0], node.inputs[1], **node.attrs),
                group="indexing", doc="pick values along an axis by integer index (NumPy's take_along_axis); "
@@ -142,7 +143,7 @@ AXIS = {"axis": Attr("int", -1, "the class axis")}
 def _same_float_infer(ctx, types, attrs):
     t = types[0]
     ctx.axis(attrs["axis"], t.rank)
-    return TensorType(t.shape, t.dtype if t.dtype.startswith("float") else "float64", t.weak)
+    return TensorType(t.shape, t.dtype if is_float(t.dtype) else "float64", t.weak)
 
 
 softmax_forward = numpy_forward(SOFTMAX)  # the template (ops/templates.py) on NumPy arrays
@@ -211,7 +212,7 @@ def _ce_infer(ctx, types, attrs):
     logits, targets = types
     if logits.rank < 1:
         raise ShapeError("shape-mismatch", "cross_entropy logits need a class axis (rank >= 1)")
-    if not logits.dtype.startswith("float"):
+    if not is_float(logits.dtype):
         raise ShapeError("dtype-mismatch", f"cross_entropy logits must be float, got {logits.dtype}")
     _need_int(targets, "cross_entropy targets")
     ctx.same_shape(targets.shape, logits.shape[:-1], "cross_entropy targets must have logits.shape[:-1]")

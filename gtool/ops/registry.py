@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..dims import Dim, parse_dim, parse_index
-from ..ir import DTYPES, TensorType
+from ..dtypes import DTYPES, FLOAT_DTYPES, INSTALL, have_ml_dtypes, is_int, is_storage
+from ..ir import TensorType
 
 
 class ShapeError(Exception):
@@ -71,6 +72,9 @@ class OpDef:
                                                   runs it, the numba backends lower it
     ulps                                          the NumPy forward's bound against `reference`
     on the edge table, in ULPs of the output dtype (float64; float32 gets the same bound).
+    storage                                       True for ops that only move data (reshape,
+    concat, ...) or convert it (cast): they accept the storage-only dtypes (gtool/dtypes.py),
+    every other op refuses them at inference (`storage-only-dtype`).
     Built-in ops must have every piece (tests/test_records.py); plugins may leave the new
     ones out.
     `node` in the rules is an `ir.Node` whose inputs (and `node.name`, the output) are names
@@ -97,6 +101,7 @@ class OpDef:
     explain: dict = field(default_factory=dict)
     ulps: float = 1.0
     template: Any = None  # an ops.templates.Template (composite ops only)
+    storage: bool = False  # the op only moves or converts data: storage-only dtypes may pass through
 
     @property
     def differentiable(self) -> bool:
@@ -181,6 +186,8 @@ def check_attr(op: str, name: str, spec: Attr, value: Any) -> Any:
     elif kind == "dtype":
         if value not in DTYPES:
             raise AttrError(f"attr '{name}' of {op} must be one of {', '.join(DTYPES)}, got {value!r}")
+        if is_storage(value) and not have_ml_dtypes():
+            raise AttrError(f"attr '{name}' of {op}: the dtype {value} needs the ml_dtypes package: {INSTALL}")
     elif kind == "shape":
         if not isinstance(value, list):
             raise bad
@@ -217,13 +224,17 @@ _KIND_TEXT = {
 
 # dtype rules -------------------------------------------------------------------------
 
-_FLOAT_RANK = {"bool": 0, "int32": 1, "int64": 2, "float32": 3, "float64": 4}
+def _kind_rank(dtype: str) -> int:
+    """bool < ints < floats: the kind a weak scalar brings to a promotion."""
+    return 0 if dtype == "bool" else 1 if is_int(dtype) else 2
 
 
 def result_type(types: list[TensorType]) -> TensorType:
     """NumPy 2 promotion with weak scalars: weak values take the strong operands' dtype.
 
     Returns a weak type only when every operand is weak. Shapes are not touched (shape=()).
+    Storage-only dtypes do not promote: equal ones stay, mixing one with anything else is a
+    ShapeError (`storage-only-dtype`; data-moving ops such as concat and where get here).
     """
     return _result_type(tuple(t.dtype for t in types if not t.weak), tuple(t.dtype for t in types if t.weak))
 
@@ -231,20 +242,24 @@ def result_type(types: list[TensorType]) -> TensorType:
 @functools.lru_cache(maxsize=1024)
 def _result_type(strong: tuple[str, ...], weak: tuple[str, ...]) -> TensorType:
     """result_type by dtype names (cached: NumPy's promotion is slow next to a shape rule)."""
+    if any(is_storage(d) for d in strong + weak):
+        if len(set(strong)) == 1 and not weak:
+            return TensorType((), strong[0])
+        raise ShapeError("storage-only-dtype", f"cannot combine {' and '.join(sorted(set(strong + weak)))}: "
+                         "storage-only dtypes do not promote; cast them to a compute dtype (float32, ...) first")
     if not strong:
         return TensorType((), str(np.result_type(*[np.dtype(d) for d in weak])), weak=True)
     dt = str(np.result_type(*[np.dtype(d) for d in strong]))
     if weak:
-        wk = max(weak, key=lambda d: _FLOAT_RANK[d])
-        if wk.startswith("float") and not dt.startswith("float"):
-            dt = "float64"  # int tensor with a float literal: NumPy 2 gives float64
-        elif wk.startswith("int") and dt == "bool":
-            dt = "int64"
+        wk = max(weak, key=_kind_rank)
+        if _kind_rank(wk) > _kind_rank(dt):
+            dt = "float64" if _kind_rank(wk) == 2 else "int64"  # int tensor + 1.5, bool tensor + 2: NumPy 2
     return TensorType((), dt)
 
 
 def is_float(t: TensorType) -> bool:
-    return t.dtype.startswith("float")
+    """A float tensor gtool computes with (float64, float32, float16); not bfloat16 or float8."""
+    return t.dtype in FLOAT_DTYPES
 
 
 def dims(shape) -> str:

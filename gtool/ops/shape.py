@@ -78,7 +78,7 @@ def _linear_jvp(b, node, ts):
 
 
 register(OpDef("reshape", 1, _reshape_infer, lambda x, shape: np.reshape(x, shape),
-               attrs={"shape": Attr("shape", None, "the new shape; one -1 is inferred", required=True)},
+               storage=True, attrs={"shape": Attr("shape", None, "the new shape; one -1 is inferred", required=True)},
                vjp=_reshape_vjp, jvp=_linear_jvp, view=True, group="shape", doc="same elements, new shape",
                reference=refs.reshape, edges=refs.EDGES["reshape"], interval=bounds.same, ulps=0,
                explain={"vjp": ('reshape({g}, {shape_a})',)}))
@@ -115,7 +115,7 @@ def _transpose_vjp(b, node, g):
 
 
 register(OpDef("transpose", 1, _transpose_infer, lambda x, perm=None: np.transpose(x, perm),
-               attrs={"perm": Attr("perm", None, "the axis order; default reversed")},
+               storage=True, attrs={"perm": Attr("perm", None, "the axis order; default reversed")},
                vjp=_transpose_vjp, jvp=_linear_jvp, view=True, group="shape", doc="permute axes",
                reference=refs.transpose, edges=refs.EDGES["transpose"], interval=bounds.same, ulps=0,
                explain={"vjp": ('transpose({g}) with the inverse perm',)}))
@@ -140,7 +140,7 @@ def _broadcast_to_infer(ctx, types, attrs):
 
 
 register(OpDef("broadcast_to", 1, _broadcast_to_infer, lambda x, shape: np.broadcast_to(x, shape),
-               attrs={"shape": Attr("shape", None, "the target shape", required=True)},
+               storage=True, attrs={"shape": Attr("shape", None, "the target shape", required=True)},
                vjp=lambda b, node, g: [b.sum_to(g, node.inputs[0])], jvp=_linear_jvp, view=True,
                group="shape", doc="repeat along broadcast axes (a read-only view)",
                reference=refs.broadcast_to, edges=refs.EDGES["broadcast_to"], interval=bounds.same, ulps=0,
@@ -188,7 +188,7 @@ def _size_forward(x, axis=None):
 
 
 register(OpDef("size", 1, _size_infer, _size_forward,
-               attrs={"axis": Attr("axes", None, "an axis, a list of axes, or null for all")},
+               storage=True, attrs={"axis": Attr("axes", None, "an axis, a list of axes, or null for all")},
                group="shape helpers for gradients", doc="element count along axis, as a (weak) float scalar",
                reference=refs.size, edges=refs.EDGES["size"], interval=bounds.size, ulps=0))
 
@@ -216,7 +216,7 @@ def _back_to_input_shape(b, node, g):
 
 
 register(OpDef("expand_dims", 1, _expand_infer, lambda x, axis: np.expand_dims(x, axis),
-               attrs={"axis": Attr("axes", None, "where the new size-1 axes go", required=True)},
+               storage=True, attrs={"axis": Attr("axes", None, "where the new size-1 axes go", required=True)},
                vjp=_back_to_input_shape, jvp=_linear_jvp, view=True, group="shape", doc="insert size-1 axes",
                reference=refs.expand_dims, edges=refs.EDGES["expand_dims"], interval=bounds.same, ulps=0,
                explain={"vjp": ('reshape({g}, {shape_a})',)}))
@@ -235,7 +235,7 @@ def _squeeze_infer(ctx, types, attrs):
 
 
 register(OpDef("squeeze", 1, _squeeze_infer, lambda x, axis=None: np.squeeze(x, axis),
-               attrs={"axis": Attr("axes", None, "the size-1 axes to drop; null drops all")},
+               storage=True, attrs={"axis": Attr("axes", None, "the size-1 axes to drop; null drops all")},
                vjp=_back_to_input_shape, jvp=_linear_jvp, view=True, group="shape", doc="drop size-1 axes",
                reference=refs.squeeze, edges=refs.EDGES["squeeze"], interval=bounds.same, ulps=0,
                explain={"vjp": ('reshape({g}, {shape_a})',)}))
@@ -286,7 +286,7 @@ def _concat_jvp(b, node, ts):
 
 
 register(OpDef("concat", None, _concat_infer, lambda *xs, axis=0: np.concatenate(xs, axis=axis),
-               attrs={"axis": Attr("int", 0, "the axis to join along")},
+               storage=True, attrs={"axis": Attr("int", 0, "the axis to join along")},
                vjp=_concat_vjp, jvp=_concat_jvp, group="shape", doc="join tensors along an axis",
                reference=refs.concat, edges=refs.EDGES["concat"], interval=bounds.union, ulps=0,
                explain={"vjp": ("this input's slice of {g}",)}))
@@ -327,7 +327,7 @@ def _slice_vjp(b, node, g):
 
 
 register(OpDef("slice", 1, _slice_infer, _slice_forward,
-               attrs={"axis": Attr("int", None, "the axis", required=True),
+               storage=True, attrs={"axis": Attr("int", None, "the axis", required=True),
                       "start": Attr("index", None, "first index", required=True),
                       "stop": Attr("index", None, "one past the last index", required=True)},
                vjp=_slice_vjp, jvp=_linear_jvp, view=True, group="shape",

@@ -20,13 +20,12 @@ from .pattern import Match, Var, either, match, op
 
 X = Var("x")
 
-EXP_MAX = {"float64": float(np.log(np.finfo(np.float64).max)), "float32": float(np.log(np.finfo(np.float32).max))}
-EXP_MIN = {"float64": float(np.log(np.finfo(np.float64).smallest_subnormal)),
-           "float32": float(np.log(np.finfo(np.float32).smallest_subnormal))}
+EXP_MAX = {d: float(np.log(np.finfo(d).max)) for d in ("float64", "float32", "float16")}
+EXP_MIN = {d: float(np.log(np.finfo(d).smallest_subnormal)) for d in ("float64", "float32", "float16")}
 
 
 def eps(dtype: str) -> float:
-    return float(np.finfo(dtype if dtype in ("float32", "float64") else "float64").eps)
+    return float(np.finfo(dtype if dtype in EXP_MAX else "float64").eps)
 
 
 def dtype_or_f64(dtype: str) -> str:

@@ -82,7 +82,9 @@ def _align(ctx, node, x: str, letters: list[str], union: list[str]) -> str:
     return x
 
 
-@converter("Einsum", strict=True)
+@converter("Einsum", strict=True, skips={
+    "test_einsum_batch_matmul_bfloat16": "bfloat16 is a storage-only dtype in gtool: its arithmetic is refused",
+    "test_einsum_sum_bfloat16": "bfloat16 is a storage-only dtype in gtool: its arithmetic is refused"})
 def einsum(ctx: ImportContext, node: OnnxNode) -> list[str]:
     names = [ctx.name(i) for i in node.input if i]
     try:
