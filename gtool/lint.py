@@ -316,6 +316,8 @@ def _overflows(graph: Graph, types, bound: dict[str, Bound], covered: set[str], 
 
 def _diag(graph: Graph, node, code: str, message: str, hint: str | None, severity: str, path: str) -> Diagnostic:
     loc = node.loc
+    if loc.line is None and node.doc:  # a node from a file without lines (an ONNX model): its doc says where
+        message = f"{message} ({node.doc})"
     return Diagnostic(code, message, path=path, line=loc.line, column=loc.column, node=graph.owner(node.name),
                       pointer=loc.pointer, op=node.op, hint=hint, severity=severity)
 

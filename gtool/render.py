@@ -155,7 +155,10 @@ def _forward_box(graph: Graph, name: str, *, loss: str | None) -> Box:
     node = graph.nodes[name]
     if name.startswith("__"):  # a shorthand intermediate: its op is the title, its generated name the tag
         return Box(name, op_text(graph, node), kind, tag=name, cluster=node.owner, op=node.op)
-    return Box(name, name, kind, tag="" if kind == "op" else kind, lines=[(op_text(graph, node), "#000000")],
+    lines = [(op_text(graph, node), "#000000")]
+    if node.loc.line is None and node.doc:  # a node from a file without lines (an ONNX model): where it came from
+        lines.append((node.doc, COLOR["note"]))
+    return Box(name, name, kind, tag="" if kind == "op" else kind, lines=lines,
                cluster=node.owner, op=node.op, tooltip=node.doc or "")
 
 

@@ -25,7 +25,7 @@ from gtool.ops import REGISTRY
 # ops whose derivative is zero or undefined by design: forward/shape tests, and a check that no
 # gradient flows through them
 NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient",
-                                "floor", "ceil", "round", "max_pool_indices"})
+                                "floor", "ceil", "round", "max_pool_indices", "trunc_div"})
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,8 @@ def _indexing_and_nn_cases(add) -> None:
     add("take_along_axis", F(3, 4), I(3, 2, hi=4), attrs={"axis": 1})
     add("take_along_axis", F(2, 3, 4), I(2, 3, 1, hi=4), attrs={"axis": -1})
     add("take_along_axis", F(3, 4), I(1, 5, hi=4), attrs={"axis": 1})
+    add("trunc_div", I(3, 4, lo=-50, hi=50), I(4, lo=1, hi=7))
+    add("trunc_div", I(3, 4, lo=-50, hi=50, dtype="int32"), I(3, 1, lo=-7, hi=-1, dtype="int32"))
 
     for op in ("softmax", "log_softmax"):
         add(op, F(3, 4, kind="uniform"))

@@ -125,14 +125,15 @@ def test_every_op_backward_matches_numpy(backend, load_text):
 
 
 def test_ops_with_kernels_need_no_numpy_steps(load_text):
-    """Every built-in op has a numba lowering except batched (3-D+) and integer matmul, and the
-    window ops (im2col + BLAS matmul in NumPy beats a loop nest; docs/backends.md)."""
+    """Every built-in op has a numba lowering except batched (3-D+) and integer matmul, the
+    window ops (im2col + BLAS matmul in NumPy beats a loop nest; docs/backends.md), and
+    trunc_div (its NumPy forward refuses a zero divisor; compiled integer division would not)."""
     graph, _, wrt = combined(load_text)
     c = compiled(graph, "numba")
     ops = {graph.nodes[s.m.node].op for kind, s, *_ in c.plan if kind == "np"}
     window_ops = {"conv", "conv_transpose", "conv_filter", "max_pool", "max_pool_pick", "max_pool_grad", "avg_pool",
                   "avg_pool_grad", "max_pool_indices"}
-    assert ops <= {"matmul"} | window_ops | NOT_LOWERED_YET, ops
+    assert ops <= {"matmul", "trunc_div"} | window_ops | NOT_LOWERED_YET, ops
     assert "flatten" not in ops
 
 

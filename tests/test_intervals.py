@@ -61,6 +61,7 @@ CASES: dict[str, tuple[list, dict]] = {
     "logsumexp": ([("f", (4, 6))], {"axis": [1]}),
     "one_hot": ([("i", (5,), 0, 3)], {"depth": 4}),
     "take_along_axis": ([("f", (4, 6)), ("i", (4, 2), 0, 5)], {"axis": 1}),
+    "trunc_div": ([("i", (24,), -50, 50), ("i", (24,), 1, 7)], {}),
     "softmax": ([("f", (4, 6))], {}),
     "log_softmax": ([("f", (4, 6))], {"axis": 0}),
     "cross_entropy": ([("f", (5, 4)), ("i", (5,), 0, 3)], {"reduction": "sum"}),

@@ -116,6 +116,13 @@ RULES = {
         [m for m in MODULES if not _under(m, "gtool.commands") and m != "gtool.cli" and m != "gtool.__main__"],
         ["click", "gtool.commands", "gtool.cli"], ()),
 }
+# The ONNX importer is reached only through the loader's dispatch on a .onnx path (validate), and
+# imports the onnx package only inside its functions (the HEAVY probe below checks that at run time).
+IMPORT = ["gtool.onnx.importer", "gtool.onnx.registry", "gtool.onnx.fold", "gtool.onnx.dtypes", "gtool.onnx.convert"]
+RULES["the core reaches the ONNX importer only through validate's dispatch"] = (
+    [m for m in MODULES if not _under(m, "gtool.onnx") and m != "gtool.validate"], IMPORT, ())
+RULES["the ONNX importer sits beside the format loaders, below execution"] = (
+    IMPORT, ["gtool.interp", "gtool.backends", "gtool.autodiff", "gtool.api", "gtool.commands", "gtool.cli"], ())
 EXPORT = ["gtool.onnx.export", "gtool.onnx.export_ops", "gtool.onnx.export_nn", "gtool.onnx.export_windows", "gtool.onnx.meta"]
 RULES["only convert (and the onnx package) reach the ONNX exporter"] = (
     [m for m in MODULES if not _under(m, "gtool.onnx") and m not in ("gtool.commands", "gtool.commands.convert")],

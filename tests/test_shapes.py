@@ -454,6 +454,14 @@ def test_dropout_shapes():
     assert error("dropout(x, r, r)", ins).code == "dtype-mismatch"  # training must be bool
 
 
+def test_trunc_div():
+    inputs = {"a": {"shape": [3, 1], "dtype": "int32"}, "b": {"shape": [4], "dtype": "int64"}, "f": [4]}
+    assert shape("trunc_div(a, b)", inputs) == "[3, 4]"
+    assert error("trunc_div(a, f)", inputs).code == "dtype-mismatch"  # floats divide with div
+    assert error("trunc_div(b, a)", {"a": {"shape": [3], "dtype": "int32"}, "b": {"shape": [4], "dtype": "int64"}}).code \
+        == "shape-mismatch"
+
+
 # linear algebra -----------------------------------------------------------------------------------------
 
 

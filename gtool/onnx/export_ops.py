@@ -98,6 +98,14 @@ def binary(x, node: Node) -> str:
     return x.cast(x.op(_BINARY[node.op], [a, b], _compute(dt)), dt)
 
 
+@rule("trunc_div")
+def trunc_div(x, node: Node) -> str:
+    """ONNX's Div on integers truncates toward zero: exactly gtool's trunc_div."""
+    dt = x.out_type(node).dtype
+    a, b = (x.value(i, dt) for i in node.inputs)
+    return x.op("Div", [a, b], dt)
+
+
 @rule(*_COMPARE)
 def compare(x, node: Node) -> str:
     common = result_type([x.types[i] for i in node.inputs]).dtype

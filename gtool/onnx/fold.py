@@ -92,9 +92,20 @@ def _obj(a: np.ndarray) -> np.ndarray:
     """A shape array with plain ints where every entry is a number, Dims (object) otherwise."""
     from ..dims import Dim
 
+    if not isinstance(a, np.ndarray):  # np.take of one index gives the element itself
+        one = np.empty((), dtype=object)
+        one[()] = a
+        a = one
     flat = [d.value if isinstance(d, Dim) and d.is_const else d for d in a.ravel().tolist()]
     if all(isinstance(d, (int, np.integer)) for d in flat):
         return np.array(flat, dtype=np.int64).reshape(a.shape)
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(a.shape)
+
+
+def as_shape_value(dims: list) -> np.ndarray:
+    """A list of Dims/ints as a shape value: int64 when all are numbers, else an object array."""
+    out = np.empty(len(dims), dtype=object)
+    out[:] = list(dims)
+    return _obj(out)

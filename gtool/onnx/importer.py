@@ -75,11 +75,26 @@ def parse_model(onnx, data: bytes, path: str):
         raise GraphError("onnx-bad-model", "not a valid ONNX model: it has no graph or no graph outputs "
                          "(the file may be truncated or not ONNX)", path=path)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(_with_output_shapes(model))
     except Exception as e:  # onnx raises ValidationError and, for some files, other errors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GraphError("onnx-bad-model", f"the ONNX checker refuses the model: {first}", path=path) from None
     return model
+
+
+def _with_output_shapes(model):
+    """The checker wants a shape on every graph output; exporters often leave it out, and
+    gtool infers it anyway. A copy with an (unchecked) empty shape there passes the rest."""
+    missing = [vi for vi in model.graph.output if vi.type.HasField("tensor_type")
+               and not vi.type.tensor_type.HasField("shape")]
+    if not missing:
+        return model
+    copy = type(model)()
+    copy.CopyFrom(model)
+    for vi in copy.graph.output:
+        if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"):
+            vi.type.tensor_type.shape.SetInParent()
+    return copy
 
 
 def load_onnx(path: str) -> Graph:
@@ -99,6 +114,8 @@ def import_model(model, path: str) -> Graph:
     if opset is None:
         raise GraphError("onnx-bad-model", "the model imports no version of the default ONNX domain", path=path)
     if model.functions:
+        import onnx.inliner
+
         model = onnx.inliner.inline_local_functions(model)
     g = model.graph
     if g.sparse_initializer:
@@ -176,8 +193,7 @@ def _inputs(ctx: ImportContext, g) -> None:
 
 def _foldable(ctx: ImportContext, node) -> bool:
     present = [i for i in node.input if i]
-    return all(i in ctx.values and i not in ctx.alias for i in present) or (
-        not present and node.op_type in ("Constant",))
+    return all(i in ctx.values for i in present) if present else node.op_type == "Constant"
 
 
 def _convert(ctx: ImportContext, node) -> None:
@@ -193,7 +209,13 @@ def _convert(ctx: ImportContext, node) -> None:
     if conv is None:
         domain = f" of domain '{node.domain}'" if node.domain not in ("", "ai.onnx") else ""
         ctx.unsupported(node, f"op {node.op_type}{domain} (opset {ctx.opset}) has no gtool converter")
-    results = conv.fn(ctx, node)
+    try:
+        results = conv.fn(ctx, node)
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as e:  # a malformed node, e.g. an
+        # attribute of the wrong type: refused with the node named, never a traceback
+        raise ctx.error("onnx-unsupported", f"cannot convert this node ({type(e).__name__}: {e})", node) from None
+    if conv.strict:
+        ctx.check_attributes(node)
     if len(results) < len([o for o in node.output if o]):
         raise ctx.error("onnx-unsupported", f"the converter gives {len(results)} outputs; the node has "
                         f"{len(node.output)}", node)

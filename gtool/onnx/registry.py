@@ -39,6 +39,8 @@ class Converter:
     since: int = 1
     until: int | None = None  # exclusive
     skips: dict[str, str] = field(default_factory=dict)
+    static: tuple[int, ...] = ()  # input positions whose value must be known at load (shapes, axes)
+    strict: bool = False  # refuse a node with an attribute the converter did not read (unless at its default)
 
 
 _CONVERTERS: dict[tuple[str, str], list[Converter]] = {}
@@ -46,11 +48,19 @@ _DISCOVERED = False
 
 
 def converter(op: str, *, domain: str = "", since: int = 1, until: int | None = None,
-              skips: dict[str, str] | None = None) -> Callable:
-    """Register `fn(ctx, node) -> [gtool name per ONNX output]` for `op` (opsets since..until-1)."""
+              skips: dict[str, str] | None = None, static: tuple[int, ...] = (), strict: bool = False) -> Callable:
+    """Register `fn(ctx, node) -> [gtool name per ONNX output]` for `op` (opsets since..until-1).
+
+    `static` lists the input positions whose value must be known at load (Reshape's shape,
+    Slice's starts and ends, ...): gtool shapes are static. `ctx.static(node, k)` reads them
+    with a clear error; the conformance test binds such inputs from the test data (docs/onnx.md).
+    `strict`: a node carrying an attribute the converter never read (`ctx.attr`), at a value
+    other than ONNX's default, is refused (`onnx-unsupported`): an attribute a newer opset
+    adds is then never ignored silently."""
 
     def deco(fn: Callable) -> Callable:
-        entry = Converter(op, fn, "" if domain == "ai.onnx" else domain, since, until, dict(skips or {}))
+        entry = Converter(op, fn, "" if domain == "ai.onnx" else domain, since, until, dict(skips or {}),
+                          tuple(static), strict)
         _CONVERTERS.setdefault((entry.domain, op), []).append(entry)
         return fn
 
@@ -112,6 +122,7 @@ class ImportContext:
         self.index = -1  # the ONNX node being converted
         self.onnx_node: OnnxNode | None = None
         self.created: list[str] = []
+        self.read: set[str] = set()  # attributes the current converter read
         self._counter = 0
 
     # where ------------------------------------------------------------------------------
@@ -139,6 +150,7 @@ class ImportContext:
         """The Python value of an attribute (numpy array for a tensor), or `default`."""
         from onnx import helper, numpy_helper
 
+        self.read.add(name)
         for a in node.attribute:
             if a.name == name:
                 if a.ref_attr_name:
@@ -183,6 +195,16 @@ class ImportContext:
             return None
         return self.values.get(onnx_name)
 
+    def static(self, node: OnnxNode, k: int, what: str, default: Any = None) -> Any:
+        """The value of input k, which must be known at load (absent: `default`)."""
+        if not self.has_input(node, k):
+            return default
+        value = self.constant(node.input[k])
+        if value is None:
+            self.unsupported(node, f"input {k} ('{node.input[k]}', {what}) is computed at run time; gtool "
+                             "needs it known at load (an initializer or a Constant): gtool shapes are static")
+        return value
+
     def type(self, name: str) -> TensorType | None:
         """The inferred type of a gtool name (or of an ONNX name mapped to one)."""
         t = self.types.get(name)
@@ -224,9 +246,10 @@ class ImportContext:
 
         from .dtypes import gtool_dtype_of_numpy
 
-        if value.dtype == object:
-            raise self.error("onnx-unsupported", "a shape computed from symbolic dims is used as data; gtool "
-                             "can use it only where a shape is expected (Reshape, Expand, ...)")
+        if value.dtype == object:  # a shape value with symbolic dims: computed from the inputs' sizes
+            from .dimvalues import materialise_dims
+
+            return materialise_dims(self, value)
         dtype = gtool_dtype_of_numpy(value.dtype, self)
         if 0 in value.shape:
             self.unsupported(self.onnx_node, f"an empty tensor of shape {list(value.shape)} (gtool dims are >= 1)")
@@ -271,7 +294,24 @@ class ImportContext:
 
     # used by the importer ---------------------------------------------------------------------
     def begin(self, index: int, node: OnnxNode) -> None:
-        self.index, self.onnx_node, self.created = index, node, []
+        self.index, self.onnx_node, self.created, self.read = index, node, [], set()
+
+    def check_attributes(self, node: OnnxNode) -> None:
+        """Refuse an attribute the converter did not read, unless it holds ONNX's default."""
+        from onnx import defs, helper
+
+        for a in node.attribute:
+            if a.name in self.read:
+                continue
+            try:
+                spec = defs.get_schema(node.op_type, self.opset, node.domain).attributes.get(a.name)
+            except Exception:  # no schema (a custom domain): nothing to compare with
+                spec = None
+            default = spec.default_value if spec is not None else None
+            if default is not None and default.type and helper.get_attribute_value(default) == \
+                    helper.get_attribute_value(a):
+                continue
+            self.unsupported(node, f"attribute {a.name}={helper.get_attribute_value(a)!r} is not supported")
 
     def rename(self, old: str, new: str) -> None:
         """Give a node created for the current ONNX node its ONNX output name."""
