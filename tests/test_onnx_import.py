@@ -218,11 +218,11 @@ def test_content_sniffing_loads_a_model_without_the_extension(mlp, tmp_path):
 def test_an_unsupported_op_names_file_node_index_and_name(tmp_path, capsys):
     path = tmp_path / "m.onnx"
     save(path, [helper.make_node("Relu", ["x"], ["r"], name="Relu_0"),
-                helper.make_node("Erf", ["r"], ["y"], name="Erf_12")],
-         [helper.make_tensor_value_info("x", F, [3])], [helper.make_tensor_value_info("y", F, [3])])
+                helper.make_node("Det", ["r"], ["y"], name="Det_12")],
+         [helper.make_tensor_value_info("x", F, [3, 3])], [helper.make_tensor_value_info("y", F, [])])
     status, out, err = gtool_cli(capsys, "validate", path)
     assert status == 1
-    assert f"{path}: error: node 1 'Erf_12' (Erf): op Erf (opset 17) has no gtool converter [onnx-unsupported]" in out + err
+    assert f"{path}: error: node 1 'Det_12' (Det): op Det (opset 17) has no gtool converter [onnx-unsupported]" in out + err
 
 
 def test_a_shape_computed_at_run_time_is_refused_not_guessed(tmp_path):
