@@ -43,22 +43,16 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
-def load_file(path: str, *, marks: bool = True) -> tuple[object, dict[str, tuple[int, int]]]:
-    """Read `path` (bytes, so the UTF-8 check is ours) and load it as `load_document` does.
-
-    A file that cannot be read is a usage problem (exit status 2), not a graph problem: a
-    missing file, anything but a regular file (a FIFO would block forever, a device never
-    end), and a file over the size cap (MAX_GRAPH_BYTES, or MAX_FILE_BYTES for data files
-    read with `marks=False`), which is refused from its size before anything is read.
-    """
-    cap = MAX_GRAPH_BYTES if marks else MAX_FILE_BYTES
+def read_capped(path: str, cap: int, what: str) -> bytes:
+    """The bytes of the regular file `path`, refused (UsageError, exit 2) when it is missing, a
+    directory (`what` says what was expected), not a regular file, or over `cap` bytes."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise UsageError("usage", f"no such file: {path}", path=path) from None
     except IsADirectoryError:
-        raise UsageError("usage", f"{path} is a directory, not a graph file", path=path) from None
+        raise UsageError("usage", f"{path} is a directory, not {what}", path=path) from None
     except OSError as e:
         raise UsageError("usage", f"cannot read {path}: {e.strerror or e}", path=path) from None
     try:
@@ -67,6 +61,18 @@ def load_file(path: str, *, marks: bool = True) -> tuple[object, dict[str, tuple
         os.close(fd)
     if len(data) > cap:
         raise _too_big(path, len(data), cap)
+    return data
+
+
+def load_file(path: str, *, marks: bool = True) -> tuple[object, dict[str, tuple[int, int]]]:
+    """Read `path` (bytes, so the UTF-8 check is ours) and load it as `load_document` does.
+
+    A file that cannot be read is a usage problem (exit status 2), not a graph problem: a
+    missing file, anything but a regular file (a FIFO would block forever, a device never
+    end), and a file over the size cap (MAX_GRAPH_BYTES, or MAX_FILE_BYTES for data files
+    read with `marks=False`), which is refused from its size before anything is read.
+    """
+    data = read_capped(path, MAX_GRAPH_BYTES if marks else MAX_FILE_BYTES, "a graph file")
     return load_document(data, path, marks=marks)
 
 

@@ -11,7 +11,6 @@ naming the node by index and name: a binary file has no lines.
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -34,29 +33,10 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def read_model(path: str):
     """Read and parse an .onnx file; a missing, huge or malformed file is a clear error."""
     onnx = require_onnx()
-    from ..format.source import _read_regular, _too_big
+    from ..format.source import read_capped
 
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise _usage(f"no such file: {path}", path) from None
-    except IsADirectoryError:
-        raise _usage(f"{path} is a directory, not a model file", path) from None
-    except OSError as e:
-        raise _usage(f"cannot read {path}: {e.strerror or e}", path) from None
-    try:
-        data = _read_regular(fd, path, MAX_ONNX_BYTES)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_ONNX_BYTES:
-        raise _too_big(path, len(data), MAX_ONNX_BYTES)
+    data = read_capped(path, MAX_ONNX_BYTES, "a model file")
     return parse_model(onnx, data, path)
-
-
-def _usage(message: str, path: str):
-    from ..errors import UsageError
-
-    return UsageError("usage", message, path=path)
 
 
 def parse_model(onnx, data: bytes, path: str):
