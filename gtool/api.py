@@ -28,8 +28,8 @@ def _check_call(inputs=None, dims=None, seed: int = 0) -> None:
     if inputs is not None and not hasattr(inputs, "items"):
         raise UsageError("usage", f"inputs must map names to arrays (a dict), not {type(inputs).__name__}")
     for name, size in (dims or {}).items():
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-            raise UsageError("usage", f"dim '{name}' must be a positive integer, got {size!r}")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+            raise UsageError("usage", f"dim '{name}' must be a non-negative integer, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError("usage", f"seed must be a non-negative integer, got {seed!r}")
 

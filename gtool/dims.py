@@ -264,15 +264,15 @@ def as_dim(x: DimLike) -> Dim:
 
 
 def parse_dim(x: object) -> Dim:
-    """A dim from a file: a positive int, a name, or `n + 5`, `2 * b`, `(n + 1) // 2`.
+    """A dim from a file: a non-negative int, a name, or `n + 5`, `2 * b`, `(n + 1) // 2`.
 
-    Parsed with `ast` (never eval). A dim is a size, so a constant must be at least 1 (`0`,
-    `-2` and `'2 - 3'` are refused; `n - 5` can only be checked once n is known). Raises
-    ValueError with a readable reason.
+    Parsed with `ast` (never eval). A dim is a size, so a constant must be at least 0: `0` is
+    an empty axis (as NumPy and ONNX have them), `-2` and `'2 - 3'` are refused (`n - 5` can
+    only be checked once n is known). Raises ValueError with a readable reason.
     """
-    d = _parse(x, "a dim must be a positive integer, a name or a dim expression")
-    if d.is_const and d.value < 1:
-        raise ValueError(f"a dim must be a positive integer, got {x!r}" + ("" if isinstance(x, int) else f" (= {d.value})"))
+    d = _parse(x, "a dim must be a non-negative integer, a name or a dim expression")
+    if d.is_const and d.value < 0:
+        raise ValueError(f"a dim must be a non-negative integer, got {x!r}" + ("" if isinstance(x, int) else f" (= {d.value})"))
     return d
 
 

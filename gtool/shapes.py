@@ -50,7 +50,7 @@ class ShapeCtx:
             if c in (1, -1):
                 rest = diff - Dim({(name,): c})
                 value = rest * (-c)
-                if value.is_const and value.value <= 0:
+                if value.is_const and value.value < 0:  # a size: 0 (an empty axis) is one, -1 is not
                     return False
                 self._bind(name, value)
                 return True

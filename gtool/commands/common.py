@@ -23,8 +23,8 @@ def parse_dims(values) -> dict[str, int]:
     for v in values or ():
         name, _, size = v.partition("=")
         name = name.strip()
-        if not name or not size.strip().lstrip("-").isdigit() or int(size) <= 0:
-            raise UsageError("usage", f"--dim wants NAME=SIZE with a positive size, got {v!r}")
+        if not name or not size.strip().lstrip("-").isdigit() or int(size) < 0:
+            raise UsageError("usage", f"--dim wants NAME=SIZE with a non-negative size, got {v!r}")
         if not _NAME.fullmatch(name):
             raise UsageError("usage", f"--dim {v}: {name!r} is not a valid dim name (letters, digits and _, "
                              "not starting with a digit)")

@@ -134,7 +134,7 @@ class Builder:
         elif in_shape or (len(path) == 2 and path[0] == "dims"):
             code = "bad-dim"
             what = f"dim '{path[1]}'" if path[0] == "dims" else "a dim"
-            message = f"{what} must be a positive integer" + (", a dim name or a dim expression" if path[0] != "dims"
+            message = f"{what} must be a non-negative integer" + (", a dim name or a dim expression" if path[0] != "dims"
                                                                else "") + f", not {e.instance!r}"
         elif v in ("anyOf", "oneOf") and len(path) == 2 and path[0] == "nodes":  # `k: 2`, `k:` (null), `k: [x]`
             message = (f"a node is an expression string ('x * 2') or a mapping {{op, inputs, attrs}}, not "
@@ -193,10 +193,6 @@ class Builder:
                            f"[{', '.join(map(str, shape))}]", ptr + "/value", name)
                 return None
         elif value is not None:
-            if 0 in value.shape:
-                self.error("bad-value", f"value has shape {list(value.shape)}: an empty axis (every dim is at least 1)",
-                           ptr + "/value", name)
-                return None
             shape = tuple(Dim.const(d) for d in value.shape)
         else:
             self.error("missing-key", f"{kind} '{name}' needs a shape (or a value)", ptr, name)

@@ -156,9 +156,9 @@ def _inputs(ctx: ImportContext, g) -> None:
         dims = []
         for j, d in enumerate(tt.tensor_type.shape.dim):
             if d.HasField("dim_value"):
-                if d.dim_value < 1:
-                    raise GraphError("onnx-unsupported", f"graph input '{vi.name}' has a dim of size {d.dim_value} "
-                                     "(gtool dims are >= 1)", path=ctx.path, node=vi.name)
+                if d.dim_value < 0:
+                    raise GraphError("onnx-bad-model", f"graph input '{vi.name}' has a dim of size {d.dim_value}",
+                                     path=ctx.path, node=vi.name)
                 dims.append(Dim.const(d.dim_value))
             elif d.dim_param:
                 dims.append(Dim.sym(_dim_name(d.dim_param)))

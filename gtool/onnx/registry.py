@@ -251,8 +251,6 @@ class ImportContext:
 
             return materialise_dims(self, value)
         dtype = gtool_dtype_of_numpy(value.dtype, self)
-        if 0 in value.shape:
-            self.unsupported(self.onnx_node, f"an empty tensor of shape {list(value.shape)} (gtool dims are >= 1)")
         name = onnx_name if onnx_name is not None and onnx_name not in self.types else self.fresh()
         t = Tensor(name, "constant", TensorType(tuple(Dim.const(int(d)) for d in value.shape), dtype),
                    value=np.array(value, order="C"), loc=self.loc())

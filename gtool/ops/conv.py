@@ -43,6 +43,8 @@ GEOMETRY = {
 def _const_kernel(dims, what: str) -> tuple[int, ...]:
     if not all(d.is_const for d in dims):
         raise ShapeError("shape-mismatch", f"{what} sizes must be known integers, got [{', '.join(map(str, dims))}]")
+    if any(d.value < 1 for d in dims):  # a window of nothing: no output size is defined (ONNX, torch refuse it)
+        raise ShapeError("shape-mismatch", f"{what} sizes must be at least 1, got [{', '.join(map(str, dims))}]")
     return tuple(d.value for d in dims)
 
 
@@ -195,6 +197,8 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
                               w.shape[2:])
     cols = Columns(win.plan(x.shape[2:]), dt)
     nb, m = x.shape[0], w.shape[0]
+    if x.size == 0 or w.size == 0:  # no images, channels or filters: sums of nothing (and the bias)
+        return _bias(np.zeros((nb, m) + tuple(cols.plan.out), dt), b)
     out = np.empty((nb, groups, m // groups, cols.length), dt)
     if cols.flat and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
         _flat_conv(cols, cols.flat_input(x), w, groups, out)
@@ -248,6 +252,8 @@ def conv_transpose_forward(g, w, b=None, *, stride=1, padding=0, auto_pad="notse
                           f"input size {list(g.shape[2:])}")
     cols = Columns(plan, dt)
     nb, m = g.shape[:2]
+    if g.size == 0 or w.size == 0:
+        return _bias(np.zeros((nb, groups * w.shape[1]) + tuple(spatial), dt), b)
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
     wt = w.reshape(groups, m // groups, -1).transpose(0, 2, 1)  # [G, Cg * K, M/G]
     buf = np.empty((groups, wt.shape[1], cols.length), dt)
@@ -261,6 +267,8 @@ def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset",
     cols = Columns(win.plan(x.shape[2:]), dt)
     nb, m = g.shape[:2]
     cg = x.shape[1] // groups
+    if x.size == 0 or g.size == 0:
+        return np.zeros((m, cg) + tuple(kernel), dt)
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
     if cols.flat and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
         xf, span = cols.flat_input(x), cols.length

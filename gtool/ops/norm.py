@@ -36,6 +36,8 @@ EPS = {"epsilon": Attr("float", 1e-5, "added to the variance (0 gives NaN for a 
 def normalized(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
     """(x - mean) / sqrt(var + eps) over `axes`, in float64 (see the module docstring)."""
     x = np.asarray(x, np.float64)
+    if x.size == 0:  # no rows, or rows of nothing: an empty result either way (np.mean would warn)
+        return x.copy()
     with np.errstate(all="ignore"):
         big = np.max(np.abs(x), axis=axes, keepdims=True, initial=0.0)
         e = np.where(np.isfinite(big) & (big > 0), np.frexp(np.where(np.isfinite(big), big, 1.0))[1], 0)
@@ -283,7 +285,7 @@ def _norm_ref(x, axes, eps):
     kept = [k for k in range(x.ndim) if k not in axes]
     moved = np.transpose(x, kept + list(axes))
     lead = moved.shape[:len(kept)]
-    rows = moved.reshape(lead + (-1,))
+    rows = moved.reshape(lead + (math.prod(moved.shape[len(kept):]),))  # not -1: lead may hold a 0
     out = np.empty(rows.shape, dtype=object)
     m = mp()
     for idx in np.ndindex(*lead):

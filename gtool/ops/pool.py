@@ -115,7 +115,7 @@ def _argmax_flat(x, plan: Plan) -> np.ndarray:
     nb, ch = x.shape[:2]
     n = len(plan.spatial)
     win = plan.windows(plan.pad(x, _lowest(x.dtype)))  # [N, C, *out, *kernel]
-    k = np.argmax(win.reshape(win.shape[: 2 + n] + (-1,)), axis=-1)  # first max (first NaN)
+    k = np.argmax(win.reshape(win.shape[: 2 + n] + (prod(plan.window.kernel),)), axis=-1)  # first max (first NaN)
     taps = np.unravel_index(k, plan.window.kernel)
     flat = np.zeros(k.shape, np.int64)
     for a in range(n):

@@ -7,6 +7,8 @@ axes were dropped, then broadcasting does the rest). logsumexp's forward is its 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..dims import Dim
@@ -137,7 +139,10 @@ def _lse_weights(b, node):
     kept = [k for k in range(rank) if k not in axes]
     perm = kept + axes
     xt = x if perm == list(range(rank)) else b("transpose", x, perm=perm)
-    flat = b("reshape", xt, shape=shape_json([shape[k] for k in kept]) + [-1])
+    rows = Dim.const(1)
+    for k in axes:
+        rows = rows * shape[k]
+    flat = b("reshape", xt, shape=shape_json([shape[k] for k in kept] + [rows]))  # not -1: kept may hold a 0
     w = b("reshape", b("softmax", flat, axis=-1), shape=shape_json([shape[k] for k in perm]))
     if perm == list(range(rank)):
         return w
@@ -150,6 +155,37 @@ _logsumexp_vjp, _logsumexp_jvp = _weighted_rules(_lse_weights)
 
 def _np_reduce(fn):
     def forward(x, axis=None, keepdims=False):
+        return fn(x, axis=axis, keepdims=keepdims)
+
+    return forward
+
+
+def _mean(x, axis=None, keepdims=False):
+    """np.mean; over an empty axis NaN (0 / 0, as NumPy and onnx.reference), without NumPy's warning."""
+    if np.size(x) == 0:
+        with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.mean(x, axis=axis, keepdims=keepdims)
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+def empty_identity(x, top: bool):
+    """What max (top=False: the identity is the bottom) or min (top=True) of nothing is, as ONNX's
+    ReduceMax/ReduceMin define it: -inf/+inf for floats, the dtype's min/max for ints, False/True
+    for bools. NumPy refuses such a reduction; an empty axis must still give its identity."""
+    dt = np.asarray(x).dtype
+    if dt == np.bool_:
+        return top
+    if dt.kind == "f":
+        return np.inf if top else -np.inf
+    info = np.iinfo(dt)
+    return info.max if top else info.min
+
+
+def _extreme(fn, top: bool):
+    def forward(x, axis=None, keepdims=False):
+        if np.size(x) == 0:
+            return fn(x, axis=axis, keepdims=keepdims, initial=empty_identity(x, top))
         return fn(x, axis=axis, keepdims=keepdims)
 
     return forward
@@ -194,11 +230,11 @@ _AXIS_TEXT = {"partial": ("1",)}
 for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
     ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
      ("{g} broadcast back to {shape_a}",)),
-    ("mean", _np_reduce(np.mean), _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
+    ("mean", _mean, _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
      ("{g} / n broadcast back to {shape_a}",)),
-    ("max", _np_reduce(np.max), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
+    ("max", _extreme(np.max, False), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
      "gradient", _extreme_row(max), bounds.same, ("{g} at the maximum (shared at ties)",)),
-    ("min", _np_reduce(np.min), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
+    ("min", _extreme(np.min, True), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
      "gradient", _extreme_row(min), bounds.same, ("{g} at the minimum (shared at ties)",)),
     ("logsumexp", numpy_forward(LOGSUMEXP), _logsumexp_vjp, _logsumexp_jvp, True,
      "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax", mp_lse, bounds.logsumexp,

@@ -148,7 +148,7 @@ def rows_ref(row_fn: Callable, *, default_axis=None, keep_rows: bool = False) ->
         kept = [k for k in range(rank) if k not in axes]
         moved = np.transpose(x, kept + axes)
         lead = [x.shape[k] for k in kept]
-        rows = moved.reshape((*lead, -1)) if rank else moved.reshape(1)
+        rows = moved.reshape((*lead, math.prod(x.shape[k] for k in axes))) if rank else moved.reshape(1)  # no -1: 0 rows
         out = np.empty((*lead, rows.shape[-1]) if keep_rows else tuple(lead), dtype=object)
         for idx in np.ndindex(*lead):
             r = row_fn(m, list(rows[idx]), **attrs)

@@ -221,7 +221,7 @@ _KIND_TEXT = {
     "perm": "a list of integers",
     "ints": "an integer or a list of integers",
     "shape": "a list of dims (ints, names or dim expressions; -1 once for reshape)",
-    "dim": "a positive integer or a dim name",
+    "dim": "a non-negative integer or a dim name",
     "index": "a non-negative integer or a dim expression",
 }
 

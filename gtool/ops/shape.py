@@ -58,7 +58,7 @@ def _reshape_infer(ctx, types, attrs):
     want = "[" + ", ".join(str(d) for d in target) + "]"
     if holes:
         q = _divide(total, known)
-        if q is None or (q.is_const and q.value <= 0):
+        if q is None or (q.is_const and q.value < 0):
             raise ShapeError("bad-reshape", f"cannot reshape {src} ({total} elements) to {want}")
         return TensorType(tuple(q if d == -1 and not isinstance(d, Dim) else d for d in target), t.dtype)
     if not ctx.unify(total, known):
@@ -297,9 +297,9 @@ def _slice_infer(ctx, types, attrs):
     ax = ctx.axis(attrs["axis"], t.rank)
     start, stop = parse_index(attrs["start"]), parse_index(attrs["stop"])
     size, rest = ctx.resolve(stop - start), ctx.resolve(t.shape[ax] - stop)
-    if (size.is_const and size.value < 1) or (rest.is_const and rest.value < 0):
-        raise ShapeError("bad-axis", f"slice {start}:{stop} of axis {attrs['axis']} (size {t.shape[ax]}) is empty "
-                         "or out of range")
+    if (size.is_const and size.value < 0) or (rest.is_const and rest.value < 0):  # start == stop: empty, allowed
+        raise ShapeError("bad-axis", f"slice {start}:{stop} of axis {attrs['axis']} (size {t.shape[ax]}) ends before "
+                         "it starts or is out of range")
     return TensorType(tuple(stop - start if k == ax else d for k, d in enumerate(t.shape)), t.dtype, t.weak)
 
 

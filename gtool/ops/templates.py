@@ -124,6 +124,8 @@ class NumpyPrims:
         return np.take_along_axis(x, np.asarray(t)[..., None].astype(np.intp), -1)[..., 0]
 
     def total(self, v, kind):
+        if kind == "mean" and np.size(v) == 0:
+            return np.float64("nan")  # the mean of no rows (torch's too), without NumPy's warning
         return np.mean(v) if kind == "mean" else np.sum(v)
 
 

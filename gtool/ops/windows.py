@@ -72,6 +72,9 @@ class Window:
     def out_dim(self, axis: int, h: Dim) -> Dim:
         """The output size along `axis` for input size h (symbolic where h is)."""
         s, ek = self.stride[axis], self.extent[axis]
+        if h.is_const and h.value == 0:  # no window fits nothing, padding or not (torch refuses it too)
+            raise ShapeError("shape-mismatch", f"spatial axis {axis} is empty (size 0): a window needs at least one "
+                             "input cell")
         if self.auto_pad in ("same_upper", "same_lower"):
             return (h + (s - 1)) // s
         pb, pe = (0, 0) if self.auto_pad == "valid" else (self.pad_begin[axis], self.pad_end[axis])

@@ -17,9 +17,6 @@ from .core import dims_attr
 _BIG = 2**31 - 1  # ends at or past this mean "to the end" (INT_MAX, INT64_MAX)
 
 
-def _empty(value) -> bool:
-    return value is not None and value.size == 0
-
 
 def _ints(value) -> list:
     return [v if isinstance(v, Dim) else int(v) for v in np.ravel(value).tolist()]
@@ -34,10 +31,7 @@ def transpose(ctx: ImportContext, node: OnnxNode) -> list[str]:
 
 @converter("Concat", strict=True)
 def concat(ctx: ImportContext, node: OnnxNode) -> list[str]:
-    """Empty pieces known at load (a Split's part of size 0) add nothing and are left out."""
-    names = [ctx.name(i) for i in node.input if i and not _empty(ctx.constant(i))]
-    if not names:
-        ctx.unsupported(node, "every input is empty (gtool dims are >= 1)")
+    names = [ctx.name(i) for i in node.input if i]
     return [ctx.add("concat", names, {"axis": ctx.attr(node, "axis")}, node)]
 
 
@@ -56,8 +50,8 @@ def reshape(ctx: ImportContext, node: OnnxNode) -> list[str]:
             if k >= len(xs):
                 ctx.unsupported(node, f"shape entry {k} is 0 (copy the input's dim) but the input has rank {len(xs)}")
             out.append(xs[k].to_json())
-        elif s == 0 or s < -1:
-            ctx.unsupported(node, f"a target dim of {s} (gtool dims are >= 1)")
+        elif s < -1:
+            ctx.unsupported(node, f"a target dim of {s} (a size is at least 0; -1 is the one inferred)")
         else:
             out.append(s)
     return [ctx.add("reshape", [x], {"shape": out}, node)]
@@ -68,8 +62,8 @@ def expand(ctx: ImportContext, node: OnnxNode) -> list[str]:
     """Bidirectional broadcasting: the result is broadcast(x.shape, shape)."""
     x = ctx.name(node.input[0])
     target = [d if isinstance(d, Dim) else Dim.const(int(d)) for d in _ints(ctx.static(node, 1, "the shape"))]
-    if any(d.is_const and d.value < 1 for d in target):
-        ctx.unsupported(node, f"a target dim below 1 in {dims_attr(target)} (gtool dims are >= 1)")
+    if any(d.is_const and d.value < 0 for d in target):
+        ctx.unsupported(node, f"a negative target dim in {dims_attr(target)}")
     out = ctx.shapes.broadcast(ctx.shape(x), tuple(target))
     if tuple(out) == tuple(ctx.shape(x)):
         return [ctx.add("identity", [x], {}, node)]
@@ -224,12 +218,11 @@ def _slice_axis(ctx, node, y: str, d: Dim, a: int, rank: int, s: int, e: int, st
         return ctx.add("slice", [y], {"axis": a, "start": _index(start), "stop": _index(stop)}, node)
     n = d.value
     picked = range(*slice(s, e, st).indices(n))
-    if len(picked) == 0:
-        ctx.unsupported(node, f"the slice {s}:{e}:{st} of axis {a} (size {n}) is empty (gtool dims are >= 1)")
     if len(picked) == n and st == 1:
         return y
-    if st == 1:
-        return ctx.add("slice", [y], {"axis": a, "start": picked.start, "stop": picked.stop}, node)
+    if st == 1 or len(picked) == 0:  # an empty slice: any start, as a step-1 slice of size 0
+        start = min(picked.start, n) if len(picked) else 0
+        return ctx.add("slice", [y], {"axis": a, "start": start, "stop": start + len(picked)}, node)
     shape = [1] * rank
     shape[a] = len(picked)
     index = ctx.const(np.array(list(picked), dtype=np.int64).reshape(shape))
@@ -271,18 +264,6 @@ def split(ctx: ImportContext, node: OnnxNode) -> list[str]:
     out, start = [], 0
     for s in sizes:
         stop = start + s
-        out.append(_empty_piece(ctx, node, x, axis) if s == 0 else
-                   ctx.add("slice", [x], {"axis": axis, "start": start, "stop": stop}, node))
+        out.append(ctx.add("slice", [x], {"axis": axis, "start": _index(start), "stop": _index(stop)}, node))
         start = stop
     return out
-
-
-def _empty_piece(ctx: ImportContext, node: OnnxNode, x: str, axis: int) -> np.ndarray:
-    """A part of size 0: known at load (it holds nothing); Concat leaves it out, any other use
-    is refused (gtool dims are >= 1)."""
-    shape = ctx.static_shape(x)
-    if shape is None:
-        ctx.unsupported(node, "an empty split part of a tensor with symbolic dims")
-    shape = list(shape)
-    shape[axis] = 0
-    return np.zeros(shape, dtype=ctx.type(x).dtype)
