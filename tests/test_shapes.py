@@ -218,6 +218,8 @@ def test_cli_validate_dim_flag(tmp_path, capsys):
     code, out = status("--dim", "batch=4")
     assert code == 0, out
     code, out = status("--dim", "batch=0")
+    assert code == 1 and "[0] with [4]" in out.out  # 0 is a size: it does not broadcast with 4
+    code, out = status("--dim", "batch=-1")
     assert code == 2 and "--dim" in out.err
 
 
@@ -615,7 +617,8 @@ def test_shape_ctx_unify():
     assert not ctx.unify(n, Dim.const(3))
     assert not ctx.unify(batch, Dim.const(32))
     assert ctx.unify(k, batch) and ctx.resolve(k) == batch
-    assert not ctx.unify(Dim.sym("j") + 5, Dim.const(5))  # would make j = 0
+    assert ctx.unify(Dim.sym("j") + 5, Dim.const(5)) and ctx.resolve(Dim.sym("j")) == 0  # j = 0: an empty axis
+    assert not ctx.unify(Dim.sym("i") + 6, Dim.const(5))  # would make i = -1
     assert ctx.broadcast((n, Dim.const(1)), (Dim.const(1), k)) == (Dim.const(4), batch)
     assert ShapeCtx.axis(-1, 3) == 2
     assert ctx.axes(None, 2) == (0, 1)
