@@ -143,3 +143,26 @@ def test_enrolment_follows_the_converters():
     names = enrolled()
     assert "test_add" in names and "test_matmul_2d" in names
     assert not any(n.startswith("test_lstm") for n in names)
+
+
+# issue 12's core op list: its bar (at least 389 of 393 core node tests pass, none fail) is stated over
+# the node tests whose ops all come from it (`*_expanded` variants included); bench/onnx_core_count.py
+# runs them through ONNX's reference evaluator and gtool and prints the counts
+CORE_OPS = frozenset("""Add Sub Mul Div Neg Pow Exp Log Sqrt Tanh Sigmoid Relu Softmax LogSoftmax MatMul Gemm ReduceSum
+ReduceMean ReduceMax ReduceLogSumExp Transpose Reshape Abs Sin Cos Max Min Where Concat Identity Softplus Clip Sum
+Mean Einsum Expand Squeeze Unsqueeze Slice Gather Equal Greater Less Not Cast Constant CastLike Shape Size""".split())
+
+
+def core_tests() -> list[str]:
+    return sorted(n for n, (blob, _) in TESTS.items() if (found := _ops(_model(blob))) and found <= CORE_OPS)
+
+
+def test_the_core_tests_skip_only_what_gtool_cannot_represent():
+    """Every core test is enrolled, and the skips among them are exactly these six: values that
+    are not tensors (ONNX's reference evaluator fails those two too), strings, bfloat16 math.
+    Empty tensors are no longer among them; a new skip must be argued for here."""
+    core = core_tests()
+    assert len(core) >= 393 and set(core) <= set(enrolled())
+    skipped = sorted(n for n in core if skip_reason(n))
+    assert skipped == ["test_einsum_batch_matmul_bfloat16", "test_einsum_sum_bfloat16", "test_equal_string",
+                       "test_equal_string_broadcast", "test_identity_opt", "test_identity_sequence"]
