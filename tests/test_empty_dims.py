@@ -349,3 +349,26 @@ def test_empty_windows_are_refused(x, w, what, load_text):
         load_text(_conv_graph(x, w))
     d = e.value.diagnostics[0]
     assert d.code == "shape-mismatch" and what in d.message and d.node == "y"
+
+
+def test_numba_runs_empty_tensors_as_numpy_does(load_text):
+    """The fused loops and row kernels of the numba backend on an empty axis: the reductions'
+    identities and an empty softmax, from compiled code (no fallback to NumPy); the same graph
+    with n = 3 is the near miss that a skipped loop would get wrong. (A script over every case
+    of the forward test above found numba equal to NumPy on all of them.)"""
+    pytest.importorskip("numba")
+    from gtool import interp
+
+    g = load_text("gtool: 1\ninputs:\n  x: {shape: [n, 4]}\nnodes:\n  y: exp(x) * 2 + 1\n  m: max(y, axis=0)\n"
+                  "  s: min(x, axis=0)\n  l: logsumexp(x, axis=0)\n  p: softmax(x, axis=0)\n"
+                  "  L: sum(p * y)\noutputs: [m, s, l, p, L]\nloss: L\n")
+    for n in (0, 3):
+        x = np.random.default_rng(n).standard_normal((n, 4))
+        want = gtool.run(g, {"x": x})
+        got = gtool.run(g, {"x": x}, backend="numba")
+        for k in ("m", "s", "l", "p", "L"):
+            assert got[k].shape == want[k].shape, k
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-14, atol=0, err_msg=k)
+        c = interp.program(g, backend="numba").compiled
+        assert c.fallback_runs == 0, f"compiled code failed: {c.last_error!r}"
+    np.testing.assert_array_equal(gtool.run(g, {"x": np.zeros((0, 4))}, backend="numba")["m"], [-np.inf] * 4)
