@@ -372,3 +372,19 @@ def test_numba_runs_empty_tensors_as_numpy_does(load_text):
         c = interp.program(g, backend="numba").compiled
         assert c.fallback_runs == 0, f"compiled code failed: {c.last_error!r}"
     np.testing.assert_array_equal(gtool.run(g, {"x": np.zeros((0, 4))}, backend="numba")["m"], [-np.inf] * 4)
+
+
+def test_rewrites_and_their_verification_on_an_empty_axis(load_text):
+    """The stable rewrites apply to empty tensors, and `verify` runs both sides (and the mpmath
+    references of softmax, logsumexp, max and mean rows) on them: before, an empty row crashed it."""
+    from gtool.rewrite import rewrite
+    from gtool.rewrite.checks import verify
+
+    g = load_text("gtool: 1\ninputs:\n  x: {shape: [0, 3]}\nnodes:\n  p: log(softmax(x, axis=0))\n"
+                  "  q: log(sum(exp(x), axis=0))\n  L: sum(p) + sum(q) + sum(mean(x, axis=0))\noutputs: [L]\nloss: L\n")
+    result = rewrite(g, record=True)
+    assert sorted(a.rule for a in result.applied) == ["log_softmax", "logsumexp"]
+    checks = verify(result.applied, samples=4, extreme_samples=4)
+    assert len(checks) == 2 and all(c.passed for c in checks), [c.message for c in checks]
+    out = gtool.run(result.graph, {"x": np.zeros((0, 3))})
+    assert np.isnan(out["L"])  # the mean of nothing, as before the rewrite

@@ -175,7 +175,9 @@ def _log_softmax_row(m, row):
     """x - logsumexp(x) exactly, with the conventions of the max-shifted template: NaN in a
     row, or a row of only -inf, gives NaN everywhere; a +inf logit gives NaN there and -inf
     (softmax: 0) at the finite entries (the limit would be 0 and -inf: JAX gives NaN too)."""
-    if any(is_nan(v) for v in row) or (row and all(v == -INF for v in row)):
+    if not row:  # an empty axis: an empty result
+        return []
+    if any(is_nan(v) for v in row) or all(v == -INF for v in row):
         return [NAN] * len(row)
     if INF in row:
         return [NAN if v == INF else -INF for v in row]

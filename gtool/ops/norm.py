@@ -268,6 +268,8 @@ def _bn_jvp(b, node, ts):
 
 def _row_norm(m, row, eps):
     """The normalized row exactly; NaN everywhere if the row holds NaN or an infinity."""
+    if not row:  # an empty axis: nothing to normalize
+        return []
     if any(is_nan(v) or abs(v) == INF for v in row):
         return [NAN] * len(row)
     vals = [m.mpf(v) for v in row]

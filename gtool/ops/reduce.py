@@ -199,12 +199,16 @@ def _sum_row(m, row):
 
 
 def _mean_row(m, row):
+    if not row:
+        return NAN  # 0 / 0
     s = _sum_row(m, row)
     return s if isinstance(s, float) and (s != s or abs(s) == INF) else m.mpf(s) / len(row)
 
 
-def _extreme_row(pick):
+def _extreme_row(pick, empty):
     def row_fn(m, row):
+        if not row:
+            return empty  # ONNX's ReduceMax/ReduceMin of nothing (floats: -inf, +inf)
         if any(is_nan(v) for v in row):
             return NAN
         return pick(row)
@@ -233,9 +237,9 @@ for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
     ("mean", _mean, _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
      ("{g} / n broadcast back to {shape_a}",)),
     ("max", _extreme(np.max, False), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
-     "gradient", _extreme_row(max), bounds.same, ("{g} at the maximum (shared at ties)",)),
+     "gradient", _extreme_row(max, -INF), bounds.same, ("{g} at the maximum (shared at ties)",)),
     ("min", _extreme(np.min, True), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
-     "gradient", _extreme_row(min), bounds.same, ("{g} at the minimum (shared at ties)",)),
+     "gradient", _extreme_row(min, INF), bounds.same, ("{g} at the minimum (shared at ties)",)),
     ("logsumexp", numpy_forward(LOGSUMEXP), _logsumexp_vjp, _logsumexp_jvp, True,
      "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax", mp_lse, bounds.logsumexp,
      ("{g} ⊙ softmax({a})",)),
