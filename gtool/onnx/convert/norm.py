@@ -16,7 +16,7 @@ from ..registry import ImportContext, OnnxNode, converter
 
 # activations -------------------------------------------------------------------------------------
 
-_SIMPLE = {"Erf": "erf", "Softsign": "softsign", "Reciprocal": "reciprocal", "Floor": "floor", "Ceil": "ceil",
+_SIMPLE = {"Erf": "erf", "Softsign": "softsign", "Reciprocal": "reciprocal", "Floor": "floor", "Ceil": "ceil", "Sign": "sign",
            "Round": "round"}
 _WITH_ATTRS = {  # ONNX op -> (gtool op, {onnx attr: (gtool attr, default)})
     "LeakyRelu": ("leaky_relu", {"alpha": ("alpha", 0.01)}),
