@@ -388,3 +388,29 @@ def test_rewrites_and_their_verification_on_an_empty_axis(load_text):
     assert len(checks) == 2 and all(c.passed for c in checks), [c.message for c in checks]
     out = gtool.run(result.graph, {"x": np.zeros((0, 3))})
     assert np.isnan(out["L"])  # the mean of nothing, as before the rewrite
+
+
+def test_export_to_onnx_runs_empty_tensors_as_gtool_does(load_text):
+    """Exported models agree with gtool in onnxruntime on empty axes, known at export (a 0 in a
+    shape) or bound at run time (a dim name that is 0): Reshape needs allowzero (ONNX's 0 would
+    copy the input's dim), and ReduceMean of nothing is 0 in onnxruntime but NaN in gtool (and
+    onnx.reference). The same model with n = 2 is the near miss."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from gtool.onnx.export import export_model
+
+    graph = load_text("gtool: 1\ndims: {n: 0}\ninputs:\n  x: {shape: [n, 3]}\n  k: {shape: [n, 2], dtype: int32}\n"
+                      "constants:\n  e: {value: [[], [], []]}\nnodes:\n  a: max(x, axis=0)\n  b: min(x, axis=0)\n"
+                      "  c: sum(x, axis=0)\n  d: mean(x, axis=0)\n  f: logsumexp(x, axis=0)\n  g: softmax(x, axis=0)\n"
+                      "  h: {op: reshape, inputs: [x], attrs: {shape: [3, n]}}\n  i: max(k, axis=0)\n"
+                      "  j: x @ reshape(e, shape=[3, 0])\n  m: mean(x)\noutputs: [a, b, c, d, f, g, h, i, j, m]\n")
+    model = export_model(graph)
+    onnx.checker.check_model(model, full_check=True)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for n in (0, 2):
+        feeds = {"x": np.random.default_rng(n).standard_normal((n, 3)), "k": np.arange(2 * n, dtype=np.int32).reshape(n, 2)}
+        want = gtool.run(graph, feeds, dims={"n": n})
+        for name, got in zip(graph.outputs, session.run(None, feeds)):
+            assert got.shape == want[name].shape and got.dtype == want[name].dtype, (name, n)
+            np.testing.assert_allclose(got, want[name], rtol=1e-12, atol=0, equal_nan=True, err_msg=f"{name} n={n}")
+        assert np.isnan(want["m"]) == (n == 0)  # the mean of nothing, in both

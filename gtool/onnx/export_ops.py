@@ -324,7 +324,22 @@ def reduction(x, node: Node) -> str:
     if node.op in ("max", "min") and dt.startswith("float") and out != v:
         no_nan = reduce(x, "ReduceMin", x.cast(x.op("Equal", [v, v], "bool"), dt), axes, keep, dt)  # 0: a NaN
         out = x.op("Where", [x.cast(no_nan, "bool"), out, x.scalar(np.nan, dt)], dt)
+    if node.op == "mean" and out != v:
+        out = _nan_if_empty(x, out, x.types[node.inputs[0]].shape, axes, _compute(dt))
     return x.cast(out, dt)
+
+
+def _nan_if_empty(x, out: str, shape, axes, dt: str) -> str:
+    """The mean of nothing is NaN in gtool (0 / 0, as onnx.reference); onnxruntime's ReduceMean
+    gives 0 there, so where the reduced count can be 0 (a 0 dim, or a dim name) NaN is put back."""
+    rank = len(shape)
+    count = Dim.const(1)
+    for a in (range(rank) if axes is None else sorted({a % rank for a in ([axes] if isinstance(axes, int) else axes)})):
+        count = count * shape[a]
+    if count.is_const and count.value > 0:
+        return out
+    empty = x.op("Reshape", [x.op("Equal", [x.shape([count]), x.ints([0])], "bool"), x.ints([])], "bool")
+    return x.op("Where", [empty, x.scalar(np.nan, dt), out], dt)
 
 
 # shapes ---------------------------------------------------------------------------------------
@@ -338,7 +353,15 @@ def _in_shape(x, node: Node, k: int = 0) -> tuple[Dim, ...]:
 def reshape(x, node: Node) -> str:
     dt = x.out_type(node).dtype
     dims = [Dim.const(-1) if d == -1 else parse_dim(d) for d in node.attrs["shape"]]
-    return x.op("Reshape", [x.value(node.inputs[0], dt), x.shape(dims)], dt)
+    # a 0 in ONNX's shape copies the input's dim unless allowzero (opset 14+); gtool's 0 is a size,
+    # so a target that holds 0, or a dim name that a run may bind to 0, needs allowzero
+    zero = any(d == 0 or not d.is_const for d in dims)
+    if zero and x.opset < 14 and any(d == 0 for d in dims):
+        from .export import ExportError
+
+        raise ExportError("onnx-export", "a reshape to a shape with a 0 needs opset 14 or later (Reshape's allowzero)",
+                          node=node.name, op=node.op, **node.loc.where())
+    return x.op("Reshape", [x.value(node.inputs[0], dt), x.shape(dims)], dt, allowzero=1 if zero and x.opset >= 14 else None)
 
 
 @rule("broadcast_to")
