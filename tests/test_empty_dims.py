@@ -414,3 +414,30 @@ def test_export_to_onnx_runs_empty_tensors_as_gtool_does(load_text):
             assert got.shape == want[name].shape and got.dtype == want[name].dtype, (name, n)
             np.testing.assert_allclose(got, want[name], rtol=1e-12, atol=0, equal_nan=True, err_msg=f"{name} n={n}")
         assert np.isnan(want["m"]) == (n == 0)  # the mean of nothing, in both
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_exported_windows_run_an_empty_batch(dtype, load_text):
+    """conv and pools (im2col and Gather/Scatter for float64, ONNX Conv for float32) and their
+    gradient graph in onnxruntime with a batch of 0, as with a batch of 2: a Reshape to
+    [0, C, -1] (0 copying N = 0) leaves ONNX no way to solve the -1, so sizes are written out."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from gtool.onnx.export import export_model
+
+    g = load_text(f"gtool: 1\ninputs:\n  x: {{shape: [n, 2, 5, 5], dtype: {dtype}}}\n  w: {{shape: [3, 2, 2, 2], "
+                  f"dtype: {dtype}}}\nnodes:\n  y: {{op: conv, inputs: [x, w], attrs: {{stride: 2}}}}\n"
+                  "  p: {op: max_pool, inputs: [y], attrs: {kernel: 2}}\n"
+                  "  a: {op: avg_pool, inputs: [x], attrs: {kernel: 2, padding: 1}}\n"
+                  "  L: sum(p) + sum(a)\noutputs: [y, p, a, L]\nloss: L\n")
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for graph in (g, gtool.grad(g, ["x", "w"])):
+        session = ort.InferenceSession(export_model(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        for n in (0, 2):
+            rng = np.random.default_rng(n)
+            feeds = {"x": rng.standard_normal((n, 2, 5, 5)).astype(dtype), "w": rng.standard_normal((3, 2, 2, 2)).astype(dtype)}
+            want = gtool.run(graph, feeds, dims={"n": n})
+            for name, got in zip(graph.outputs, session.run(None, {k: v for k, v in feeds.items() if k in names})):
+                assert got.shape == want[name].shape, (name, n)
+                np.testing.assert_allclose(got, want[name], rtol=tol, atol=tol, err_msg=f"{name} n={n}")

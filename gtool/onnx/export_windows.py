@@ -45,7 +45,8 @@ def _columns(x, v: str, plan, channels: int, fill: float, dt: str) -> str:
     pads = [0, 0] + list(plan.pad_begin) + [0, 0] + [e + x_ for e, x_ in zip(plan.pad_end, plan.extra)]
     if any(pads):
         v = x.op("Pad", [v, x.ints(pads), _f(x, fill, dt)], dt, mode="constant")
-    flat = x.op("Reshape", [v, x.ints([0, channels, -1])], dt)
+    # sizes, not -1: with an empty batch (the 0 copies N = 0) ONNX cannot solve a -1
+    flat = x.op("Reshape", [v, x.ints([0, channels, int(np.prod(plan.padded))])], dt)
     return x.op("Gather", [flat, x.const(window_index(plan))], dt, axis=2)
 
 
@@ -177,7 +178,7 @@ def avg_pool_grad(x, node: Node) -> str:
     """g / count per window, to every tap of it (the adjoint of the average)."""
     dt, attrs = x.out_type(node).dtype, _attrs(node)
     plan, c = _pool_plan(x, node, 1)
-    g = x.op("Reshape", [x.value(node.inputs[0], dt), x.ints([0, c, -1, 1])], dt)  # [N, C, P, 1]
+    g = x.op("Reshape", [x.value(node.inputs[0], dt), x.ints([0, c, int(np.prod(plan.out)), 1])], dt)  # [N, C, P, 1]
     counts = plan.pad(np.ones((1, 1) + plan.spatial), 1.0 if attrs["count_include_pad"] else 0.0)
     for a, (h, b, e) in enumerate(zip(plan.spatial, plan.pad_begin, plan.pad_end)):
         index = [slice(None)] * counts.ndim
@@ -186,7 +187,7 @@ def avg_pool_grad(x, node: Node) -> str:
     table = window_index(plan)
     share = x.op("Div", [g, x.const(_count_taps(counts, plan).reshape(-1, 1).astype(dt))], dt)
     share = x.op("Expand", [share, x.ints([1, 1, table.shape[0], table.shape[1]])], dt)
-    return _scatter(x, x.op("Reshape", [share, x.ints([0, c, -1])], dt), table, plan, c, dt)
+    return _scatter(x, x.op("Reshape", [share, x.ints([0, c, table.size])], dt), table, plan, c, dt)
 
 
 def _argmax(x, node: Node, plan, c: int, dt: str) -> str:
@@ -218,8 +219,9 @@ def max_pool_grad(x, node: Node) -> str:
     am = _argmax(x, node, plan, c, x.types[node.inputs[0]].dtype)  # [N, C, P, 1]
     table = window_index(plan)
     where = x.op("Expand", [x.const(table.reshape(1, 1, *table.shape)), x.op("Shape", [am], "int64")], "int64")
-    target = x.op("Reshape", [x.op("GatherElements", [where, am], "int64", axis=3), x.ints([0, c, -1])], "int64")
-    g = x.op("Reshape", [x.value(node.inputs[1], dt), x.ints([0, c, -1])], dt)
+    p = int(np.prod(plan.out))  # not -1: an empty batch leaves ONNX nothing to solve it from
+    target = x.op("Reshape", [x.op("GatherElements", [where, am], "int64", axis=3), x.ints([0, c, p])], "int64")
+    g = x.op("Reshape", [x.value(node.inputs[1], dt), x.ints([0, c, p])], dt)
     return _scatter(x, g, target, plan, c, dt)
 
 
