@@ -441,3 +441,16 @@ def test_exported_windows_run_an_empty_batch(dtype, load_text):
             for name, got in zip(graph.outputs, session.run(None, {k: v for k, v in feeds.items() if k in names})):
                 assert got.shape == want[name].shape, (name, n)
                 np.testing.assert_allclose(got, want[name], rtol=tol, atol=tol, err_msg=f"{name} n={n}")
+
+
+def test_every_empty_case_exports_and_runs_in_onnxruntime(load_text):
+    """The cases above in one exported model (one onnxruntime session): the same outputs as gtool.
+    Found by it: the mean of no rows (cross_entropy), max_pool_indices' batch reshape, and the
+    window ops over no channels, which are now written as their empty (or bias-only) result."""
+    export_tests = pytest.importorskip("test_onnx_export")
+    items = []
+    for case in EMPTY_CASES:
+        if _load_or_refused(case, load_text) is not None:
+            items.append((case.id, case.op, case.attrs, case.arrays()))
+    assert len(items) > 150
+    export_tests.check_combined(items, load_text)

@@ -259,7 +259,11 @@ class OnnxPrims:
         return self.rows(x.op("GatherElements", [v, index], self.dt, axis=-1))
 
     def total(self, v, kind):
-        return reduce(self.x, "ReduceMean" if kind == "mean" else "ReduceSum", v, None, False, self.dt)
+        if kind != "mean":
+            return reduce(self.x, "ReduceSum", v, None, False, self.dt)
+        x = self.x  # the mean of no rows is NaN in gtool; onnxruntime's ReduceMean gives 0
+        empty = x.op("Equal", [x.op("Size", [v], "int64"), x.const(np.array(0, np.int64))], "bool")
+        return x.op("Where", [empty, x.scalar(np.nan, self.dt), reduce(x, "ReduceMean", v, None, False, self.dt)], self.dt)
 
 
 def reduce(x, op_type: str, v: str, axes, keepdims: bool, dtype: str) -> str:

@@ -20,6 +20,34 @@ from .export_ops import reduce, rule
 # convolution and pooling ------------------------------------------------------------------------------
 
 
+def window_rule(*names: str):
+    """`rule`, with a window op over no channels (a 0 among its static channel counts) written
+    as what it is: an empty result, or for conv/conv_transpose without input channels the bias
+    (zeros without one) broadcast. onnxruntime's pools refuse a 0 channel count, and the
+    im2col reshapes cannot say it (their 0s copy the batch)."""
+
+    def deco(fn):
+        def wrapped(x, node: Node) -> str:
+            return _no_channels(x, node) or fn(x, node)
+
+        wrapped.__doc__, wrapped.__name__ = fn.__doc__, fn.__name__
+        return rule(*names)(wrapped)
+
+    return deco
+
+
+def _no_channels(x, node: Node) -> str | None:
+    out = x.out_type(node)
+    no_input = node.op in ("conv", "conv_transpose") and x.types[node.inputs[0]].shape[1] == 0
+    if not (no_input or any(d == 0 for d in out.shape)):
+        return None
+    dt = out.dtype
+    y = x.op("Expand", [x.const(np.zeros((1,) * len(out.shape), dt)), x.shape(out.shape)], dt)
+    if no_input and len(node.inputs) > 2:  # the bias alone
+        y = x.op("Add", [y, _channel(x, x.value(node.inputs[2], dt), len(out.shape), dt)], dt)
+    return y
+
+
 def _window(node: Node, x_shape, kernel, pool: bool):
     from ..ops.windows import window_from_attrs
 
@@ -59,7 +87,7 @@ def window_index(plan) -> np.ndarray:
     return np.ravel_multi_index(tuple(np.moveaxis(coords, -1, 0)), plan.padded).astype(np.int64)
 
 
-@rule("conv")
+@window_rule("conv")
 def conv(x, node: Node) -> str:
     dt = x.out_type(node).dtype
     ins = [x.value(i, dt) for i in node.inputs]
@@ -90,7 +118,7 @@ def _conv_im2col(x, node: Node, ins: list[str], plan, c: int, m: int, groups: in
     return y
 
 
-@rule("max_pool")
+@window_rule("max_pool")
 def max_pool(x, node: Node) -> str:
     dt = x.out_type(node).dtype
     xs = x.types[node.inputs[0]].shape
@@ -108,7 +136,7 @@ def _ints(value, n: int) -> tuple[int, ...]:
     return (value,) * n if isinstance(value, int) else tuple(value)
 
 
-@rule("avg_pool")
+@window_rule("avg_pool")
 def avg_pool(x, node: Node) -> str:
     dt, attrs = x.out_type(node).dtype, _attrs(node)
     xs = x.types[node.inputs[0]].shape
@@ -173,7 +201,7 @@ def _pool_plan(x, node: Node, k: int):
     return win.plan(spatial), channels[0]
 
 
-@rule("avg_pool_grad")
+@window_rule("avg_pool_grad")
 def avg_pool_grad(x, node: Node) -> str:
     """g / count per window, to every tap of it (the adjoint of the average)."""
     dt, attrs = x.out_type(node).dtype, _attrs(node)
@@ -200,7 +228,7 @@ def _argmax(x, node: Node, plan, c: int, dt: str) -> str:
     return x.op("Where", [x.op("Greater", [has_nan, _f(x, 0, dt)], "bool"), first_nan, first], "int64")
 
 
-@rule("max_pool_pick")
+@window_rule("max_pool_pick")
 def max_pool_pick(x, node: Node) -> str:
     """t at each window's argmax of x."""
     dt = x.out_type(node).dtype
@@ -211,7 +239,7 @@ def max_pool_pick(x, node: Node) -> str:
     return x.op("Reshape", [picked, x.ints([0, c] + list(plan.out))], dt)
 
 
-@rule("max_pool_grad")
+@window_rule("max_pool_grad")
 def max_pool_grad(x, node: Node) -> str:
     """g added back at each window's argmax of x (overlapping windows add)."""
     dt = x.out_type(node).dtype
@@ -238,7 +266,7 @@ def _conv_plan(x, node: Node, spatial_of: str, kernel):
     return _window(node, xs, kernel, False).plan(spatial)
 
 
-@rule("conv_transpose")
+@window_rule("conv_transpose")
 def conv_transpose(x, node: Node) -> str:
     """The adjoint of conv in its input: columns W^T g (one MatMul per group), added back at
     the window table's positions of the output (col2im), the padding cropped off."""
@@ -270,7 +298,7 @@ def conv_transpose(x, node: Node) -> str:
     return y
 
 
-@rule("conv_filter")
+@window_rule("conv_filter")
 def conv_filter(x, node: Node) -> str:
     """The gradient of conv in its filter: g [G, Mg, N P] @ columns of x [G, N P, Cg K]."""
     from ..dims import parse_dim
@@ -313,7 +341,7 @@ def _unpadded_positions(plan, column_major: bool) -> np.ndarray:
     return np.where(inside, flat, -1).astype(np.int64)
 
 
-@rule("max_pool_indices")
+@window_rule("max_pool_indices")
 def max_pool_indices(x, node: Node) -> str:
     """ONNX MaxPool's Indices: the flat position in x (padding excluded) of each window's first
     maximum, a NaN counting as the maximum (onnxruntime's MaxPool would skip it), over the whole
@@ -329,6 +357,7 @@ def max_pool_indices(x, node: Node) -> str:
     count = x.op("ReduceProd", [n_c], "int64", keepdims=0)
     zero, one = x.const(np.array(0, np.int64)), x.const(np.array(1, np.int64))
     base = x.op("Mul", [x.op("Range", [zero, count, one], "int64"), x.ints([size])], "int64")
-    base = x.op("Reshape", [base, x.op("Concat", [n_c, x.ints([1, 1])], "int64", axis=0)], "int64")
+    base = x.op("Reshape", [base, x.op("Concat", [n_c, x.ints([1, 1])], "int64", axis=0)], "int64",
+                allowzero=1 if x.opset >= 14 else None)  # N and C are sizes: an empty batch is 0, not "copy"
     flat = x.op("Add", [spatial, base], "int64")
     return x.op("Reshape", [flat, x.ints([0, c] + list(plan.out))], "int64")
