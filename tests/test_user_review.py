@@ -392,7 +392,7 @@ def test_api_takes_one_target_name_as_a_string():
 
 @pytest.mark.parametrize("call", [
     lambda gtool, g, mlp: gtool.run(mlp, random_inputs=True, seed=-1, dims={"batch": 2}),
-    lambda gtool, g, mlp: gtool.run(mlp, random_inputs=True, dims={"batch": 0}),
+    lambda gtool, g, mlp: gtool.run(mlp, random_inputs=True, dims={"batch": -1}),  # 0 is a size (an empty batch), -1 is not
     lambda gtool, g, mlp: gtool.run(mlp, random_inputs=True, dims={"batch": "x"}),
     lambda gtool, g, mlp: gtool.load(MLP, dims={"batch": "x"}),
     lambda gtool, g, mlp: gtool.load(MLP, dims={"batch": -3}),
