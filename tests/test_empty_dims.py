@@ -454,3 +454,15 @@ def test_every_empty_case_exports_and_runs_in_onnxruntime(load_text):
             items.append((case.id, case.op, case.attrs, case.arrays()))
     assert len(items) > 150
     export_tests.check_combined(items, load_text)
+
+
+@pytest.mark.parametrize("shape, codes", [("[2, 0]", ["exp-overflow", "log-domain"]),  # max of nothing: -inf
+                                          ("[2, 3]", [])])                             # the near miss: safe
+def test_lint_knows_what_a_reduction_of_nothing_gives(shape, codes, load_text):
+    """An interval rule that took max over an empty axis to stay within x's range would prove
+    exp(0 - m) and log(m + 2) safe; they are inf and NaN."""
+    g = load_text(f"gtool: 1\ninputs:\n  x: {{shape: {shape}, range: [-1, 1]}}\nnodes:\n  m: max(x, axis=1)\n"
+                  "  y: exp(0 - m)\n  z: log(m + 2)\noutputs: [y, z]\n")
+    assert sorted(f.diag.code for f in lint_graph(g).findings) == codes
+    out = gtool.run(g, {"x": np.zeros(tuple(json.loads(shape)))})
+    assert (np.isposinf(out["y"]).all() and np.isnan(out["z"]).all()) == bool(codes)  # log(-inf + 2)

@@ -230,6 +230,21 @@ def _edges(ints: bool = True, overflow: bool = True) -> tuple[Edge, ...]:
     return tuple(out)
 
 
+def _or_empty(rule, empty):
+    """An interval rule for a reduction, with what it gives over an empty axis (a 0 among the
+    reduced dims): max -inf, min +inf, mean NaN (any value: unknown). lint treats a dim name as
+    non-empty (as it treats it as not 1 in broadcasting); a constant 0 is exact."""
+
+    def wrapped(bnds, attrs, info):
+        if info.count(0, attrs.get("axis"))[0] == 0:
+            return empty(bnds[0])
+        return rule(bnds, attrs, info)
+
+    return wrapped
+
+
+_EMPTY_BOUNDS = {"max": lambda b: (-INF, b[1]), "min": lambda b: (b[0], INF), "mean": lambda b: (-INF, INF),
+                "logsumexp": lambda b: (-INF, -INF)}
 _AXIS_TEXT = {"partial": ("1",)}
 for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
     ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
@@ -246,6 +261,7 @@ for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
 ):
     register(OpDef(name=name, arity=1, infer=_infer(bool(float_out), keeps_bool=float_out is None), forward=fwd,
                    attrs=dict(AXIS_ATTRS), vjp=vjp, jvp=jvp, group="reductions", doc=doc,
-                   reference=rows_ref(ref), edges=_edges(overflow=name != "mean"), interval=interval,
+                   reference=rows_ref(ref), edges=_edges(overflow=name != "mean"),
+                   interval=_or_empty(interval, _EMPTY_BOUNDS[name]) if name in _EMPTY_BOUNDS else interval,
                    explain={"partial": ("1",), "vjp": texts}, ulps=1,
                    template=LOGSUMEXP if name == "logsumexp" else None))
