@@ -21,6 +21,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from op_cases import CASES, REFERENCE, Case, central_diff
 
 import gtool
@@ -466,3 +468,26 @@ def test_lint_knows_what_a_reduction_of_nothing_gives(shape, codes, load_text):
     assert sorted(f.diag.code for f in lint_graph(g).findings) == codes
     out = gtool.run(g, {"x": np.zeros(tuple(json.loads(shape)))})
     assert (np.isposinf(out["y"]).all() and np.isnan(out["z"]).all()) == bool(codes)  # log(-inf + 2)
+
+
+_SHAPES = st.lists(st.integers(0, 3), max_size=3).map(tuple)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=_SHAPES, b=_SHAPES)
+def test_broadcasting_with_zeros_is_numpys(a, b, load_text):
+    """Shape inference against np.broadcast_shapes on shapes of 0s to 3s: 0 with 1 gives 0, 0 with
+    2 is a mismatch; the run gives the inferred shape and NumPy's values."""
+    text = f"gtool: 1\ninputs:\n  a: {{shape: {list(a)}}}\n  b: {{shape: {list(b)}}}\nnodes:\n  y: a * b + a\noutputs: [y]\n"
+    try:
+        want = np.broadcast_shapes(a, b)
+    except ValueError:
+        with pytest.raises(GraphError) as e:
+            load_text(text)
+        assert e.value.diagnostics[0].code == "shape-mismatch"
+        return
+    g = load_text(text)
+    assert tuple(d.evaluate({}) for d in types_of(g)["y"].shape) == want
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(a), rng.standard_normal(b)
+    np.testing.assert_array_equal(gtool.run(g, {"a": x, "b": y})["y"], x * y + x)
