@@ -17,7 +17,6 @@ from .core import dims_attr
 _BIG = 2**31 - 1  # ends at or past this mean "to the end" (INT_MAX, INT64_MAX)
 
 
-
 def _ints(value) -> list:
     return [v if isinstance(v, Dim) else int(v) for v in np.ravel(value).tolist()]
 
