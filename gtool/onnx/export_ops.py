@@ -456,3 +456,4 @@ def take_along_axis(x, node: Node) -> str:
 
 
 from . import export_nn, export_norm  # noqa: E402, F401  (register the rules of the nn, norm and activation ops)
+from . import export_indexing  # noqa: E402, F401  (tile, pad, cumsum, argmax, argmin, prod, greater_equal, less_equal)
