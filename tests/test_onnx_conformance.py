@@ -115,10 +115,11 @@ def bind_static_inputs(model, feeds: dict) -> list[str]:
     inputs = {vi.name for vi in model.graph.input}
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     bound = []
-    for node in model.graph.node:
+    expanded = expand_functions(model)[0]  # the nodes gtool converts (CenterCropPad's body: Pad, Slice)
+    for node in expanded.graph.node:
         conv = find_converter(node.op_type, node.domain, opset)
         for k in conv.static if conv else ():
-            for name in _sources(model, node.input[k] if k < len(node.input) else ""):
+            for name in _sources(expanded, node.input[k] if k < len(node.input) else ""):
                 if name in inputs and name in feeds and name not in bound:
                     model.graph.initializer.append(onnx.numpy_helper.from_array(feeds[name], name))
                     bound.append(name)
