@@ -69,8 +69,9 @@ def _prod_interval(bnds, attrs, info):
     """n entries in [lo, hi], n between the fewest and most the shapes allow."""
     lo, hi = bnds[0]
     nmin, nmax = info.count(0, attrs.get("axis"))
+    dt = info.dtype if info.dtype.startswith("float") else "float64"  # float32 overflows where float64 does not
     with np.errstate(all="ignore"):
-        powers = [float(np.power(abs(v), n)) for v in (lo, hi) for n in (nmin, nmax) if not math.isnan(v)]
+        powers = [float(np.power(np.asarray(abs(v), dt), np.asarray(n, dt))) for v in (lo, hi) for n in (nmin, nmax)]
     if lo >= 0:
         return bounds.clean(min(powers), max(powers))
     big = max(powers)
