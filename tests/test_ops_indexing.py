@@ -160,3 +160,18 @@ def test_reflect_past_a_symbolic_axis_fails_at_run_time(load_text):
     with pytest.raises(GraphError) as e:
         gtool.run(g, {"x": np.arange(2.0)})  # the near miss: 2 entries reflect only 1
     assert e.value.diagnostics[0].code == "bad-input"
+
+
+def test_a_pytorch_export_loads_runs_and_differentiates():
+    """tests/data/torch_indexing/model.onnx (torch.onnx, float64): Pad reflect and replicate, Tile,
+    CumSum, ReduceProd, ArgMax, GreaterOrEqual, LessOrEqual; torch's outputs and gradients."""
+    pytest.importorskip("onnx")
+    g = gtool.load(Path(__file__).parent / "data" / "torch_indexing" / "model.onnx")
+    x = DATA["model/x"]
+    out, grads = gtool.vjp(g, {"x": x}, {"p": DATA["model/R"]}, wrt=["x", "w"])
+    np.testing.assert_allclose(out["p"], DATA["model/p"], rtol=1e-12)
+    for name in ("a", "ge", "le"):
+        assert out[name].dtype == DATA[f"model/{name}"].dtype
+        np.testing.assert_array_equal(out[name], DATA[f"model/{name}"], err_msg=name)
+    np.testing.assert_allclose(grads["x"], DATA["model/grad_x"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(grads["w"], DATA["model/grad_w"], rtol=1e-9, atol=1e-12)

@@ -7,6 +7,10 @@ Each case: a float64 input, torch's output, a cotangent R and torch's gradient o
 torch's pad modes reflect, replicate and circular are gtool's reflect, edge and wrap (torch's
 pad tuple runs from the last axis backwards; tests/test_ops_indexing.py holds gtool's attrs).
 prod inputs hold zeros (one and several per reduced set): torch's prod gradient is exact there.
+
+Also `model.onnx`: a small float64 model using Pad (reflect, replicate), Tile, CumSum, ReduceProd,
+ArgMax, GreaterOrEqual and LessOrEqual, exported by torch.onnx (TorchScript exporter, opset 18),
+with its input, outputs, a cotangent for `p` and torch's gradients of the input and the weight.
 """
 
 import os
@@ -51,6 +55,36 @@ def _input(shape):
     return rng.standard_normal(shape)
 
 
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(rng.standard_normal((3, 4))))
+
+    def forward(self, x):
+        h = F.pad(x @ self.w, (1, 2), mode="reflect").unsqueeze(0)
+        h = F.pad(h, (2, 0, 1, 1), mode="replicate")[0]  # [0], not squeeze(0): that exports as an If
+        c = torch.cumsum(h.repeat(2, 1), dim=1)
+        return torch.prod(torch.tanh(c), dim=1), torch.argmax(c, dim=1), c >= 0.5, c <= 0.0
+
+
+def export_model(out: dict) -> None:
+    import io
+
+    m = Model()
+    x = torch.tensor(rng.standard_normal((5, 3)), requires_grad=True)
+    f = io.BytesIO()
+    torch.onnx.export(m, (x,), f, dynamo=False, opset_version=18, input_names=["x"],
+                      output_names=["p", "a", "ge", "le"])
+    with open(os.path.join(HERE, "model.onnx"), "wb") as fh:
+        fh.write(f.getvalue())
+    p, a, ge, le = m(x)
+    r = rng.standard_normal(tuple(p.shape))
+    gx, gw = torch.autograd.grad(p, (x, m.w), torch.tensor(r))
+    out.update({"model/x": x.detach().numpy(), "model/p": p.detach().numpy(), "model/a": a.numpy(),
+                "model/ge": ge.numpy(), "model/le": le.numpy(), "model/R": r, "model/grad_x": gx.numpy(),
+                "model/grad_w": gw.numpy()})
+
+
 def main():
     out = {}
     for name, (fn, shape) in CASES.items():
@@ -63,6 +97,7 @@ def main():
         out[f"{name}/grad"] = t.grad.numpy()
         out[f"{name}/out"] = y.detach().numpy()
         out[f"{name}/R"] = r
+    export_model(out)
     np.savez_compressed(os.path.join(HERE, "torch_indexing.npz"), **out)
 
 
