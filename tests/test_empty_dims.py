@@ -491,3 +491,24 @@ def test_broadcasting_with_zeros_is_numpys(a, b, load_text):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal(a), rng.standard_normal(b)
     np.testing.assert_array_equal(gtool.run(g, {"a": x, "b": y})["y"], x * y + x)
+
+
+def test_the_indexing_ops_on_empty_axes(load_text):
+    """tile by 0 copies, pad of an empty axis (constant: a border of the value; reflect: nothing
+    to copy, refused), cumsum along an empty axis, prod of nothing (1), and argmax of nothing
+    (refused: no index), against NumPy."""
+    g = load_text("gtool: 1\ninputs:\n  x: {shape: [2, 3]}\n  e: {shape: [2, 0]}\nnodes:\n"
+                  "  t: {op: tile, inputs: [x], attrs: {reps: [0, 2]}}\n"
+                  "  p: {op: pad, inputs: [e], attrs: {pads: [0, 1, 0, 2], value: 7}}\n"
+                  "  c: {op: cumsum, inputs: [e], attrs: {axis: 1, exclusive: true}}\n"
+                  "  q: prod(e, axis=1)\n  a: argmax(e, axis=0)\noutputs: [t, p, c, q, a]\n")
+    x, e = np.arange(6.0).reshape(2, 3), np.zeros((2, 0))
+    out = gtool.run(g, {"x": x, "e": e})
+    np.testing.assert_array_equal(out["t"], np.tile(x, (0, 2)))
+    np.testing.assert_array_equal(out["p"], np.pad(e, ((0, 0), (1, 2)), constant_values=7))
+    assert out["c"].shape == (2, 0) and out["a"].shape == (0,)
+    np.testing.assert_array_equal(out["q"], [1.0, 1.0])
+    for bad, code in (("argmax(e, axis=1)", "bad-axis"), ('pad(e, pads=[0, 1, 0, 1], mode="reflect")', "bad-attr")):
+        with pytest.raises(GraphError) as info:
+            load_text(f"gtool: 1\ninputs:\n  e: {{shape: [2, 0]}}\nnodes:\n  y: {bad}\noutputs: [y]\n")
+        assert info.value.diagnostics[0].code == code, bad

@@ -41,8 +41,8 @@ def _linear_jvp(b, node, ts):
 def _tile_infer(ctx, types, attrs):
     t = types[0]
     reps = _ints(attrs["reps"])
-    if len(reps) != t.rank or any(r < 1 for r in reps):
-        raise ShapeError("bad-attr", f"tile needs one repeat count >= 1 per axis of the input (rank {t.rank}), "
+    if len(reps) != t.rank or any(r < 0 for r in reps):  # 0 copies: an empty axis (NumPy, ONNX)
+        raise ShapeError("bad-attr", f"tile needs one repeat count >= 0 per axis of the input (rank {t.rank}), "
                          f"got reps {reps}")
     return TensorType(tuple(d * r for d, r in zip(t.shape, reps)), t.dtype, t.weak)
 
@@ -94,10 +94,13 @@ def _pad_infer(ctx, types, attrs):
     out = []
     for k, ((pb, pe), d) in enumerate(zip(pad_parts(attrs["pads"], t.rank), t.shape)):
         kept = ctx.resolve(d - max(-pb, 0) - max(-pe, 0))
-        if kept.is_const and kept.value < 1:
-            raise ShapeError("bad-attr", f"pads {pb} and {pe} crop all of axis {k} (size {d})")
+        if kept.is_const and kept.value < 0:
+            raise ShapeError("bad-attr", f"pads {pb} and {pe} crop more than all of axis {k} (size {d})")
+        if kept.is_const and kept.value == 0 and max(pb, pe) > 0 and mode != "constant":
+            raise ShapeError("bad-attr", f"{mode} padding of {max(pb, pe)} on axis {k} has no entries to copy "
+                             "(the axis is empty once cropped)")
         limit = _pad_limit(mode, kept)
-        if limit is not None and limit.is_const and max(pb, pe) > limit.value:
+        if limit is not None and limit.is_const and max(pb, pe) > max(limit.value, 0):
             raise ShapeError("bad-attr", f"{mode} padding of {max(pb, pe)} on axis {k} needs at least "
                              f"{max(pb, pe) + (mode == 'reflect')} entries there, the axis has {kept}")
         out.append(ctx.resolve(d + pb + pe))
@@ -115,7 +118,7 @@ def pad_forward(x, pads, mode="constant", value=0.0):
     width = [(max(pb, 0), max(pe, 0)) for pb, pe in parts]
     for (pb, pe), n in zip(width, x.shape):
         limit = _pad_limit(mode, n)
-        if n < 1 or (limit is not None and max(pb, pe) > limit):
+        if max(pb, pe) > 0 and mode != "constant" and (n < 1 or (limit is not None and max(pb, pe) > limit)):
             raise KernelError("bad-input", f"{mode} padding of {max(pb, pe)} does not fit an axis of {n} entries")
     if mode == "constant":
         return np.pad(x, width, mode="constant", constant_values=np.asarray(value).astype(x.dtype))
@@ -231,7 +234,7 @@ def cumsum_forward(x, axis, exclusive=False, reverse=False):
     if reverse:
         x = np.flip(x, axis)
     out = np.cumsum(x, axis=axis, dtype=dtype)
-    if exclusive:
+    if exclusive and out.shape[axis]:  # an empty axis has no running sums to shift
         n = out.shape[axis]
         head = np.zeros_like(np.take(out, [0], axis=axis))
         out = np.concatenate([head, np.take(out, range(n - 1), axis=axis)], axis=axis)
@@ -268,6 +271,8 @@ def _arg_infer(ctx, types, attrs):
     if t.rank == 0:
         raise ShapeError("bad-axis", "argmax and argmin need an input of rank 1 or more")
     ax = ctx.axis(attrs["axis"], t.rank)
+    if ctx.resolve(t.shape[ax]) == 0:  # NumPy and torch refuse it too; ONNX leaves it undefined
+        raise ShapeError("bad-axis", f"axis {attrs['axis']} is empty (size 0): argmax and argmin of nothing have no index")
     if attrs["keepdims"]:
         return TensorType(tuple(Dim.const(1) if k == ax else d for k, d in enumerate(t.shape)), "int64")
     return TensorType(tuple(d for k, d in enumerate(t.shape) if k != ax), "int64")

@@ -48,6 +48,8 @@ def pad_ref(x, pads, mode="constant", value=0.0):
     for k in range(rank):
         pb, pe = pads[k], pads[rank + k]
         n = x.shape[k] - max(-pb, 0) - max(-pe, 0)
+        if n < 0:  # a crop past the axis's entries (an empty axis cropped at all): no such pad
+            raise ValueError(f"pads {pb} and {pe} crop more than the {x.shape[k]} entries of axis {k}")
         axes.append((max(pb, 0), max(-pb, 0), n, n + max(pb, 0) + max(pe, 0)))
     out = np.empty(tuple(a[3] for a in axes), dtype=object)
     for idx in np.ndindex(*out.shape):

@@ -18,8 +18,8 @@ from .core_shape import _ints, _reduce
 def tile(ctx: ImportContext, node: OnnxNode) -> list[str]:
     x = ctx.name(node.input[0])
     reps = _ints(ctx.static(node, 1, "the repeats"))
-    if any(isinstance(r, Dim) or r < 1 for r in reps):
-        ctx.unsupported(node, f"repeats {reps} (gtool needs constant counts >= 1: dims are >= 1)")
+    if any(isinstance(r, Dim) or r < 0 for r in reps):
+        ctx.unsupported(node, f"repeats {reps} (gtool needs constant counts >= 0)")
     return [ctx.add("tile", [x], {"reps": [int(r) for r in reps]}, node)]
 
 
