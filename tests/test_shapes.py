@@ -683,6 +683,8 @@ IDX = {"x": ["n", 3], "y": [3], "z": [2, 5]}
     ("pad(x, pads=[1, 0, 1, 2])", "[n + 2, 5]"),
     ("pad(x, pads=[-1, 1, 0, 1], mode=reflect)", "[n - 1, 5]"),
     ("pad(z, pads=[0, -2, 1, 3], mode=wrap)", "[3, 6]"),
+    ("pad(z, pads=[-1, 0, -1, 0])", "[0, 5]"),
+    ("tile(x, reps=[1, 0])", "[n, 0]"),
     ("cumsum(x, axis=0, reverse=true)", "[n, 3]"),
     ("argmax(x)", "[n]"),
     ("argmin(x, axis=0, keepdims=true)", "[1, 3]"),
@@ -700,12 +702,12 @@ def test_indexing_ops_keep_dims_symbolic(expr, out):
 
 @pytest.mark.parametrize("expr,code", [
     ("tile(x, reps=[2])", "bad-attr"),
-    ("tile(x, reps=[0, 1])", "bad-attr"),
+    ("tile(x, reps=[-1, 1])", "bad-attr"),  # 0 copies is an empty axis; -1 is no count
     ("pad(x, pads=[1, 1])", "bad-attr"),
     ("pad(z, pads=[0, 0, 0, 5], mode=reflect)", "bad-attr"),
     ("pad(z, pads=[0, 0, 0, 4], mode=reflect)", None),
     ("pad(z, pads=[0, 6, 0, 0], mode=wrap)", "bad-attr"),
-    ("pad(z, pads=[-1, 0, -1, 0])", "bad-attr"),
+    ("pad(z, pads=[-2, 0, -1, 0])", "bad-attr"),  # crops 3 of 2 (cropping all 2 leaves an empty axis)
     ("cumsum(x, axis=2)", "bad-axis"),
     ("argmax(x, axis=-3)", "bad-axis"),
 ])
