@@ -41,12 +41,12 @@ class Options:
     target_bytes: int = TARGET_CHUNK_BYTES
 
 
-_CURRENT: contextvars.ContextVar[Options] = contextvars.ContextVar("gtool_dask_options", default=Options())
+_CURRENT: contextvars.ContextVar[Options | None] = contextvars.ContextVar("gtool_dask_options", default=None)
 
 
 def current() -> Options:
     """The settings of the run being made, with the scheduler from the environment if unset."""
-    opts = _CURRENT.get()
+    opts = _CURRENT.get() or Options()
     if opts.scheduler is None and os.environ.get(SCHEDULER_ENV):
         opts = replace(opts, scheduler=os.environ[SCHEDULER_ENV])
     return opts
@@ -58,7 +58,7 @@ def options(**changes):
     for name, size in (changes.get("chunks") or {}).items():
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise UsageError("usage", f"chunks: {name} wants a positive number of rows, got {size!r}")
-    token = _CURRENT.set(replace(_CURRENT.get(), **changes))
+    token = _CURRENT.set(replace(_CURRENT.get() or Options(), **changes))
     try:
         yield _CURRENT.get()
     finally:

@@ -64,8 +64,7 @@ class Kernel:
 
 
 def _letters():
-    for c in string.ascii_letters:
-        yield c
+    yield from string.ascii_letters
     raise UsageError("dask-unsupported", "a value of more than 52 axes")
 
 

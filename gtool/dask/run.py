@@ -79,29 +79,35 @@ class DaskPlan:
 
 def compute(outs: dict, opts, prog) -> dict:
     """Every dask output computed in one pass (on the cluster when a scheduler is given)."""
-    import dask
     import dask.array as da
 
     lazy = {k: v for k, v in outs.items() if isinstance(v, da.Array)}
     done = {k: v for k, v in outs.items() if k not in lazy}
     if not lazy:
         return {k: np.asarray(v) for k, v in outs.items()}
+    results = _compute(list(lazy.values()), opts, prog)
+    done.update(zip(lazy, results))
+    return {k: np.asarray(done[k]) for k in outs}
+
+
+def _compute(items: list, opts, prog) -> list:
+    """dask.compute on the scheduler the options name; a kernel's error is located at its node."""
+    import dask
+
     try:
         if opts.scheduler:
-            client = get_client(opts.scheduler)
-            results = client.compute(list(lazy.values()), sync=True)
-        else:
-            with _progress(opts):
-                results = dask.compute(*lazy.values(), scheduler="threads", num_workers=opts.workers)
+            return get_client(opts.scheduler).compute(items, sync=True)
+        with _progress(opts):
+            return list(dask.compute(*items, scheduler="threads", num_workers=opts.workers))
     except NodeFailure as e:
+        if prog is None:
+            raise GraphError(e.code, e.message, node=e.node) from None
         g = prog.graph
         raise GraphError(e.code, e.message, node=g.owner(e.node), op=g.nodes[e.node].op if e.node in g.nodes else None,
                          **g.loc(e.node).where()) from None
     except MemoryError:
         raise UsageError("too-much-memory", "a dask task ran out of memory",
                          hint="use smaller chunks (--chunks DIM=SIZE)") from None
-    done.update(zip(lazy, results))
-    return {k: np.asarray(done[k]) for k in outs}
 
 
 class _Nothing:
@@ -150,34 +156,35 @@ def close_clients() -> None:
         client.close()
 
 
-def store_zarr(outs: dict, path: str) -> dict:
-    """Write outputs to a Zarr group at `path`, dask arrays chunk by chunk (one compute for all);
-    returns name -> (shape, dtype) of what was written."""
-    import dask.array as da
+def is_lazy_output(v) -> bool:
+    return type(v).__module__.split(".")[0] == "dask"
 
+
+def store_zarr(outs: dict, path: str) -> tuple[dict, dict]:
+    """Write outputs to a Zarr group at `path`: outputs of several chunks chunk by chunk, in one
+    compute with the others. Returns (name -> (shape, dtype) of every output written,
+    name -> NumPy value of each output that is at most one chunk)."""
     try:
         import zarr
     except ImportError as e:
         raise UsageError("missing-extra", f"-o {path} needs zarr ({e})", hint="pip install 'gtool[zarr]'") from None
     group = zarr.open_group(path, mode="w")
-    opts = current()
-    sources, targets = [], []
+    sources, targets, small = [], [], {}
     for name, v in outs.items():
-        if isinstance(v, da.Array):
-            arr = group.create_array(name, shape=v.shape, dtype=v.dtype,
-                                     chunks=tuple(max(1, c[0]) if c else 1 for c in v.chunks))
+        if is_lazy_output(v) and v.npartitions > 1:
+            targets.append(group.create_array(name, shape=v.shape, dtype=v.dtype,
+                                              chunks=tuple(max(1, max(c)) if c else 1 for c in v.chunks)))
             sources.append(v)
-            targets.append(arr)
         else:
-            v = np.asarray(v)
-            group.create_array(name, shape=v.shape, dtype=v.dtype)[...] = v
+            small[name] = v
+    items = list(small.values())
     if sources:
-        stored = da.store(sources, targets, lock=False, compute=False)
-        if opts.scheduler:
-            get_client(opts.scheduler).compute(stored, sync=True)
-        else:
-            import dask
+        import dask.array as da
 
-            with _progress(opts):
-                dask.compute(stored, scheduler="threads", num_workers=opts.workers)
-    return {name: (tuple(np.shape(v)), str(v.dtype)) for name, v in outs.items()}
+        items.append(da.store(sources, targets, lock=False, compute=False))
+    if any(is_lazy_output(v) for v in items):
+        items = _compute(items, current(), None)
+    small = {k: np.asarray(v) for k, v in zip(small, items)}
+    for name, v in small.items():
+        group.create_array(name, shape=v.shape, dtype=v.dtype)[...] = v
+    return {name: (tuple(np.shape(v)), str(np.dtype(v.dtype))) for name, v in outs.items()}, small
