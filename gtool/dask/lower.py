@@ -332,9 +332,27 @@ def _row_op(*whole_from_attr: str):
         if step.op == "layer_norm":
             start = min(axes)
             axes = set(range(start, ndim))
+        if step.op in ("softmax", "log_softmax") and axes & _chunked_axes(args[0]):
+            return _softmax_tree(lo, step, args[0], tuple(sorted(axes)))
         return lo.parallel(step, args, kwargs, {k: axes for k in range(len(args)) if k < 2})
 
     return rule
+
+
+def _softmax_tree(lo: Lowering, step, x, axes: tuple[int, ...]):
+    """softmax / log_softmax over a chunked axis: x - logsumexp(x) with the logsumexp a tree of the
+    logsumexp kernel (equal to the NumPy template up to rounding, not bitwise)."""
+    import dask.array as da
+
+    lse = get_op("logsumexp").forward
+    m = da.reduction(x, lse, lse, combine=lse, axis=axes, keepdims=True, dtype=x.dtype, concatenate=True,
+                     meta=np.empty((0,) * x.ndim, x.dtype))
+    return da.map_blocks(_shifted, x, m, log=step.op == "log_softmax", dtype=x.dtype)
+
+
+def _shifted(x, m, log: bool):
+    with np.errstate(all="ignore"):  # rows of -inf give NaN, as the NumPy template does
+        return x - m if log else np.exp(x - m)
 
 
 def _batch_norm(lo: Lowering, step, args, kwargs):

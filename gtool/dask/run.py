@@ -145,7 +145,7 @@ def get_client(address: str):
             from None
     _CLIENTS[address] = client
     link = getattr(client, "dashboard_link", None)
-    if link:
+    if link and "dashboard" in client.scheduler_info().get("services", {}):
         print(f"gtool: dask cluster {address}, dashboard {link}", file=sys.stderr)
     return client
 
