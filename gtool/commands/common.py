@@ -185,7 +185,7 @@ def backend_option(f):
                   show_default=True, help="Where kernels run (numba and cuda need `pip install gtool[numba]`, "
                   "dask `pip install gtool[dask]`).")
     @click.option("--chunks", "chunk_flags", multiple=True, metavar="DIM=SIZE", help="--backend dask: rows per chunk "
-                  "of a dim, e.g. batch=100000 [default: the inputs' first dim, in chunks of about 64 MiB].")
+                  "of a dim, e.g. batch=100000 [default: the inputs' first dim, in chunks whose values come to about 128 MiB].")
     @click.option("--scheduler", metavar="ADDRESS", help="--backend dask: run on this dask.distributed scheduler "
                   "[default: GTOOL_DASK_SCHEDULER, else the local threaded scheduler].")
     @functools.wraps(f)

@@ -16,7 +16,7 @@ from ..errors import UsageError
 
 INSTALL = "pip install 'gtool[dask]'"
 SCHEDULER_ENV = "GTOOL_DASK_SCHEDULER"
-TARGET_CHUNK_BYTES = 64 * 2**20  # the default chunking: the largest value's chunk near 64 MiB
+TARGET_CHUNK_BYTES = 128 * 2**20  # the default chunking: all of one chunk's values together near 128 MiB
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class Options:
     """How a dask run is split and where it runs.
 
     chunks: dim name -> rows per chunk (`--chunks batch=100000`); dims not named stay whole,
-      and with no entry at all the batch dim (axis 0 of the inputs) is chunked so that the
-      largest value's chunk is near `target_bytes`.
+      and with no entry at all the batch dim (axis 0 of the inputs) is chunked so that all the
+      values of one chunk (inputs, forward and backward) come to about `target_bytes`.
     scheduler: a `dask.distributed` scheduler address (`tcp://host:8786`); None: the local
       threaded scheduler (GTOOL_DASK_SCHEDULER is read when the option is not given).
     workers: threads of the local scheduler (None: one per core).

@@ -31,8 +31,8 @@ def batch_dims(program, bindings: dict[str, int], opts) -> dict[str, int]:
 
 
 def default_chunks(program, bindings: dict[str, int], target: int) -> dict[str, int]:
-    """Chunk the dim at axis 0 of the inputs (the largest such dim) so that the biggest value's
-    chunk is near `target` bytes; nothing is chunked when every value already fits."""
+    """Chunk the dim at axis 0 of the inputs (the largest such dim) so that a chunk's values
+    together come to about `target` bytes; nothing is chunked when the whole run fits."""
     types = program.types
     graph = program.graph
     candidates = {}
@@ -46,16 +46,17 @@ def default_chunks(program, bindings: dict[str, int], target: int) -> dict[str, 
     if not candidates:
         return {}
     sym = max(candidates, key=lambda s: (candidates[s], s))
-    row = _largest_row_bytes(program, bindings, sym)
+    row = _row_bytes(program, bindings, sym)
     rows = max(1, target // max(row, 1))
     return {sym: rows} if rows < bindings[sym] else {}
 
 
-def _largest_row_bytes(program, bindings: dict[str, int], sym: str) -> int:
-    """The bytes per unit of `sym` of the biggest value that has `sym` as one of its axes."""
+def _row_bytes(program, bindings: dict[str, int], sym: str) -> int:
+    """The bytes per unit of `sym` of all the plan's values that have `sym` as an axis: a chunk's
+    values together (an upper bound on one chunk's working set, which frees values as it goes)."""
     from ..dtypes import np_dtype
 
-    best = 0
+    total = 0
     one = Dim.sym(sym)
     for name in [*program.tensor_names, *(st.node for st in program.steps)]:
         t = program.types[name]
@@ -68,8 +69,8 @@ def _largest_row_bytes(program, bindings: dict[str, int], sym: str) -> int:
                     rest *= d.evaluate(bindings)
                 except KeyError:
                     rest = 0
-        best = max(best, rest * np_dtype(t.dtype).itemsize)
-    return best
+        total += rest * np_dtype(t.dtype).itemsize
+    return total
 
 
 def axis_chunks(shape: tuple, sizes: tuple[int, ...], chunked: dict[str, int]) -> tuple | None:
