@@ -74,8 +74,10 @@ def _hwm(pid: int) -> int:
 
 
 def _tree_rss(pid: int) -> int:
-    import psutil
-
+    try:
+        import psutil
+    except ImportError:  # then the gtool process's own VmHWM is the figure
+        return 0
     try:
         p = psutil.Process(pid)
         return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)])

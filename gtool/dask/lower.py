@@ -130,9 +130,11 @@ class Lowering:
         out_index = [next(letters) for _ in out_dims]
         pairs, used = [], set()
         for k, a in enumerate(args):
-            if not isinstance(a, da.Array):
-                pairs += [a, None]
+            if not isinstance(a, da.Array) and np.ndim(a) == 0:
+                pairs += [a, None]  # a number: written into each task
                 continue
+            if not isinstance(a, da.Array):  # a param: one key that every task reads (shipped once per worker)
+                a = da.from_array(np.asarray(a), chunks=-1)
             in_dims = self.types[names[k]].shape
             index = []
             for axis, chunks in enumerate(a.chunks):
