@@ -320,7 +320,7 @@ def execute(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=N
     prog = program(graph, outputs, backend)
     values, bindings = resolve(graph, inputs, types=prog.types, free=free_dims(graph), random=random, seed=seed,
                                dim_values=dim_values, skip_scalar_constants=True, check=prog.check_budget)
-    if not getattr(prog.compiled, "lazy_inputs", False):  # a Zarr (or dask) input is read here, but for dask
+    if check_numerics or not getattr(prog.compiled, "lazy_inputs", False):  # Zarr (or dask) data is read here, but for dask
         values = materialized(values)
     out = prog.run(values, bindings, check_numerics=check_numerics, budget_checked=True)
     if plain:
