@@ -10,7 +10,8 @@ process, as a user would run it. Measured:
   for a cluster the high-water marks of each worker process (the scheduler and workers are
   started by this script beforehand, one process each: `dask scheduler` / `dask worker`);
 - time: wall time of the command, cluster start-up excluded (2 cores on the machine that
-  produced docs/scale.md, shared with other jobs, so the times are rough);
+  produced docs/scale.md, shared with other jobs, so wall times are rough), and CPU time
+  (user + system) of the gtool process and of each worker, which sharing inflates less;
 - agreement: the loss and each gradient against the NumPy backend's (max relative difference).
 
     .venv/bin/python bench/dask_scale.py                    # all four configurations, 2,000,000 rows
@@ -94,22 +95,37 @@ def measure(cmd: list[str], watch: list[int]) -> dict:
             pass
     import tempfile
 
+    cpu0 = [_cpu(pid) for pid in watch]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:  # files: a pipe would fill and block
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=ENV, cwd=ROOT)
         hwm, tree = 0, 0
-        while proc.poll() is None:
+        while True:
             hwm = max(hwm, _hwm(proc.pid))
             tree = max(tree, _tree_rss(proc.pid))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # reaped here, with its CPU time
+            if pid:
+                break
             time.sleep(0.02)
         wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read().decode()[-3000:]}")
         result = json.loads(out.read())
-    return {"wall_s": round(wall, 2), "peak_rss_bytes": max(hwm, tree), "result": result,
-            "workers_peak_rss_bytes": [_hwm(pid) for pid in watch]}
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "workers_cpu_s": [round(_cpu(pid) - c, 2) for pid, c in zip(watch, cpu0)],
+            "peak_rss_bytes": max(hwm, tree), "result": result, "workers_peak_rss_bytes": [_hwm(pid) for pid in watch]}
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
 
 
 class Cluster:
@@ -181,7 +197,8 @@ def main() -> None:
             if cluster:
                 cluster.close()
         ref = ref or (m["result"] if config == "numpy" else None)
-        row = {"config": config, "rows": args.rows, "wall_s": m["wall_s"], "peak_rss_mib": round(m["peak_rss_bytes"] / 2**20),
+        row = {"config": config, "rows": args.rows, "wall_s": m["wall_s"], "cpu_s": m["cpu_s"],
+               "workers_cpu_s": m["workers_cpu_s"], "peak_rss_mib": round(m["peak_rss_bytes"] / 2**20),
                "workers_peak_rss_mib": [round(b / 2**20) for b in m["workers_peak_rss_bytes"]],
                "loss": m["result"]["loss"]["value"], "max_rel_diff_vs_numpy": _diff(m["result"], ref) if ref else None,
                "chunks": args.chunks}
@@ -189,11 +206,13 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"graph": str(GRAPH.relative_to(ROOT)), "runs": rows}, indent=1) + "\n")
-    print(f"\n{'config':10} {'rows':>9} {'wall s':>7} {'peak RSS MiB':>13} {'workers MiB':>14} {'vs numpy':>9}")
+    print(f"\n{'config':10} {'rows':>9} {'wall s':>7} {'CPU s':>6} {'workers CPU s':>14} {'peak RSS MiB':>13} "
+          f"{'workers MiB':>12} {'vs numpy':>9}")
     for r in rows:
         diff = "-" if r["max_rel_diff_vs_numpy"] is None else f"{r['max_rel_diff_vs_numpy']:.1e}"
-        print(f"{r['config']:10} {r['rows']:>9} {r['wall_s']:>7} {r['peak_rss_mib']:>13} "
-              f"{'+'.join(map(str, r['workers_peak_rss_mib'])) or '-':>14} {diff:>9}")
+        print(f"{r['config']:10} {r['rows']:>9} {r['wall_s']:>7} {r['cpu_s']:>6} "
+              f"{'+'.join(map(str, r['workers_cpu_s'])) or '-':>14} {r['peak_rss_mib']:>13} "
+              f"{'+'.join(map(str, r['workers_peak_rss_mib'])) or '-':>12} {diff:>9}")
 
 
 if __name__ == "__main__":
