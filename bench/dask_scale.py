@@ -192,13 +192,16 @@ def main() -> None:
             cluster = Cluster(int(config[len("cluster"):]))
             cmd += ["--scheduler", cluster.address]
         try:
+            sched0 = _cpu(cluster.procs[0].pid) if cluster else 0.0
             m = measure(cmd, cluster.worker_pids if cluster else [])
+            m["scheduler_cpu_s"] = round(_cpu(cluster.procs[0].pid) - sched0, 2) if cluster else None
         finally:
             if cluster:
                 cluster.close()
         ref = ref or (m["result"] if config == "numpy" else None)
         row = {"config": config, "rows": args.rows, "wall_s": m["wall_s"], "cpu_s": m["cpu_s"],
-               "workers_cpu_s": m["workers_cpu_s"], "peak_rss_mib": round(m["peak_rss_bytes"] / 2**20),
+               "workers_cpu_s": m["workers_cpu_s"], "scheduler_cpu_s": m["scheduler_cpu_s"],
+               "peak_rss_mib": round(m["peak_rss_bytes"] / 2**20),
                "workers_peak_rss_mib": [round(b / 2**20) for b in m["workers_peak_rss_bytes"]],
                "loss": m["result"]["loss"]["value"], "max_rel_diff_vs_numpy": _diff(m["result"], ref) if ref else None,
                "chunks": args.chunks}

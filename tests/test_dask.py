@@ -303,6 +303,15 @@ def test_memory_reports_one_task(capsys):
     assert json.loads(out)["peak_bytes"] > 15 * doc["peak_bytes"]
 
 
+@pytest.mark.parametrize("rows, chunk", [(2_000_000, 26337), (26338, 26337), (26337, None)])
+def test_default_chunks_hold_about_128_mib_of_values(capsys, rows, chunk):
+    """The MLP's plan has 5,096 bytes of values per row (docs/scale.md): 128 MiB / 5,096 = 26,337 rows
+    a chunk; a batch that fits in one chunk (the near miss: one row fewer) is not chunked."""
+    status, out, err = cli(capsys, "memory", MLP, "--dim", f"batch={rows}", "--backend", "dask", "--format", "json")
+    assert status == 0, err
+    assert json.loads(out)["dask"]["chunks"] == ({"batch": {"rows": chunk, "of": rows}} if chunk else {})
+
+
 def test_without_dask_the_backend_names_the_extra(tmp_path):
     code = ("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
             "        if name == 'dask' or name.startswith('dask.'):\n            raise ImportError('no dask here')\n"
