@@ -356,3 +356,41 @@ def test_a_two_worker_local_cluster_gives_the_same_forward_and_gradients(cluster
     assert status == 0, err
     assert json.loads(out)["loss"]["value"] == pytest.approx(loss0, rel=1e-13)
     assert list(dask_run._CLIENTS) == [cluster.scheduler_address]  # it ran there, not on local threads
+
+
+SHAPE_OPS = """
+gtool: 1
+dims: {batch: 10}
+inputs:
+  x: {shape: [batch, 3]}
+nodes:
+  c: {op: cumsum, inputs: [x], attrs: {axis: 1}, shape: [batch, 3]}
+  p: {op: pad, inputs: [c], attrs: {pads: [0, 1, 0, 2], mode: reflect}, shape: [batch, 6]}
+  t: {op: tile, inputs: [p], attrs: {reps: [1, 2]}, shape: [batch, 12]}
+  a: {op: argmax, inputs: [t], attrs: {axis: 1}, shape: [batch]}
+  q: {op: prod, inputs: [x], attrs: {axis: 0}, shape: [3]}
+  L: sum(t * t) + sum(q)
+outputs: [a, q, L]
+loss: L
+"""
+
+
+def test_cumsum_pad_tile_argmax_prod_along_other_axes_and_prod_over_the_chunks(load_text):
+    g = load_text(SHAPE_OPS)
+    x = np.random.default_rng(4).uniform(0.5, 1.5, (40, 3))
+    ref = api.run(g, {"x": x})
+    loss0, grads0 = api.value_and_grad(g, {"x": x})
+    with options(chunks={"batch": 7}):
+        out = api.run(g, {"x": x}, backend="dask")
+        loss, grads = api.value_and_grad(g, {"x": x}, backend="dask")
+    assert np.array_equal(out["a"], ref["a"])
+    _close(out["q"], ref["q"], 1e-13)
+    assert loss == pytest.approx(loss0, rel=1e-13)
+    _close(grads["x"], grads0["x"], 1e-12)
+    along = load_text(SHAPE_OPS.replace("axis: 1}, shape: [batch, 3]", "axis: 0}, shape: [batch, 3]"))
+    with options(chunks={"batch": 7}), pytest.raises(UsageError, match="cumsum mixes values along axis 0"):
+        api.run(along, {"x": x}, backend="dask")
+    padded = load_text(SHAPE_OPS.replace("pads: [0, 1, 0, 2]", "pads: [1, 1, 0, 2]").replace("[batch, 6]", "[batch + 1, 6]")
+                       .replace("[batch, 12]", "[batch + 1, 12]").replace("shape: [batch]}", "shape: [batch + 1]}"))
+    with options(chunks={"batch": 7}), pytest.raises(UsageError, match="moves the chunked axis 0"):
+        api.run(padded, {"x": x}, backend="dask")  # padding the batch itself: not chunk by chunk

@@ -30,7 +30,6 @@ from ..ops.registry import KernelError, get_op
 
 ELEMENTWISE_GROUPS = ("elementwise", "comparison", "selection", "integer")
 ELEMENTWISE_OPS = {"cast", "where", "trunc_div", "identity", "stop_gradient"}
-REDUCTIONS = {"sum", "max", "min", "logsumexp"}  # f(all rows) = f(f(chunk) for each chunk)
 PER_SAMPLE = {"conv", "conv_transpose", "max_pool", "max_pool_pick", "max_pool_grad", "avg_pool", "avg_pool_grad",
               "instance_norm"}  # computed sample by sample along axis 0, mixing everything else
 
@@ -113,7 +112,14 @@ class Lowering:
                                     why="has no dask lowering and is not known to work row by row")
         if isinstance(out, da.Array) and step.dtype is not None and out.dtype != step.dtype:
             out = out.astype(step.dtype)
-        return out
+        return self.whole_elsewhere(step.node, out) if isinstance(out, da.Array) else out
+
+    def whole_elsewhere(self, name: str, x):
+        """Only axes of a chunked dim (or of a dim made from it, `2 * batch`) keep several blocks: a
+        concat along another axis leaves blocks there, which later steps would take for chunks."""
+        keep = set(self.chunked)
+        fix = {k: -1 for k, (d, c) in enumerate(zip(self.types[name].shape, x.chunks)) if len(c) > 1 and not d.symbols() & keep}
+        return x.rechunk(fix) if fix else x
 
     def parallel(self, step, args: list, kwargs: dict, whole: dict[int, set[int]], why: str | None = None,
                  like: str | None = None, **override):
@@ -198,8 +204,8 @@ def _chunked_axes(x) -> set[int]:
 # -- lowerings -------------------------------------------------------------------------------
 
 def _reduce(lo: Lowering, step, args, kwargs):
-    """sum / max / min / logsumexp: per chunk where the reduced axes are whole, else a tree of the
-    kernel itself (each of these is f over f of the chunks); mean divides a tree sum."""
+    """sum / prod / max / min / logsumexp: per chunk where the reduced axes are whole, else a tree of
+    the kernel itself (each of these is f over f of the chunks); mean is dask's (a tree sum and count)."""
     import dask.array as da
 
     x = args[0]
@@ -371,7 +377,9 @@ def _dropout(lo: Lowering, step, args, kwargs):
                        why="draws its mask for the whole tensor at once")
 
 
-def _one_hot(lo: Lowering, step, args, kwargs):
+def _by_dims(lo: Lowering, step, args, kwargs):
+    """one_hot, tile, pad: chunk by chunk where the output keeps the chunked dim as it is (tile or
+    pad along the batch make a dim such as `2 * batch`, which `parallel` refuses)."""
     return lo.parallel(step, args, kwargs, {})
 
 
@@ -382,5 +390,7 @@ LOWERINGS = {
     "transpose": _transpose, "slice": _slice, "concat": _concat, "broadcast_to": _broadcast_to, "size": _size,
     "identity": _same, "stop_gradient": _same,
     "softmax": _row_op("axis"), "log_softmax": _row_op("axis"), "take_along_axis": _row_op("axis"),
-    "layer_norm": _row_op("axis"), "batch_norm": _batch_norm, "dropout": _dropout, "one_hot": _one_hot,
+    "layer_norm": _row_op("axis"), "batch_norm": _batch_norm, "dropout": _dropout, "one_hot": _by_dims,
+    "prod": _reduce, "cumsum": _row_op("axis"), "argmax": _row_op("axis"), "argmin": _row_op("axis"),
+    "tile": _by_dims, "pad": _by_dims,
 }
