@@ -394,3 +394,18 @@ def test_cumsum_pad_tile_argmax_prod_along_other_axes_and_prod_over_the_chunks(l
                        .replace("[batch, 12]", "[batch + 1, 12]").replace("shape: [batch]}", "shape: [batch + 1]}"))
     with options(chunks={"batch": 7}), pytest.raises(UsageError, match="moves the chunked axis 0"):
         api.run(padded, {"x": x}, backend="dask")  # padding the batch itself: not chunk by chunk
+
+
+def test_npy_inputs_are_mapped_not_read(tmp_path):
+    """`--input x=@x.npy` maps the file (read-only; the NumPy backend reads what it touches), and an
+    empty array, which cannot be mapped, still loads."""
+    from gtool.feeds import parse_input_flag
+
+    a = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "a.npy", a)
+    name, v = parse_input_flag(f"x=@{tmp_path / 'a.npy'}")
+    assert name == "x" and isinstance(v, np.memmap) and not v.flags.writeable
+    np.testing.assert_array_equal(v, a)
+    np.save(tmp_path / "e.npy", np.zeros((0, 3)))
+    _, e = parse_input_flag(f"e=@{tmp_path / 'e.npy'}")
+    assert e.shape == (0, 3)
