@@ -4,7 +4,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 GTOOL   = $(VENV)/bin/gtool
-EXTRAS ?= dev,numba,explain,precision,render,onnx
+EXTRAS ?= dev,numba,explain,precision,render,onnx,dask,zarr
 DEMO_OUT ?= build/demo
 
 .PHONY: help install demo test lint bench clean
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv with gtool and the extras in EXTRAS (dev, numba, explain, precision, render, onnx)
+install: $(VENV)/.installed  ## create .venv with gtool and the extras in EXTRAS (dev, numba, explain, precision, render, onnx, dask, zarr)
 
 demo: $(VENV)/.installed  ## validate, run, differentiate, check, lint, fix and draw the bundled graphs
 	$(GTOOL) validate graphs/
