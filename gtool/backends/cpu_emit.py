@@ -22,7 +22,10 @@ BLOCK = 256  # elements per block of a vectorizable loop with sums
 # division), 2^n from a table in two factors so subnormal results come out right; tanh: Cephes'
 # rational approximation below 0.625, 1 - 2/(e^2|x| + 1) above. No libm calls, no branches, so
 # LLVM vectorizes the loops that use them. exp is within 1 ulp of libm, tanh within 2
-# (tests/test_backend_ulps.py holds every elementwise op to 2 ULPs of NumPy).
+# (tests/test_backend_ulps.py holds every elementwise op to 2 ULPs of NumPy). NaN is replaced by
+# 0 before the reduction: int(floor(NaN)) is undefined (INT_MIN on x86) and indexed _POW2 far out
+# of bounds, a read past the JIT's constant data that segfaulted depending on what had been
+# compiled before in the process (tests/test_backend_bounds.py).
 
 VECMATH_PRELUDE = """
 _POW2 = np.array([2.0 ** k for k in range(-560, 561)])
@@ -32,7 +35,7 @@ _TQ = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.8440630532512548604
 
 VECMATH = {
     "_vexp": """def _vexp(x):
-    xc = min(max(x, -746.0), 710.0)
+    xc = min(max(x if x == x else 0.0, -746.0), 710.0)
     px = math.floor(1.4426950408889634 * xc + 0.5)
     n = int(px)
     r = xc - px * 6.93145751953125e-1
@@ -106,6 +109,7 @@ class CpuEmitter:
         self.n_par = 0
         self.helpers: set[str] = set()
         self.consts: dict[str, str] = {}  # scalar constants, written into the code as literals
+        self.workspace: set[str] = set()  # stored values that live in a workspace row (kernels.py)
         self.vecmath = os.environ.get("GTOOL_NUMBA_VECMATH", "1") != "0"
 
     # references -------------------------------------------------------------------------------
@@ -239,7 +243,8 @@ class CpuEmitter:
         for m in g.members:
             if m.name in g.stored and m.op != "reduce":
                 v = names.var(m.name)
-                pre.append(f"{v} = np.empty({_shape(ext)}, np.{m.v.dtype})")
+                if m.name not in self.workspace:  # else bound to its row by the segment
+                    pre.append(f"{v} = np.empty({_shape(ext)}, np.{m.v.dtype})")
                 arrays.append(v)
                 piece.defs.append(m.name)
         for m in g.members:
