@@ -293,6 +293,12 @@ class Compiled(CompiledPlan):
     def n_fallback(self) -> int:
         return sum(1 for p in self.plan if p[0] == "np")
 
+    @property
+    def numpy_steps(self) -> list[tuple[str, str]]:
+        """(node, op) of each step that runs its NumPy forward between the compiled segments
+        (conv and pooling, batched matmul, plugin ops: docs/backends.md, *What runs where*)."""
+        return [(p[1].m.node, p[1].op.name) for p in self.plan if p[0] == "np"]
+
     def _run(self, values: dict, bindings: dict) -> dict:
         import numba
 
