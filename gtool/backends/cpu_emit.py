@@ -60,6 +60,34 @@ VECMATH = {
 }
 
 
+# array helpers: whole-array ops as loop nests (defined once per module that calls them) -------
+
+ARRAY_HELPERS = {
+    "_max_pool2d": """def _max_pool2d(x, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw):
+    n, c, h, w = x.shape
+    out = np.empty((n, c, oh, ow), x.dtype)
+    for a in range(n):
+        for b in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    m = -np.inf  # what the NumPy forward pads with; NaN wins below, as in np.maximum
+                    for di in range(kh):
+                        r = i * sh - ph + di * dh
+                        if r < 0 or r >= h:
+                            continue
+                        for dj in range(kw):
+                            q = j * sw - pw + dj * dw
+                            if q < 0 or q >= w:
+                                continue
+                            v = x[a, b, r, q]
+                            if v > m or v != v:
+                                m = v
+                    out[a, b, i, j] = m
+    return out
+""",
+}
+
+
 # emitting Python source ---------------------------------------------------------------------
 
 
@@ -354,6 +382,12 @@ class CpuEmitter:
         elif m.op == "concat":
             parts = ", ".join(array(u) for u in m.inputs)
             piece.lines.append(f"{out} = np.concatenate(({parts},), axis={m.attrs['axis']})")
+        elif m.op == "max_pool2d":
+            self.helpers.add("_max_pool2d")
+            at = m.attrs
+            ints = [dim(d) for d in m.v.shape[2:]] + [str(k) for k in (*at["kernel"], *at["stride"], *at["dilation"],
+                                                                       *at["pads"])]
+            piece.lines.append(f"{out} = _max_pool2d({ref(m.inputs[0])}, {', '.join(ints)})")
         elif m.op == "matmul":
             a, b = array(m.inputs[0]), array(m.inputs[1])
             a = a + ".T" if m.attrs.get("ta") else a

@@ -18,7 +18,7 @@ from .templates import BOOL_OK, COMPARE, FLOAT_ONLY, PRIMS, TEMPLATES, MNode, V,
 class Lowering:
     """Builds the micro-op list for one Program (see module docstring)."""
 
-    def __init__(self, program, blas: bool, matmul_ok=None) -> None:
+    def __init__(self, program, blas: bool, matmul_ok=None, pools: bool = False) -> None:
         self.program = program
         self.graph = program.graph
         inf = self.graph.cache.get("inference")
@@ -30,6 +30,7 @@ class Lowering:
         self.nodes: list[MNode] = []
         self.blas = blas
         self.matmul_ok = matmul_ok
+        self.pools = pools  # 2-D max_pool as a compiled loop nest (the CPU emitter has one)
         self._k = 0
 
     def v(self, name: str) -> V:
@@ -180,11 +181,49 @@ class Lowering:
         axes = self._axes(attrs["axis"], x.rank)
         return self.emit(node.name, "size", (), out, node.name, dims=tuple(x.shape[a] for a in axes))
 
+    def lower_max_pool(self, node, attrs, out):
+        """2-D max pooling (float, explicit padding) as one compiled loop nest: the maximum of
+        the window's taps inside the input (padding never wins; NaN does), in the order the
+        NumPy forward's running np.maximum takes them. Anything else: the NumPy forward."""
+        x = self.v(node.inputs[0])
+        kernel, pads = _pool_window(attrs, 2)
+        if not self.pools or x.rank != 4 or x.dtype not in ("float32", "float64") or kernel is None \
+                or attrs.get("auto_pad", "notset") not in ("notset", None, "NOTSET") \
+                or not all(d.is_const for d in x.shape[2:] + out.shape[2:]):
+            return False
+        stride = _ints(attrs.get("stride"), 2) or kernel
+        dilation = _ints(attrs.get("dilation"), 2) or (1, 1)
+        return self.emit(node.name, "max_pool2d", node.inputs, out, node.name, kernel=kernel, stride=stride,
+                         dilation=dilation, pads=pads)
+
     def lower_matmul(self, node, attrs, out):
         a, b = self.v(node.inputs[0]), self.v(node.inputs[1])
         if self.matmul_ok is not None and not self.matmul_ok(a, b, out):
             return False
         return self.emit(node.name, "matmul", node.inputs, out, node.name, ta=False, tb=False)
+
+
+def _ints(v, n: int) -> tuple[int, ...] | None:
+    """An ints attr (one int, or one per axis) as n ints; None when absent or of another form."""
+    if v is None:
+        return None
+    v = (v,) * n if isinstance(v, int) else tuple(v)
+    return v if len(v) == n and all(isinstance(k, int) for k in v) else None
+
+
+def _pool_window(attrs, n: int):
+    """(kernel, begin pads) of a pool's attrs, or (None, None) for a form not lowered. Padding
+    is one int, one per axis, or all begins then all ends (docs/format.md); only the begins
+    place the windows (taps past the input are skipped, so end pads and ceil_mode need nothing)."""
+    kernel = _ints(attrs.get("kernel"), n)
+    p = attrs.get("padding", 0)
+    if isinstance(p, int):
+        pads = (p,) * n
+    elif isinstance(p, list | tuple) and len(p) in (n, 2 * n) and all(isinstance(k, int) for k in p):
+        pads = tuple(p[:n])
+    else:
+        return None, None
+    return (kernel, pads) if kernel is not None else (None, None)
 
 
 def fold_transposes(nodes: list[MNode], outputs) -> list[MNode]:

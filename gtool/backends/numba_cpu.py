@@ -38,7 +38,7 @@ from .codegen import (
     refuse_dtypes,
     to_numpy,
 )
-from .cpu_emit import BLOCK, PAR_MIN, VECMATH, VECMATH_PRELUDE, CpuEmitter, Names, Piece, vkey  # noqa: F401 (re-exported)
+from .cpu_emit import ARRAY_HELPERS, BLOCK, PAR_MIN, VECMATH, VECMATH_PRELUDE, CpuEmitter, Names, Piece, vkey  # noqa: F401
 from .kernels import CHUNK, Workspace, bind_rows, canonical, named, rename_parallel, share_parallel
 
 MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
@@ -141,7 +141,7 @@ class Segment:
 
 def build(program, *, blas: bool, parallel: bool):
     """Lower, fuse and emit: (module source, run steps, names, types)."""
-    low = Lowering(program, blas, matmul_ok=_matmul_ok(blas))
+    low = Lowering(program, blas, matmul_ok=_matmul_ok(blas), pools=True)
     nodes = low.run()
     types = low.types
     items = fuse(nodes, types, program.outputs, chunk=CHUNK)
@@ -188,7 +188,7 @@ def _source(steps, extra, em: CpuEmitter, types, ws: Workspace) -> str:
     if "_vexp" in em.helpers:
         out += [VECMATH_PRELUDE]
     for h in sorted(em.helpers):
-        out += ["", "@njit(cache=True, error_model='numpy')", (HELPERS.get(h) or VECMATH[h]).rstrip()]
+        out += ["", "@njit(cache=True, error_model='numpy')", (HELPERS.get(h) or VECMATH.get(h) or ARRAY_HELPERS[h]).rstrip()]
     renamed, par = share_parallel(extra)
     for fn in par:
         out += ["", "", fn]
