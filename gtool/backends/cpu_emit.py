@@ -62,6 +62,7 @@ VECMATH = {
 
 # array helpers: whole-array ops as loop nests (defined once per module that calls them) -------
 
+POOLS = ("max_pool2d", "avg_pool2d")  # micro-ops run by an array helper, called from the plan
 ARRAY_HELPERS = {
     "_max_pool2d": """def _max_pool2d(x, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw):
     n, c, h, w = x.shape
@@ -83,6 +84,50 @@ ARRAY_HELPERS = {
                             if v > m or v != v:
                                 m = v
                     out[a, b, i, j] = m
+    return out
+""",
+    "_avg_pool2d": """def _avg_pool2d(x, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, eh, ew, inc):
+    n, c, h, w = x.shape
+    out = np.empty((n, c, oh, ow), x.dtype)
+    cnt = np.empty((oh, ow), x.dtype)  # the cells of each window in the input (and its padding)
+    for i in range(oh):
+        for j in range(ow):
+            k = 0.0
+            for di in range(kh):
+                r = i * sh - ph + di * dh
+                for dj in range(kw):
+                    q = j * sw - pw + dj * dw
+                    if inc:
+                        k += 1.0 if (-ph <= r < h + eh and -pw <= q < w + ew) else 0.0
+                    else:
+                        k += 1.0 if (0 <= r < h and 0 <= q < w) else 0.0
+            cnt[i, j] = k
+    zero = np.zeros(1, x.dtype)[0]
+    for a in range(n):
+        for b in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    s = zero  # summed in x's dtype, in offset order, as the NumPy forward
+                    for di in range(kh):
+                        r = i * sh - ph + di * dh
+                        if 0 <= r < h:
+                            for dj in range(kw):
+                                q = j * sw - pw + dj * dw
+                                if 0 <= q < w:
+                                    s += x[a, b, r, q]
+                    y = s / cnt[i, j]
+                    if np.isinf(y):  # a sum past the dtype's largest value: sum the shares instead
+                        t = zero
+                        for di in range(kh):
+                            r = i * sh - ph + di * dh
+                            if 0 <= r < h:
+                                for dj in range(kw):
+                                    q = j * sw - pw + dj * dw
+                                    if 0 <= q < w:
+                                        t += x[a, b, r, q] / cnt[i, j]
+                        if np.isfinite(t):
+                            y = t
+                    out[a, b, i, j] = y
     return out
 """,
 }
@@ -362,6 +407,15 @@ class CpuEmitter:
                     f"        t{k} += buf{k}[jj]", f"    acc{k} += t{k}"]
         return out
 
+    def pool_call(self, m) -> tuple[str, list[int]]:
+        """(helper, its int arguments after x) for a lowered 2-D pool (spatial sizes are constant)."""
+        self.helpers.add("_" + m.op)
+        at = m.attrs
+        ints = [d.value for d in m.v.shape[2:]] + [*at["kernel"], *at["stride"], *at["dilation"], *at["pads"]]
+        if m.op == "avg_pool2d":
+            ints += [*at["ends"], int(at["include"])]
+        return "_" + m.op, ints
+
     def single(self, m, piece: Piece) -> None:
         t = self.types
         dim = self._dim(piece)
@@ -382,12 +436,6 @@ class CpuEmitter:
         elif m.op == "concat":
             parts = ", ".join(array(u) for u in m.inputs)
             piece.lines.append(f"{out} = np.concatenate(({parts},), axis={m.attrs['axis']})")
-        elif m.op == "max_pool2d":
-            self.helpers.add("_max_pool2d")
-            at = m.attrs
-            ints = [dim(d) for d in m.v.shape[2:]] + [str(k) for k in (*at["kernel"], *at["stride"], *at["dilation"],
-                                                                       *at["pads"])]
-            piece.lines.append(f"{out} = _max_pool2d({ref(m.inputs[0])}, {', '.join(ints)})")
         elif m.op == "matmul":
             a, b = array(m.inputs[0]), array(m.inputs[1])
             a = a + ".T" if m.attrs.get("ta") else a

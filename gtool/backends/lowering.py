@@ -181,20 +181,24 @@ class Lowering:
         axes = self._axes(attrs["axis"], x.rank)
         return self.emit(node.name, "size", (), out, node.name, dims=tuple(x.shape[a] for a in axes))
 
-    def lower_max_pool(self, node, attrs, out):
-        """2-D max pooling (float, explicit padding) as one compiled loop nest: the maximum of
-        the window's taps inside the input (padding never wins; NaN does), in the order the
-        NumPy forward's running np.maximum takes them. Anything else: the NumPy forward."""
+    def lower_max_pool(self, node, attrs, out, op="max_pool2d"):
+        """2-D pooling (float, explicit padding) as one compiled loop nest over the window's taps
+        inside the input, in the NumPy forward's order of kernel offsets: max_pool's maximum
+        (padding never wins; NaN does, as in np.maximum), avg_pool's sum in x's dtype divided by
+        the forward's count. Anything else (auto_pad, 1-D/3-D, ints): the NumPy forward."""
         x = self.v(node.inputs[0])
-        kernel, pads = _pool_window(attrs, 2)
+        kernel, pads, ends = _pool_window(attrs, 2)
         if not self.pools or x.rank != 4 or x.dtype not in ("float32", "float64") or kernel is None \
                 or attrs.get("auto_pad", "notset") not in ("notset", None, "NOTSET") \
                 or not all(d.is_const for d in x.shape[2:] + out.shape[2:]):
             return False
         stride = _ints(attrs.get("stride"), 2) or kernel
         dilation = _ints(attrs.get("dilation"), 2) or (1, 1)
-        return self.emit(node.name, "max_pool2d", node.inputs, out, node.name, kernel=kernel, stride=stride,
-                         dilation=dilation, pads=pads)
+        return self.emit(node.name, op, node.inputs, out, node.name, kernel=kernel, stride=stride,
+                         dilation=dilation, pads=pads, ends=ends, include=bool(attrs.get("count_include_pad")))
+
+    def lower_avg_pool(self, node, attrs, out):
+        return self.lower_max_pool(node, attrs, out, "avg_pool2d")
 
     def lower_matmul(self, node, attrs, out):
         a, b = self.v(node.inputs[0]), self.v(node.inputs[1])
@@ -212,18 +216,18 @@ def _ints(v, n: int) -> tuple[int, ...] | None:
 
 
 def _pool_window(attrs, n: int):
-    """(kernel, begin pads) of a pool's attrs, or (None, None) for a form not lowered. Padding
-    is one int, one per axis, or all begins then all ends (docs/format.md); only the begins
-    place the windows (taps past the input are skipped, so end pads and ceil_mode need nothing)."""
+    """(kernel, begin pads, end pads) of a pool's attrs, or Nones for a form not lowered. Padding
+    is one int, one per axis, or all begins then all ends (docs/format.md). The begins place the
+    windows; taps past the input are skipped (padding adds nothing to a max or a sum), so the
+    ends only matter to avg_pool's count_include_pad, and ceil_mode's extra cells not at all."""
     kernel = _ints(attrs.get("kernel"), n)
     p = attrs.get("padding", 0)
     if isinstance(p, int):
-        pads = (p,) * n
-    elif isinstance(p, list | tuple) and len(p) in (n, 2 * n) and all(isinstance(k, int) for k in p):
-        pads = tuple(p[:n])
-    else:
-        return None, None
-    return (kernel, pads) if kernel is not None else (None, None)
+        p = (p,) * n
+    if kernel is None or not isinstance(p, list | tuple) or len(p) not in (n, 2 * n) \
+            or not all(isinstance(k, int) for k in p):
+        return None, None, None
+    return kernel, tuple(p[:n]), tuple(p[n:] if len(p) == 2 * n else p)
 
 
 def fold_transposes(nodes: list[MNode], outputs) -> list[MNode]:

@@ -38,7 +38,7 @@ from .codegen import (
     refuse_dtypes,
     to_numpy,
 )
-from .cpu_emit import ARRAY_HELPERS, BLOCK, PAR_MIN, VECMATH, VECMATH_PRELUDE, CpuEmitter, Names, Piece, vkey  # noqa: F401
+from .cpu_emit import ARRAY_HELPERS, BLOCK, PAR_MIN, POOLS, VECMATH, VECMATH_PRELUDE, CpuEmitter, Names, Piece, vkey  # noqa: F401
 from .kernels import CHUNK, Workspace, bind_rows, canonical, named, rename_parallel, share_parallel
 
 MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
@@ -114,6 +114,14 @@ def _write(name: str, source: str) -> Path:
 # segments and the module ---------------------------------------------------------------------------
 
 
+class Call:
+    """An array helper called on its own from the plan (a pool's loop nest: inside a segment,
+    LLVM inlined it at every call site and the compile took a minute)."""
+
+    def __init__(self, m, helper: str, ints: list[int]) -> None:
+        self.m, self.helper, self.ints = m, helper, tuple(ints)
+
+
 class Segment:
     """A run of compiled work: one function. `ws` are the workspace values it reads or writes
     (bound from rows `ix` of its workspace arguments), `reads` the other values it takes."""
@@ -156,6 +164,10 @@ def build(program, *, blas: bool, parallel: bool):
         if isinstance(item, Single) and item.m.op == "fallback":
             seg = None
             steps.append(Fallback(item.m, program.graph))
+            continue
+        if isinstance(item, Single) and item.m.op in POOLS:
+            seg = None
+            steps.append(Call(item.m, *em.pool_call(item.m)))
             continue
         piece = em.item(item)
         extra += piece.extra
@@ -272,6 +284,10 @@ class Compiled(CompiledPlan):
             if isinstance(step, Segment):
                 self.plan.append(("seg", getattr(self.module, step.name), tuple(step.reads), step.args,
                                   tuple(step.rets), tuple(step.slots), step.ix if step.ws else None))
+            elif isinstance(step, Call):
+                self.plan.append(("call", getattr(self.module, step.helper), tuple(step.m.inputs), step.ints,
+                                  (step.m.name,), None, None))
+                ws_reads |= {i for i in step.m.inputs if i in ws.rows}
             else:
                 self.plan.append(("np", step, None, None, None, None, None))
                 ws_reads |= {i for i in step.m.inputs if i in ws.rows}
@@ -299,9 +315,17 @@ class Compiled(CompiledPlan):
         (conv and pooling, batched matmul, plugin ops: docs/backends.md, *What runs where*)."""
         return [(p[1].m.node, p[1].op.name) for p in self.plan if p[0] == "np"]
 
-    def _run(self, values: dict, bindings: dict) -> dict:
+    def _compile(self, fn, args) -> None:
+        """Compile (or load numba's cache) apart from running, so compile time is reported apart."""
         import numba
 
+        t0 = time.perf_counter()
+        fn.compile(tuple(numba.typeof(a) for a in args))
+        self.compile_seconds += time.perf_counter() - t0
+        self.backend.last_compile_seconds = self.compile_seconds
+        self.compiled_fns.add(fn)
+
+    def _run(self, values: dict, bindings: dict) -> dict:
         types = self.types
         dims = {code: d.evaluate(bindings) for d, code in self.dim_list}
         env: dict = {}
@@ -323,15 +347,16 @@ class Compiled(CompiledPlan):
                 if ix is not None:
                     args += [work[s] for s in slots] + [ix]
                 args += [dims[d] for d in dnames]
-                if fn not in self.compiled_fns:  # compile (or load numba's cache) apart from running
-                    t0 = time.perf_counter()
-                    fn.compile(tuple(numba.typeof(a) for a in args))
-                    self.compile_seconds += time.perf_counter() - t0
-                    self.backend.last_compile_seconds = self.compile_seconds
-                    self.compiled_fns.add(fn)
+                if fn not in self.compiled_fns:
+                    self._compile(fn, args)
                 res = fn(*args)
                 for r, v in zip(rets, res):
                     env[r] = v
+            elif kind == "call":
+                args = [env[reads[0]], *dnames]
+                if fn not in self.compiled_fns:
+                    self._compile(fn, args)
+                env[rets[0]] = fn(*args)
             else:
                 m = fn.m
                 out = fn.run([to_numpy(env[i], types[i]) for i in m.inputs], bindings)
