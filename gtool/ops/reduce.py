@@ -11,7 +11,7 @@ import numpy as np
 
 from ..dims import Dim
 from ..ir import TensorType
-from . import bounds
+from . import bounds, rowfast
 from .reference import INF, NAN, Edge, exact_sum, is_nan, mp_lse, rows_edges, rows_ref
 from .registry import Attr, OpDef, register
 from .templates import LOGSUMEXP, numpy_forward
@@ -148,8 +148,13 @@ def _lse_weights(b, node):
 _logsumexp_vjp, _logsumexp_jvp = _weighted_rules(_lse_weights)
 
 
-def _np_reduce(fn):
+def _np_reduce(fn, ufunc=None):
+    """`fn(x, axis, keepdims)`; on an ndarray `ufunc.reduce` itself, which `np.sum` / `np.max`
+    call after a Python dispatch layer (1-2 us a call: most of a small reduction's time)."""
+
     def forward(x, axis=None, keepdims=False):
+        if ufunc is not None and type(x) is np.ndarray:
+            return ufunc.reduce(x, axis=axis, keepdims=keepdims)
         return fn(x, axis=axis, keepdims=keepdims)
 
     return forward
@@ -192,15 +197,15 @@ def _edges(ints: bool = True, overflow: bool = True) -> tuple[Edge, ...]:
 
 _AXIS_TEXT = {"partial": ("1",)}
 for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
-    ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
+    ("sum", _np_reduce(np.sum, np.add), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
      ("{g} broadcast back to {shape_a}",)),
     ("mean", _np_reduce(np.mean), _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
      ("{g} / n broadcast back to {shape_a}",)),
-    ("max", _np_reduce(np.max), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
+    ("max", _np_reduce(np.max, np.maximum), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
      "gradient", _extreme_row(max), bounds.same, ("{g} at the maximum (shared at ties)",)),
-    ("min", _np_reduce(np.min), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
+    ("min", _np_reduce(np.min, np.minimum), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
      "gradient", _extreme_row(min), bounds.same, ("{g} at the minimum (shared at ties)",)),
-    ("logsumexp", numpy_forward(LOGSUMEXP), _logsumexp_vjp, _logsumexp_jvp, True,
+    ("logsumexp", numpy_forward(LOGSUMEXP, rowfast.logsumexp), _logsumexp_vjp, _logsumexp_jvp, True,
      "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax", mp_lse, bounds.logsumexp,
      ("{g} ⊙ softmax({a})",)),
 ):
