@@ -32,3 +32,25 @@ def test_reductions_call_the_ufunc_reduce_with_numpys_result():
     b = np.array([True, False, True])
     assert REGISTRY["sum"].forward(b).dtype == np.sum(b).dtype
     assert REGISTRY["sum"].forward(2.5) == 2.5  # a Python number takes np.sum's path
+
+
+def test_strided_conv_transpose_by_phases_matches_the_loop_reference():
+    """conv_transpose (conv's dx) adds its columns into the stride's phases (space to depth,
+    gtool/ops/windows.py Columns(phases=True)) and takes the input back out of them: against the
+    loop reference (ops/window_refs.py) over strides 2-3, dilations, pads, 1-3 spatial dims,
+    sizes that are not multiples of the stride, and output_padding."""
+    from gtool.ops import window_refs
+
+    rng = np.random.default_rng(4)
+    fwd = REGISTRY["conv_transpose"].forward
+    cases = [((2, 3, 4, 5), (3, 2, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+             ((1, 2, 3, 4), (2, 2, 3, 2), {"stride": [3, 2], "dilation": [2, 1], "padding": [1, 0, 2, 1]}),
+             ((2, 2, 5), (2, 3, 3), {"stride": 3, "output_shape": [17]}),
+             ((1, 2, 2, 3, 2), (2, 1, 2, 2, 3), {"stride": [2, 1, 3], "padding": 1}),
+             ((1, 4, 3, 3), (4, 1, 3, 3), {"stride": 2, "groups": 2, "dilation": 2}),
+             ((1, 1, 4, 4), (1, 1, 2, 2), {"stride": 2, "auto_pad": "same_upper"})]
+    for gs, ws, attrs in cases:
+        g, w = rng.standard_normal(gs), rng.standard_normal(ws)
+        got = fwd(g, w, **attrs)
+        want = np.asarray(window_refs.conv_transpose(g, w, **attrs), dtype=np.float64)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str(attrs))

@@ -246,7 +246,7 @@ def conv_transpose_forward(g, w, b=None, *, stride=1, padding=0, auto_pad="notse
     if plan.out != tuple(g.shape[2:]):
         raise KernelError("shape-mismatch", f"conv_transpose output {list(spatial)} does not convolve back to the "
                           f"input size {list(g.shape[2:])}")
-    cols = Columns(plan, dt)
+    cols = Columns(plan, dt, phases=True)  # col2im adds contiguous runs (per phase when strided)
     nb, m = g.shape[:2]
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
     wt = w.reshape(groups, m // groups, -1).transpose(0, 2, 1)  # [G, Cg * K, M/G]

@@ -213,29 +213,46 @@ class Columns:
     channel and kernel offset kk reads one *contiguous* run of L = out[0] * prod(padded[1:])
     cells from offset(kk); the cells past the last output column are garbage that `gather`
     drops (and that `spread` sets to zero on the way back). Other strides read the strided
-    window view, L = prod(out).
+    window view, L = prod(out), unless `phases` is asked for (below).
+
+    `phases` (stride > 1, for the per-offset matmuls and col2im): the padded input is split
+    into its prod(stride) phases (space to depth: phase p holds the cells q s + p), each
+    flattened per channel. Kernel offset k reads cell o s + k d = (o + (k d) // s) s + (k d) % s,
+    so again one contiguous run, in phase (k d) % s from (k d) // s on, of L = out[0] *
+    prod(phase shape[1:]): a strided conv becomes per-offset matmuls on runs, as with
+    stride 1, with no column copies (the strided view made a copy of 9x the input).
     """
 
-    def __init__(self, plan: Plan, dtype) -> None:
+    def __init__(self, plan: Plan, dtype, phases: bool = False) -> None:
         self.plan, self.dtype = plan, np.dtype(dtype)
         w = plan.window
         self.kernel = w.kernel
-        self.flat = all(s == 1 for s in w.stride)
+        self.steps = tuple(w.stride)
+        self.flat = phases or all(s == 1 for s in w.stride)  # runs layout (see the class doc)
         if self.flat:
             padded = plan.padded
-            inner = [prod(padded[a + 1:]) for a in range(len(padded))]
-            self.offsets = [sum(k * d * t for k, d, t in zip(kk, w.dilation, inner)) for kk in np.ndindex(*w.kernel)]
+            self.cells = tuple(-(-p // s) for p, s in zip(padded, self.steps))  # one phase's shape
+            inner = [prod(self.cells[a + 1:]) for a in range(len(padded))]
+            phase_size = prod(self.cells)
+            self.offsets = []
+            for kk in np.ndindex(*w.kernel):
+                taps = [k * d for k, d in zip(kk, w.dilation)]
+                phase = int(np.ravel_multi_index(tuple(t % s for t, s in zip(taps, self.steps)), self.steps))
+                self.offsets.append(phase * phase_size + sum(t // s * i for t, s, i in zip(taps, self.steps, inner)))
             self.length = plan.out[0] * inner[0]
-            self.size = max(prod(padded), self.offsets[-1] + self.length)
-            self.rows = (plan.out[0],) + tuple(padded[1:])
-            self.taps_strides = tuple(d * t for d, t in zip(w.dilation, inner))
+            self.size = max(prod(self.steps) * phase_size, max(self.offsets) + self.length)
+            self.rows = (plan.out[0],) + self.cells[1:]
+            self.taps_strides = tuple(d * t for d, t in zip(w.dilation, inner))  # (stride 1: offsets are linear)
         else:
             self.length = prod(plan.out)
         self.buf = None
 
     def source(self, x: np.ndarray) -> np.ndarray:
-        """The view [N, C, *kernel, L] (or [N, C, *kernel, *out]) that `image` copies from."""
+        """The view [N, C, *kernel, L] (or [N, C, *kernel, *out]) that `image` copies from (not
+        for the phases of a stride > 1: their offsets are no strided view)."""
         n = len(self.plan.spatial)
+        if self.flat and any(s != 1 for s in self.steps):
+            raise ValueError("Columns.source needs stride 1 or the window view (phases=False)")
         if not self.flat:
             v = self.plan.windows(self.plan.pad(x))  # [N, C, *out, *kernel]
             return v.transpose((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))
@@ -245,12 +262,28 @@ class Columns:
                           xf.strides[:2] + tuple(t * item for t in self.taps_strides) + (item,), writeable=False)
 
     def flat_input(self, x: np.ndarray) -> np.ndarray:
-        """(stride 1) x [N, C, *S] zero-padded and flattened per channel: [N, C, size]; kernel
-        offset k reads the run [offsets[k], offsets[k] + length) of each channel."""
+        """(runs layout) x [N, C, *S] zero-padded, split into phases and flattened per channel:
+        [N, C, size]; kernel offset k reads the run [offsets[k], offsets[k] + length)."""
         xf = np.zeros(x.shape[:2] + (self.size,), self.dtype)
-        body = xf[..., : prod(self.plan.padded)].reshape(x.shape[:2] + self.plan.padded)
-        body[(Ellipsis,) + tuple(slice(b, b + h) for b, h in zip(self.plan.pad_begin, self.plan.spatial))] = x
+        for cells, region in self._phase_parts(xf):
+            cells[...] = x[region]
         return xf
+
+    def _phase_parts(self, xf: np.ndarray):
+        """(view of xf's cells, index of the input [N, C, *S]) pairs: input cell i of axis a sits
+        in padded cell i + pb = q s + p, phase p, place q (stride 1: one phase, q = i + pb)."""
+        lead = xf.shape[:2]
+        phase_size = prod(self.cells)
+        body = xf[..., : prod(self.steps) * phase_size].reshape(lead + self.steps + self.cells)
+        for ph in np.ndindex(*self.steps):
+            src, dst = [], []
+            for p, s, b, h in zip(ph, self.steps, self.plan.pad_begin, self.plan.spatial):
+                first = (p - b) % s  # the first input cell in this phase
+                count = max(0, -(-(h - first) // s))
+                src.append(slice(first, first + s * (count - 1) + 1, s) if count else slice(0, 0))
+                q = (first + b - p) // s
+                dst.append(slice(q, q + count))
+            yield body[(Ellipsis,) + ph + tuple(dst)], (Ellipsis,) + tuple(src)
 
     def image(self, src: np.ndarray, n: int) -> np.ndarray:
         """Image n's columns, copied into the reused buffer: [C * prod(kernel), L]."""
@@ -285,8 +318,10 @@ class Columns:
                 cols = cols_of(n).reshape(channels, -1, self.length)
                 for k, at in enumerate(self.offsets):
                     xf[n, :, at: at + self.length] += cols[:, k]
-            body = xf[..., : prod(self.plan.padded)].reshape((nb, channels) + self.plan.padded)
-            return np.ascontiguousarray(self.plan.crop(body))
+            out = np.empty((nb, channels) + self.plan.spatial, self.dtype)
+            for cells, region in self._phase_parts(xf):
+                out[region] = cells
+            return out
         xp = np.zeros((nb, channels) + self.plan.padded, self.dtype)
         for n in range(nb):
             cols = cols_of(n).reshape((channels, -1) + self.plan.out)
