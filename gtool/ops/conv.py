@@ -196,7 +196,7 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     cols = Columns(win.plan(x.shape[2:]), dt)
     nb, m = x.shape[0], w.shape[0]
     out = np.empty((nb, groups, m // groups, cols.length), dt)
-    if cols.flat and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
+    if cols.linear and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
         _flat_conv(cols, cols.flat_input(x), w, groups, out)
     else:
         src = cols.source(x)
@@ -246,7 +246,7 @@ def conv_transpose_forward(g, w, b=None, *, stride=1, padding=0, auto_pad="notse
     if plan.out != tuple(g.shape[2:]):
         raise KernelError("shape-mismatch", f"conv_transpose output {list(spatial)} does not convolve back to the "
                           f"input size {list(g.shape[2:])}")
-    cols = Columns(plan, dt, phases=True)  # col2im adds contiguous runs (per phase when strided)
+    cols = Columns(plan, dt)
     nb, m = g.shape[:2]
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
     wt = w.reshape(groups, m // groups, -1).transpose(0, 2, 1)  # [G, Cg * K, M/G]
@@ -262,7 +262,7 @@ def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset",
     nb, m = g.shape[:2]
     cg = x.shape[1] // groups
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    if cols.flat and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
+    if cols.linear and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
         xf, span = cols.flat_input(x), cols.length
         acc = np.zeros((len(cols.offsets), groups, m // groups, cg), dt)
         part = np.empty(acc.shape[1:], dt)
