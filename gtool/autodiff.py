@@ -103,10 +103,10 @@ def check_wrt(graph: Graph, wrt) -> list[str]:
     for w in wrt:
         if w not in graph:
             near = did_you_mean(w, list(graph.names()))
-            raise UsageError("unknown-name", f"--wrt: no value named '{w}'",
+            raise UsageError("unknown-name", f"wrt: no value named '{w}'",
                              hint=f"did you mean '{near}'?" if near else None)
         if not _float(types[w]):
-            raise UsageError("dtype-mismatch", f"--wrt: '{w}' is {types[w].dtype}; only float values have gradients")
+            raise UsageError("dtype-mismatch", f"wrt: '{w}' is {types[w].dtype}; only float values have gradients")
     if not wrt:
         raise UsageError("usage", "nothing to differentiate: the graph has no params and no float inputs")
     return wrt

@@ -102,6 +102,19 @@ def np_dtype(dtype: str) -> np.dtype:
     return np.dtype(getattr(ml_dtypes_module(), name))
 
 
+def npz_safe(array: np.ndarray) -> np.ndarray:
+    """`array` as a .npz file can hold it: a storage-only dtype widened, exactly, to the
+    compute dtype that contains it (the floats to float32, int4/int2 to int8, uint4/uint2 to
+    uint8). NumPy would store ml_dtypes' types as raw void bytes ('V2') that neither NumPy
+    users nor gtool's own `--inputs` can read back as numbers.
+    """
+    name = name_of(array.dtype)
+    if name not in STORAGE_DTYPES:
+        return array
+    wide = "float32" if name in STORAGE_FLOATS else ("uint8" if name.startswith("u") else "int8")
+    return array.astype(wide)
+
+
 def name_of(dtype) -> str:
     """The gtool name of a NumPy dtype (`float8_e4m3fn` -> `float8_e4m3fn`)."""
     s = str(np.dtype(dtype))

@@ -117,7 +117,28 @@ def _uniform(rng: np.random.Generator, lo: float, hi: float, shape) -> np.ndarra
     return rng.uniform(lo / 2, hi / 2, shape) * 2
 
 
-def _init(t: Tensor, shape: tuple[int, ...], seed: int) -> np.ndarray:
+def glorot_fans(shape: tuple[int, ...], conv_filter: bool) -> tuple[int, int]:
+    """(fan_in, fan_out) for Glorot init. A matrix `[..., in, out]` (gtool computes `x @ W`)
+    uses its last two dims (leading dims are a batch of independent matrices); a 1-D shape its
+    size for both. A convolution filter `[out_channels, in_channels/groups, k1, k2, ...]` uses
+    its channel dims times the receptive field, as PyTorch and Keras do: taking its last two
+    (kernel) dims would give a 3x3 filter a limit of 1.0 whatever its channel count.
+    """
+    if not shape:
+        return 1, 1
+    if conv_filter and len(shape) >= 3:
+        receptive = int(np.prod(shape[2:]))
+        return shape[1] * receptive, shape[0] * receptive
+    return (shape[-2] if len(shape) >= 2 else shape[0]), shape[-1]
+
+
+def _is_conv_filter(graph: Graph, name: str) -> bool:
+    """Whether `name` is the filter (second argument) of a conv or conv_transpose node."""
+    return any(node.op in ("conv", "conv_transpose") and len(node.inputs) > 1 and node.inputs[1] == name
+               for node in graph.nodes.values())
+
+
+def _init(t: Tensor, shape: tuple[int, ...], seed: int, filter_of: bool = False) -> np.ndarray:
     init = t.init or "zeros"
     dtype = np_dtype(t.dtype)
     if init == "zeros":
@@ -135,8 +156,7 @@ def _init(t: Tensor, shape: tuple[int, ...], seed: int) -> np.ndarray:
     elif kind == "uniform":
         value = _uniform(rng, args.get("low", 0.0), args.get("high", 1.0), shape)
     else:
-        fan_in = shape[-2] if len(shape) >= 2 else (shape[0] if shape else 1)
-        fan_out = shape[-1] if shape else 1
+        fan_in, fan_out = glorot_fans(shape, filter_of)
         limit = float(np.sqrt(6.0 / max(fan_in + fan_out, 1)))
         value = rng.uniform(-limit, limit, shape)
     out, why = fitted(t.name, value, dtype)
@@ -260,7 +280,7 @@ def resolve(graph: Graph, given: dict | None, *, types, free: dict[str, Dim], ra
             value = graph.cache.get(key)
             if value is None:
                 check_value(name, shape, t.dtype, **t.loc.where())
-                value = graph.cache[key] = _init(t, shape, seed)
+                value = graph.cache[key] = _init(t, shape, seed, _is_conv_filter(graph, name))
                 value.flags.writeable = False
             values[name] = value
     return values, bindings

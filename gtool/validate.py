@@ -20,6 +20,7 @@ from .ir import Graph
 from .shapes import Inference, infer
 
 GRAPH_SUFFIXES = (".yaml", ".yml", ".json")
+FOLDER_SUFFIXES = GRAPH_SUFFIXES + (".onnx",)  # what a folder argument picks up
 DATA_SUFFIXES = (".inputs.yaml", ".inputs.yml", ".inputs.json")
 
 
@@ -45,7 +46,7 @@ class FileReport:
 
 
 def expand_paths(args) -> list[str]:
-    """Files named, and every graph file below each directory (hidden folders, *.inputs.* and
+    """Files named, and every graph file (YAML, JSON, ONNX) below each directory (hidden folders, *.inputs.* and
     anything that is not a regular file skipped). A file named explicitly is kept whatever it
     is: loading refuses a non-regular one with a clear error."""
     out: list[str] = []
@@ -56,11 +57,11 @@ def expand_paths(args) -> list[str]:
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for f in sorted(files):
-                    if f.endswith(GRAPH_SUFFIXES) and not f.endswith(DATA_SUFFIXES) and not f.startswith("."):
+                    if f.lower().endswith(FOLDER_SUFFIXES) and not f.endswith(DATA_SUFFIXES) and not f.startswith("."):
                         if _regular_or_broken(Path(root) / f):
                             found.append(str(Path(root) / f))
             if not found:  # checking nothing must not pass a CI job silently
-                raise UsageError("usage", f"no graph files (*.yaml, *.yml, *.json) under {arg}")
+                raise UsageError("usage", f"no graph files (*.yaml, *.yml, *.json, *.onnx) under {arg}")
             out.extend(sorted(found))
         elif p.exists():
             out.append(str(p))

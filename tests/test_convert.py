@@ -45,6 +45,35 @@ def test_yaml_to_json_and_back_is_the_same_graph(tmp_path, capsys):
     assert api.run(a)["L"] == api.run(b)["L"]
 
 
+NONFINITE = """
+gtool: 1
+inputs:
+  x: {shape: [3]}
+constants:
+  lo: -.inf
+  hi: .inf
+  nan: {value: .nan, dtype: float32}
+nodes:
+  y: minimum(maximum(x, lo), hi) + 0 * nan
+outputs: [y]
+"""
+
+
+def test_nonfinite_scalar_constants_survive_json(tmp_path, capsys):
+    # JSON has no inf/NaN: they are written as strings, which the JSON reader must read back
+    (tmp_path / "g.yaml").write_text(NONFINITE)
+    for src, dst in (("g.yaml", "g.json"), ("g.json", "back.yaml")):
+        status, _, err = cli(capsys, "convert", tmp_path / src, tmp_path / dst)
+        assert status == 0, err
+    a, b = gtool.load(tmp_path / "g.yaml"), gtool.load(tmp_path / "back.yaml")
+    for name in ("lo", "hi", "nan"):
+        ta, tb = a.tensors[name], b.tensors[name]
+        assert ta.type == tb.type
+        np.testing.assert_array_equal(ta.value, tb.value)
+    x = {"x": np.array([-1.0, 0.0, 2.0])}
+    np.testing.assert_array_equal(api.run(b, x)["y"], np.full(3, np.nan))
+
+
 def test_opset_and_params(tmp_path, capsys):
     out = tmp_path / "m.onnx"
     w = np.full((128, 10), 0.25, np.float32)

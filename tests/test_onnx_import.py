@@ -416,3 +416,12 @@ def test_cast_attributes_reach_gtools_cast(tmp_path):
          opset=25)
     node = gtool.load(path).nodes["y"]
     assert node.op == "cast" and node.attrs["round_mode"] == "down" and node.attrs["saturate"] is False
+
+
+def test_a_folder_argument_includes_onnx_models(mlp, tmp_path, capsys):
+    (tmp_path / "other.yaml").write_text("gtool: 1\ninputs: {x: {shape: [2]}}\nnodes: {y: 2 * x}\noutputs: [y]\n")
+    (tmp_path / "notes.txt").write_text("not a graph")
+    status, out, err = gtool_cli(capsys, "validate", tmp_path, "--format", "json")
+    assert status == 0, err
+    files = sorted(f["path"].rsplit("/", 1)[-1] for f in json.loads(out)["files"])
+    assert files == ["mlp.onnx", "other.yaml"]

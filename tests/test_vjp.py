@@ -216,3 +216,9 @@ def test_an_input_given_a_cotangent_passes_it_through(graph):
     _, grads = gtool.vjp(graph, {"x": X, "W": W, "b": B}, {"x": cx, "h": CH}, wrt=["x"])
     _, _, want = closed_form(cy=np.zeros_like(CY))
     np.testing.assert_allclose(grads["x"], cx + want["x"], rtol=1e-12, atol=1e-14)
+
+
+def test_unknown_wrt_is_named_without_a_command_line_flag(graph):
+    # the library has no `--wrt` flag: the message names the argument as the caller wrote it
+    e = _error(graph, cotangents={"y": CY}, wrt=["Ww"])
+    assert e.code == "unknown-name" and "error: wrt: no value named 'Ww'" in str(e) and "--wrt" not in str(e)

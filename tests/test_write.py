@@ -162,3 +162,51 @@ def test_save_graph_refusals(tmp_path):
         save_graph(graph, str(tmp_path / "g.txt"))
     with pytest.raises(UsageError):
         save_graph(graph, str(tmp_path / "no" / "such" / "g.yaml"))
+
+
+STORAGE_OUT = """
+gtool: 1
+inputs:
+  x: {shape: [4], dtype: float32}
+nodes:
+  b: cast(x, dtype=bfloat16)
+  q: cast(x, dtype=int4)
+  u: cast(abs(x), dtype=uint2)
+outputs: [b, q, u]
+"""
+
+STORAGE_IN = """
+gtool: 1
+inputs:
+  b: {shape: [4], dtype: bfloat16}
+  q: {shape: [4], dtype: int4}
+  u: {shape: [4], dtype: uint2}
+nodes:
+  s: cast(b, dtype=float64) + cast(q, dtype=float64) + cast(u, dtype=float64)
+outputs: [s]
+"""
+
+
+def test_run_output_npz_holds_storage_dtypes_as_numbers(tmp_path, capsys):
+    # NumPy stores ml_dtypes' types as void bytes ('V2'): -o must write numbers that NumPy
+    # reads and that `--inputs` feeds back to the same storage dtypes
+    pytest.importorskip("ml_dtypes")
+    from gtool.cli import main
+
+    (tmp_path / "out.yaml").write_text(STORAGE_OUT)
+    (tmp_path / "in.yaml").write_text(STORAGE_IN)
+    out = tmp_path / "o.npz"
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tmp_path / "out.yaml"), "--input", "x=[1.5, 3.14159, -2, 2.5]", "-o", str(out)])
+    assert info.value.code == 0
+    with np.load(out, allow_pickle=False) as data:
+        saved = {k: data[k] for k in data.files}
+    assert {k: str(v.dtype) for k, v in saved.items()} == {"b": "float32", "q": "int8", "u": "uint8"}
+    np.testing.assert_array_equal(saved["b"], [1.5, 3.140625, -2, 2.5])  # bfloat16 keeps 8 bits of mantissa
+    np.testing.assert_array_equal(saved["q"], [1, 3, -2, 2])  # float -> int truncates, as ONNX Cast
+    np.testing.assert_array_equal(saved["u"], [1, 3, 2, 2])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tmp_path / "in.yaml"), "--inputs", str(out), "--format", "json"])
+    assert info.value.code == 0
+    assert json.loads(capsys.readouterr().out)["outputs"]["s"]["value"] == [3.5, 9.140625, -2.0, 6.5]

@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from .. import api, report
+from ..dtypes import npz_safe
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError
 from ..format.write import refuse_input, save_graph, write_atomic
 from ..validate import check_file, expand_paths
@@ -108,7 +109,7 @@ def _save_npz(path: str, arrays: dict, protect: tuple[str, ...]) -> None:
         raise UsageError("usage", f"-o wants a .npz file, got {path}")
     refuse_input(path, protect)
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, **{k: npz_safe(np.asarray(v)) for k, v in arrays.items()})
     write_atomic(path, buf.getvalue())
 
 

@@ -134,7 +134,7 @@ def grad_check(graph: Graph, inputs: dict | None = None, wrt=None, of: str | Non
         raise _located(e, graph.path) from None
     for w in wrt:
         if w not in g.tensors:
-            raise UsageError("usage", f"--wrt: '{w}' is a node; grad-check perturbs inputs and params only",
+            raise UsageError("usage", f"wrt: '{w}' is a node; grad-check perturbs inputs and params only",
                              path=graph.path, hint="differentiate with respect to the tensors that feed it")
     try:
         prob = _Problem(g, loss, wrt, inputs, seed, dims, backend, progress)

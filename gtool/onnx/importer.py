@@ -2,7 +2,8 @@
 
 Initializers become params (float) or constants (everything else: shape tensors, indices),
 graph inputs become inputs (`dim_param` -> a named dim), graph outputs become outputs.
-Model-local functions are inlined first. Each node is then either folded (every input known
+Model-local functions are inlined first, then ops that ONNX defines by a function body and
+gtool has no converter for are expanded (expand.py). Each node is then either folded (every input known
 at load: ONNX's own reference evaluator computes it, so shape arithmetic such as
 Shape -> Gather -> Concat -> Reshape disappears) or handed to its converter, which adds
 gtool nodes. Anything gtool cannot represent stops the import with `onnx-unsupported`,
@@ -20,6 +21,7 @@ from ..errors import GraphError
 from ..ir import FLOAT_DTYPES, Graph, Loc, Node, Tensor, TensorType, toposort
 from . import require_onnx
 from .dtypes import gtool_dtype
+from .expand import expand_functions
 from .fold import fold_node
 from .registry import ImportContext, find_converter
 
@@ -97,6 +99,7 @@ def import_model(model, path: str) -> Graph:
         import onnx.inliner
 
         model = onnx.inliner.inline_local_functions(model)
+    model, origins = expand_functions(model)
     g = model.graph
     if g.sparse_initializer:
         raise GraphError("onnx-unsupported", "sparse initializers are not supported", path=path)
@@ -104,7 +107,7 @@ def import_model(model, path: str) -> Graph:
     _initializers(ctx, g)
     _inputs(ctx, g)
     for i, node in enumerate(g.node):
-        ctx.begin(i, node)
+        ctx.begin(origins[i], node)
         _convert(ctx, node)
     outputs = _outputs(ctx, g)
     order, _ = toposort(ctx.nodes, set(ctx.tensors))
