@@ -30,7 +30,12 @@ OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "/
 
 
 def _float_typed(types, names) -> bool:
-    return all(types[n].dtype.startswith("float") for n in names)
+    """Every input a float, or a weak number (a Python int or bool at run time, which the
+    float operand's dtype absorbs as the wrapper's float(x) would: `L / 128`), and at least
+    one a float that is not weak."""
+    floats = [types[n].dtype.startswith("float") for n in names]
+    return all(f or types[n].weak for f, n in zip(floats, names)) and \
+        any(f and not types[n].weak for f, n in zip(floats, names))
 
 
 def _direct(op, kernel, types, inputs):

@@ -54,3 +54,26 @@ def test_strided_conv_transpose_by_phases_matches_the_loop_reference():
         got = fwd(g, w, **attrs)
         want = np.asarray(window_refs.conv_transpose(g, w, **attrs), dtype=np.float64)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=str(attrs))
+
+
+def test_a_float_op_with_an_int_literal_calls_its_ufunc_with_the_same_result(load_text):
+    """`L / 128` (a weak int) runs as the ufunc itself, not the int-to-float wrapper, and gives
+    the wrapper's numbers, in float64 and float32; an int array still goes through the wrapper."""
+    from gtool import interp
+
+    text = ("gtool: 1\ninputs:\n  x: {shape: [3], dtype: DT}\n  k: {shape: [3], dtype: int64}\n"
+            "nodes:\n  a: x / 3\n  b: 7 - x * 2\n  c: exp(k)\n  L: sum(a + b) / 128\noutputs: [a, b, c, L]\n")
+    for dt in ("float64", "float32"):
+        g = load_text(text.replace("DT", dt))
+        x, k = np.array([1.0, -2.5, 3e30], dt), np.array([1, 2, 3])
+        for _ in range(2):  # the second run is the generated plan
+            out = api.run(g, {"x": x, "k": k})
+        f = np.dtype(dt).type
+        np.testing.assert_array_equal(out["a"], x / f(3.0))
+        np.testing.assert_array_equal(out["b"], f(7.0) - x * f(2.0))
+        np.testing.assert_array_equal(out["c"], np.exp(k.astype(np.float64)))
+        assert out["a"].dtype == dt and out["c"].dtype == np.float64
+        assert out["L"] == np.sum(out["a"] + out["b"]) / f(128.0) and out["L"].dtype == dt
+        prog = interp.program(g)
+        source = next(iter(prog._fast.values())).source
+        assert " / " in source  # a / 3 and L / 128 as operators: the ufunc, no wrapper call
