@@ -21,7 +21,6 @@ import functools
 
 import numpy as np
 
-from . import fuse
 from .ops.registry import get_op
 from .quiet import hush, quiet, unhush  # noqa: F401 - re-exported: interp imports them from here
 
@@ -59,22 +58,8 @@ def generate(program, fast_steps: list, casts: set[int], sizes: dict[int, int], 
     lines: list[str] = []
     for slot in program.template_slots:
         env[f"s{slot}"] = program.template_value(slot)
-    fused = {g.first: g for g in fuse.groups(program, fast_steps, casts, sizes)}
-    k = 0
-    while k < len(fast_steps):
-        group = fused.get(k)
-        if group is None:
-            step, kw = fast_steps[k]
-            lines += _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min)
-            k += 1
-            continue
-        plain, exprs = [], {}
-        for j in range(group.first, group.last + 1):
-            step, kw = fast_steps[j]
-            plain += _step_lines(j, step, kw, program, env, types, casts, sizes, in_place_min)
-            exprs[j] = _step_expr(j, step, kw, program, env, types, sizes, None)
-        lines += fuse.lines(group, fast_steps, exprs, env, plain)
-        k = group.last + 1
+    for k, (step, kw) in enumerate(fast_steps):
+        lines += _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min)
     args = ", ".join(f"s{s}" for s in program.fed_slots)
     rets = ", ".join(f"s{s}" for s in program.out_slots)
     body = "\n".join("    " + line for line in lines) or "    pass"
@@ -87,25 +72,11 @@ def generate(program, fast_steps: list, casts: set[int], sizes: dict[int, int], 
 
 
 def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) -> list[str]:
-    out = f"s{step.out}"
-    lines = [f"{out} = {_step_expr(k, step, kw, program, env, types, sizes, in_place_min)}"]
-    if k in casts:
-        if step.dtype is None:  # a weak scalar stays a Python number
-            lines.append(f"{out} = {out}.item() if hasattr({out}, 'item') else {out}")
-        else:
-            env[f"d{k}"] = step.dtype
-            lines.append(f"{out} = _asarray({out}).astype(d{k})")
-    if step.free:
-        lines.append("del " + ", ".join(f"s{s}" for s in step.free))
-    return lines
-
-
-def _step_expr(k, step, kw, program, env, types, sizes, in_place_min) -> str:
-    """Step k's expression on slot names; `in_place_min` None: never into a dying input."""
     op = get_op(step.op)
     node = program.graph.nodes[step.node]
     ins = [f"s{i}" for i in step.ins]
-    big = in_place_min is not None and step.donor >= 0 and sizes.get(k, 0) >= in_place_min
+    out = f"s{step.out}"
+    big = step.donor >= 0 and sizes.get(k, 0) >= in_place_min
     ufunc = op.ufunc
     fn = _direct(op, step.kernel, types, node.inputs)
     if step.op == "identity":  # a copy of a value under another name: the same object
@@ -120,4 +91,13 @@ def _step_expr(k, step, kw, program, env, types, sizes, in_place_min) -> str:
     else:
         env[f"k{k}"] = functools.partial(fn, **kw) if kw else fn
         expr = f"k{k}({', '.join(ins)})"
-    return expr
+    lines = [f"{out} = {expr}"]
+    if k in casts:
+        if step.dtype is None:  # a weak scalar stays a Python number
+            lines.append(f"{out} = {out}.item() if hasattr({out}, 'item') else {out}")
+        else:
+            env[f"d{k}"] = step.dtype
+            lines.append(f"{out} = _asarray({out}).astype(d{k})")
+    if step.free:
+        lines.append("del " + ", ".join(f"s{s}" for s in step.free))
+    return lines

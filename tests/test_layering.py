@@ -96,9 +96,6 @@ RULES = {
     "errors imports nothing of gtool": (["gtool.errors"], ["gtool"], ()),
     "quiet (NumPy's error state, for fastplan and the ops' fast paths) imports nothing of gtool": (
         ["gtool.quiet"], ["gtool"], ()),
-    "loop fusion is executor code: it knows ops only through the registry": (
-        ["gtool.fuse"], ["gtool.autodiff", "gtool.builder", "gtool.api", "gtool.interp", "gtool.backends"],
-        ()),
     "dims knows only errors": (["gtool.dims"], ABOVE_IR + ["gtool.ir"], ()),
     "dtypes knows only errors": (["gtool.dtypes"], ABOVE_IR + ["gtool.ir", "gtool.dims"], ()),
     "ir knows no ops": (["gtool.ir"], ABOVE_IR, ()),

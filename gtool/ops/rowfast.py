@@ -21,7 +21,7 @@ axis are therefore copied to columns (n x rows, contiguous), where each reductio
 vectorized passes, and the result is copied back: the same operations, except that the sum
 of a row's rest is accumulated in order instead of NumPy's pairwise blocks, so a value can
 differ from the template's in the last bits (tests/test_rowfast.py: <= 4 ulps of the
-template, and as close to mpmath as the template). Every other axis takes the row layout, whose
+template, and the record's ulps of mpmath). Every other axis takes the row layout, whose
 floats are the template's bit for bit.
 """
 
