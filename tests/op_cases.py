@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from indexing_cases import indexing_cases
 from window_cases import window_cases
 
 from gtool.ops import REGISTRY
@@ -25,7 +26,8 @@ from gtool.ops import REGISTRY
 # ops whose derivative is zero or undefined by design: forward/shape tests, and a check that no
 # gradient flows through them
 NON_DIFFERENTIABLE = frozenset({"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient",
-                                "floor", "ceil", "round", "max_pool_indices", "trunc_div"})
+                                "floor", "ceil", "round", "max_pool_indices", "trunc_div",
+                                "argmax", "argmin", "greater_equal", "less_equal"})
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ def _cases() -> dict[str, list[Case]]:
                    _norm_cases):
         family(add)
     window_cases(add, F)  # conv and pooling (tests/window_cases.py)
+    indexing_cases(add, F, I, B)  # tile, pad, cumsum, argmax, prod, ... (tests/indexing_cases.py)
     return c
 
 

@@ -141,6 +141,8 @@ def test_ops_with_kernels_need_no_numpy_steps(load_text):
 # forward as a step inside the compiled plan (the fall back issue 13 allows). Not finished.
 NOT_LOWERED_YET = {"erf", "erfc", "gelu", "leaky_relu", "elu", "selu", "hard_sigmoid", "softsign", "reciprocal",
                    "floor", "ceil", "round", "layer_norm", "instance_norm", "batch_norm", "dropout"}
+# gtool/ops/indexing.py and products.py: data movement and scans, NumPy steps inside the plan
+NOT_LOWERED_YET |= {"tile", "pad", "cumsum", "argmax", "argmin", "prod"}
 
 
 # every bundled graph, forward and backward ----------------------------------------------------------

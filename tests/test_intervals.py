@@ -80,10 +80,19 @@ CASES: dict[str, tuple[list, dict]] = {
     "avg_pool": ([("f", (2, 2, 5, 4))], {"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": True}),
     "avg_pool_grad": ([("f", (2, 2, 3, 2)), ("f", (2, 2, 5, 4))], {"kernel": [3, 3], "stride": 2, "padding": 1}),
     "flatten": ([("f", (2, 3, 4))], {"axis": 2}),
+    # gtool/ops/indexing.py, products.py
+    "tile": ([("f", (4, 6))], {"reps": [2, 1]}),
+    "pad": ([("f", (4, 6))], {"pads": [1, 0, 2, 3], "value": 2.5}),
+    "cumsum": ([("f", (4, 6))], {"axis": 1, "exclusive": True}),
+    "argmax": ([("f", (4, 6))], {"axis": 1}),
+    "argmin": ([("f", (4, 6))], {"axis": 0, "keepdims": True}),
+    "prod": ([("f", (4, 3))], {"axis": [1]}),
+    "greater_equal": ([("f", (24,)), ("f", (24,))], {}),
+    "less_equal": ([("f", (24,)), ("f", (24,))], {}),
 }
 ROUNDING = frozenset({"sum", "mean", "matmul", "logsumexp", "softmax", "log_softmax", "cross_entropy", "sum_to",
                       "conv", "conv_transpose", "conv_filter", "avg_pool", "avg_pool_grad", "max_pool_grad",
-                      "layer_norm", "instance_norm", "batch_norm", "dropout"})
+                      "layer_norm", "instance_norm", "batch_norm", "dropout", "cumsum", "prod"})
 
 # Two known gaps, found by these tests (ops/intervals are helper h5's; reported to be fixed in
 # the op records). The property test steps around exactly these inputs, and the two strict

@@ -115,17 +115,35 @@ def bind_static_inputs(model, feeds: dict) -> list[str]:
     inputs = {vi.name for vi in model.graph.input}
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     bound = []
-    for node in model.graph.node:
+    expanded = expand_functions(model)[0]  # the nodes gtool converts (CenterCropPad's body: Pad, Slice)
+    for node in expanded.graph.node:
         conv = find_converter(node.op_type, node.domain, opset)
         for k in conv.static if conv else ():
-            name = node.input[k] if k < len(node.input) else ""
-            if name in inputs and name in feeds and name not in bound:
-                model.graph.initializer.append(onnx.numpy_helper.from_array(feeds[name], name))
-                bound.append(name)
+            for name in _sources(expanded, node.input[k] if k < len(node.input) else ""):
+                if name in inputs and name in feeds and name not in bound:
+                    model.graph.initializer.append(onnx.numpy_helper.from_array(feeds[name], name))
+                    bound.append(name)
     keep = [vi for vi in model.graph.input if vi.name not in bound]
     del model.graph.input[:]
     model.graph.input.extend(keep)
     return bound
+
+
+def _sources(model, name: str) -> list[str]:
+    """`name` and the values it is computed from, back to the graph inputs (a static input may be
+    computed from one: CenterCropPad's pads from its `shape` input). Shape and Size stop the
+    walk: their value is a shape, known at load, whatever their input holds."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    out, todo = [], [name]
+    while todo:
+        n = todo.pop()
+        if not n or n in out:
+            continue
+        out.append(n)
+        node = producers.get(n)
+        if node is not None and node.op_type not in ("Shape", "Size"):
+            todo.extend(node.input)
+    return out
 
 
 @pytest.mark.parametrize("name", enrolled())

@@ -21,7 +21,7 @@ from gtool.ops.reference import FLOAT_EDGES
 from gtool.validate import types_of
 
 NON_DIFFERENTIABLE = {"greater", "less", "equal", "sign", "one_hot", "size", "stop_gradient", "floor", "ceil", "round",
-                      "max_pool_indices", "trunc_div"}
+                      "max_pool_indices", "trunc_div", "argmax", "argmin", "greater_equal", "less_equal"}
 
 
 def missing_pieces(op: OpDef) -> list[str]:

@@ -669,6 +669,50 @@ def test_window_ops_keep_dims_symbolic(expr, out):
     assert shape(expr, WIN) == out
 
 
+# tile, pad, cumsum, argmax, argmin, prod, greater_equal, less_equal (gtool/ops/indexing.py, products.py)
+
+IDX = {"x": ["n", 3], "y": [3], "z": [2, 5]}
+
+
+@pytest.mark.parametrize("expr,out", [
+    ("tile(x, reps=[2, 1])", "[2 * n, 3]"),
+    ("tile(x, reps=[1, 4])", "[n, 12]"),
+    ("pad(x, pads=[1, 0, 1, 2])", "[n + 2, 5]"),
+    ("pad(x, pads=[-1, 1, 0, 1], mode=reflect)", "[n - 1, 5]"),
+    ("pad(z, pads=[0, -2, 1, 3], mode=wrap)", "[3, 6]"),
+    ("cumsum(x, axis=0, reverse=true)", "[n, 3]"),
+    ("argmax(x)", "[n]"),
+    ("argmin(x, axis=0, keepdims=true)", "[1, 3]"),
+    ("prod(x, axis=1)", "[n]"),
+    ("prod(x)", "[]"),
+    ("greater_equal(x, y)", "[n, 3]"),
+    ("less_equal(y, z)", None),
+])
+def test_indexing_ops_keep_dims_symbolic(expr, out):
+    if out is None:
+        assert error(expr, IDX).code == "shape-mismatch"
+    else:
+        assert shape(expr, IDX) == out
+
+
+@pytest.mark.parametrize("expr,code", [
+    ("tile(x, reps=[2])", "bad-attr"),
+    ("tile(x, reps=[0, 1])", "bad-attr"),
+    ("pad(x, pads=[1, 1])", "bad-attr"),
+    ("pad(z, pads=[0, 0, 0, 5], mode=reflect)", "bad-attr"),
+    ("pad(z, pads=[0, 0, 0, 4], mode=reflect)", None),
+    ("pad(z, pads=[0, 6, 0, 0], mode=wrap)", "bad-attr"),
+    ("pad(z, pads=[-1, 0, -1, 0])", "bad-attr"),
+    ("cumsum(x, axis=2)", "bad-axis"),
+    ("argmax(x, axis=-3)", "bad-axis"),
+])
+def test_indexing_op_errors(expr, code):
+    if code is None:
+        assert shape(expr, IDX) == "[2, 9]"
+    else:
+        assert error(expr, IDX).code == code
+
+
 @pytest.mark.parametrize("expr,code", [
     ("conv(y, W, groups=2)", "shape-mismatch"),
     ("conv(y, W, stride=[1, 2, 3])", "bad-attr"),

@@ -82,11 +82,12 @@ TEMPLATES = {
     "less": lambda x, y: f"({x} < {y})",
     "equal": lambda x, y: f"({x} == {y})",
     "greater_equal": lambda x, y: f"({x} >= {y})",
+    "less_equal": lambda x, y: f"({x} <= {y})",
     "where": lambda c, x, y: f"({x} if {c} else {y})",
 }
 FLOAT_ONLY = {"exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "div", "pow", "isfinite"}
-BOOL_OK = {"greater", "less", "equal", "greater_equal", "where", "maximum", "minimum"}
-COMPARE = {"greater", "less", "equal", "greater_equal", "isfinite"}
+BOOL_OK = {"greater", "less", "equal", "greater_equal", "less_equal", "where", "maximum", "minimum"}
+COMPARE = {"greater", "less", "equal", "greater_equal", "less_equal", "isfinite"}
 
 # composite ops: their templates (gtool/ops/templates.py, on the op records) ----------------------
 

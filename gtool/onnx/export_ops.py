@@ -455,4 +455,4 @@ def take_along_axis(x, node: Node) -> str:
     return x.op("GatherElements", [v, index], dt, axis=axis)
 
 
-from . import export_nn, export_norm  # noqa: E402, F401  (register the rules of the nn, norm and activation ops)
+from . import export_indexing, export_nn, export_norm  # noqa: E402, F401  (register the rules of the other ops)
