@@ -4,7 +4,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 GTOOL   = $(VENV)/bin/gtool
-EXTRAS ?= dev,numba,explain,precision,render,onnx
+EXTRAS ?= dev,numba,explain,precision,render,onnx,dask,zarr
 DEMO_OUT ?= build/demo
 
 .PHONY: help install demo test lint bench clean
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv with gtool and the extras in EXTRAS (dev, numba, explain, precision, render, onnx)
+install: $(VENV)/.installed  ## create .venv with gtool and the extras in EXTRAS (dev, numba, explain, precision, render, onnx, dask, zarr)
 
 demo: $(VENV)/.installed  ## validate, run, differentiate, check, lint, fix and draw the bundled graphs
 	$(GTOOL) validate graphs/
@@ -40,10 +40,7 @@ demo: $(VENV)/.installed  ## validate, run, differentiate, check, lint, fix and 
 	@echo "demo outputs are in $(DEMO_OUT)/"
 
 test: $(VENV)/.installed  ## run the test suite and the linter
-	$(PY) -m pytest -n auto --dist worksteal --ignore tests/test_backend_ulps.py  # one worker per core; idle workers take tests from busy ones
-	# numba vs NumPy in ULPs, in a process of its own: after some other numba tests in the same process its
-	# float64 JVP graph has crashed numba-compiled code (a segfault, open bug, not yet found)
-	$(PY) -m pytest tests/test_backend_ulps.py
+	$(PY) -m pytest -n auto --dist worksteal  # one worker per core; idle workers take tests from busy ones
 	$(VENV)/bin/ruff check gtool tests bench
 
 lint: $(VENV)/.installed  ## ruff

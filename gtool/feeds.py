@@ -26,6 +26,8 @@ def _rng(seed: int, name: str) -> np.random.Generator:
 
 
 def _as_array(name: str, value, t: Tensor) -> np.ndarray:
+    if is_lazy(value) and value.dtype == np_dtype(t.dtype):  # Zarr / dask: read by the run (docs/scale.md)
+        return value
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as e:
@@ -48,6 +50,19 @@ def _as_array(name: str, value, t: Tensor) -> np.ndarray:
                          node=name,
                          hint="fix the data, or declare a dtype that holds it (see \"Data and dtypes\" in docs/format.md)")
     return out
+
+
+def is_lazy(value) -> bool:
+    """A Zarr or dask array: data that is read chunk by chunk, never here as a whole."""
+    return not isinstance(value, np.ndarray) and type(value).__module__.split(".")[0] in ("zarr", "dask") \
+        and hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def materialized(values: dict) -> dict:
+    """`values` with lazy arrays read into memory (for the backends that take NumPy arrays only)."""
+    if not any(is_lazy(v) for v in values.values()):
+        return values
+    return {k: np.asarray(v) if is_lazy(v) else v for k, v in values.items()}
 
 
 class DimBinder:
@@ -318,6 +333,10 @@ def load_inputs_file(path: str) -> dict[str, np.ndarray]:
             raise UsageError("bad-input", f"cannot read the --inputs file: {e}", path=path) from None
     if path.endswith(".npy"):
         raise UsageError("usage", "use --input NAME=@file.npy for a single .npy array")
+    if path.rstrip("/").endswith(".zarr"):  # a Zarr group, read lazily (docs/scale.md)
+        from .dask.data import open_zarr_group
+
+        return open_zarr_group(path)
     from .format.source import load_file
 
     if os.path.isdir(path):
@@ -363,7 +382,10 @@ def parse_input_flag(text: str) -> tuple[str, object]:
                 magic = f.read(6)
             if magic != b"\x93NUMPY":  # an empty file, text, a pickle: numpy's own errors would mislead
                 raise UsageError("bad-input", f"--input {name}: {path} is not a .npy file (numpy.save writes one)")
-            return name, np.load(path, allow_pickle=False)
+            try:  # mapped: read as the run needs it (a file larger than memory streams on --backend dask)
+                return name, np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError:  # an empty array (nothing to map) or a header numpy maps differently: read it
+                return name, np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise UsageError("bad-input", f"--input {name}: cannot read {path}: {getattr(e, 'strerror', None) or e}") \
                 from None

@@ -115,6 +115,8 @@ class Program:
     def check_budget(self, bindings: dict[str, int]) -> None:
         """Refuse the run before it allocates when a value or the peak is too big (gtool/budget.py).
         Checked once per (bindings, limits): a repeated run pays one tuple comparison."""
+        if hasattr(self.compiled, "budget_bindings"):  # dask: a task holds one chunk of the batch, not all of it
+            bindings = self.compiled.budget_bindings(bindings)
         key = (tuple(sorted(bindings.items())) if self._symbolic else (), budget.limits_key())
         if key == self._budget_key:
             return
@@ -313,11 +315,13 @@ def execute(graph: Graph, inputs: dict | None = None, outputs=None, *, backend=N
             out = runner(inputs)
             if out is not None:
                 return out
-    from .feeds import resolve
+    from .feeds import materialized, resolve
 
     prog = program(graph, outputs, backend)
     values, bindings = resolve(graph, inputs, types=prog.types, free=free_dims(graph), random=random, seed=seed,
                                dim_values=dim_values, skip_scalar_constants=True, check=prog.check_budget)
+    if check_numerics or not getattr(prog.compiled, "lazy_inputs", False):  # Zarr (or dask) data is read here, but for dask
+        values = materialized(values)
     out = prog.run(values, bindings, check_numerics=check_numerics, budget_checked=True)
     if plain:
         graph.cache[key] = Runner.make(prog, inputs, values, bindings)

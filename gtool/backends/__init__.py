@@ -37,7 +37,7 @@ class Backend:
 
 
 NUMPY = Backend()
-BACKENDS = ("numpy", "numba", "cuda")
+BACKENDS = ("numpy", "numba", "cuda", "dask")
 
 
 def get_backend(name: str | Backend | None) -> Backend:
@@ -54,4 +54,8 @@ def get_backend(name: str | Backend | None) -> Backend:
         from .numba_cuda import CudaBackend
 
         return CudaBackend.instance()
+    if name == "dask":  # gtool/dask/: chunked over dask.array, for data larger than memory (docs/scale.md)
+        from .dask_backend import DaskBackend
+
+        return DaskBackend.instance()
     raise UsageError("usage", f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")

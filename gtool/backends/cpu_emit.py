@@ -22,7 +22,10 @@ BLOCK = 256  # elements per block of a vectorizable loop with sums
 # division), 2^n from a table in two factors so subnormal results come out right; tanh: Cephes'
 # rational approximation below 0.625, 1 - 2/(e^2|x| + 1) above. No libm calls, no branches, so
 # LLVM vectorizes the loops that use them. exp is within 1 ulp of libm, tanh within 2
-# (tests/test_backend_ulps.py holds every elementwise op to 2 ULPs of NumPy).
+# (tests/test_backend_ulps.py holds every elementwise op to 2 ULPs of NumPy). NaN is replaced by
+# 0 before the reduction: int(floor(NaN)) is undefined (INT_MIN on x86) and indexed _POW2 far out
+# of bounds, a read past the JIT's constant data that segfaulted depending on what had been
+# compiled before in the process (tests/test_backend_bounds.py).
 
 VECMATH_PRELUDE = """
 _POW2 = np.array([2.0 ** k for k in range(-560, 561)])
@@ -32,7 +35,7 @@ _TQ = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.8440630532512548604
 
 VECMATH = {
     "_vexp": """def _vexp(x):
-    xc = min(max(x, -746.0), 710.0)
+    xc = min(max(x if x == x else 0.0, -746.0), 710.0)
     px = math.floor(1.4426950408889634 * xc + 0.5)
     n = int(px)
     r = xc - px * 6.93145751953125e-1
@@ -53,6 +56,79 @@ VECMATH = {
     small = x + x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) / (((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2])
     y = small if z < 0.625 else big
     return x if x != x else y
+""",
+}
+
+
+# array helpers: whole-array ops as loop nests (defined once per module that calls them) -------
+
+POOLS = ("max_pool2d", "avg_pool2d")  # micro-ops run by an array helper, called from the plan
+ARRAY_HELPERS = {
+    "_max_pool2d": """def _max_pool2d(x, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw):
+    n, c, h, w = x.shape
+    out = np.empty((n, c, oh, ow), x.dtype)
+    for a in range(n):
+        for b in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    m = -np.inf  # what the NumPy forward pads with; NaN wins below, as in np.maximum
+                    for di in range(kh):
+                        r = i * sh - ph + di * dh
+                        if r < 0 or r >= h:
+                            continue
+                        for dj in range(kw):
+                            q = j * sw - pw + dj * dw
+                            if q < 0 or q >= w:
+                                continue
+                            v = x[a, b, r, q]
+                            if v > m or v != v:
+                                m = v
+                    out[a, b, i, j] = m
+    return out
+""",
+    "_avg_pool2d": """def _avg_pool2d(x, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, eh, ew, inc):
+    n, c, h, w = x.shape
+    out = np.empty((n, c, oh, ow), x.dtype)
+    cnt = np.empty((oh, ow), x.dtype)  # the cells of each window in the input (and its padding)
+    for i in range(oh):
+        for j in range(ow):
+            k = 0.0
+            for di in range(kh):
+                r = i * sh - ph + di * dh
+                for dj in range(kw):
+                    q = j * sw - pw + dj * dw
+                    if inc:
+                        k += 1.0 if (-ph <= r < h + eh and -pw <= q < w + ew) else 0.0
+                    else:
+                        k += 1.0 if (0 <= r < h and 0 <= q < w) else 0.0
+            cnt[i, j] = k
+    zero = np.zeros(1, x.dtype)[0]
+    for a in range(n):
+        for b in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    s = zero  # summed in x's dtype, in offset order, as the NumPy forward
+                    for di in range(kh):
+                        r = i * sh - ph + di * dh
+                        if 0 <= r < h:
+                            for dj in range(kw):
+                                q = j * sw - pw + dj * dw
+                                if 0 <= q < w:
+                                    s += x[a, b, r, q]
+                    y = s / cnt[i, j]
+                    if np.isinf(y):  # a sum past the dtype's largest value: sum the shares instead
+                        t = zero
+                        for di in range(kh):
+                            r = i * sh - ph + di * dh
+                            if 0 <= r < h:
+                                for dj in range(kw):
+                                    q = j * sw - pw + dj * dw
+                                    if 0 <= q < w:
+                                        t += x[a, b, r, q] / cnt[i, j]
+                        if np.isfinite(t):
+                            y = t
+                    out[a, b, i, j] = y
+    return out
 """,
 }
 
@@ -106,6 +182,7 @@ class CpuEmitter:
         self.n_par = 0
         self.helpers: set[str] = set()
         self.consts: dict[str, str] = {}  # scalar constants, written into the code as literals
+        self.workspace: set[str] = set()  # stored values that live in a workspace row (kernels.py)
         self.vecmath = os.environ.get("GTOOL_NUMBA_VECMATH", "1") != "0"
 
     # references -------------------------------------------------------------------------------
@@ -239,7 +316,8 @@ class CpuEmitter:
         for m in g.members:
             if m.name in g.stored and m.op != "reduce":
                 v = names.var(m.name)
-                pre.append(f"{v} = np.empty({_shape(ext)}, np.{m.v.dtype})")
+                if m.name not in self.workspace:  # else bound to its row by the segment
+                    pre.append(f"{v} = np.empty({_shape(ext)}, np.{m.v.dtype})")
                 arrays.append(v)
                 piece.defs.append(m.name)
         for m in g.members:
@@ -328,6 +406,15 @@ class CpuEmitter:
             out += [f"    t{k} = {'0.0' if dt == 'float64' else '0'}", "    for jj in range(e0 - s0):",
                     f"        t{k} += buf{k}[jj]", f"    acc{k} += t{k}"]
         return out
+
+    def pool_call(self, m) -> tuple[str, list[int]]:
+        """(helper, its int arguments after x) for a lowered 2-D pool (spatial sizes are constant)."""
+        self.helpers.add("_" + m.op)
+        at = m.attrs
+        ints = [d.value for d in m.v.shape[2:]] + [*at["kernel"], *at["stride"], *at["dilation"], *at["pads"]]
+        if m.op == "avg_pool2d":
+            ints += [*at["ends"], int(at["include"])]
+        return "_" + m.op, ints
 
     def single(self, m, piece: Piece) -> None:
         t = self.types

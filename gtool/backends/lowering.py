@@ -18,7 +18,7 @@ from .templates import BOOL_OK, COMPARE, FLOAT_ONLY, PRIMS, TEMPLATES, MNode, V,
 class Lowering:
     """Builds the micro-op list for one Program (see module docstring)."""
 
-    def __init__(self, program, blas: bool, matmul_ok=None) -> None:
+    def __init__(self, program, blas: bool, matmul_ok=None, pools: bool = False) -> None:
         self.program = program
         self.graph = program.graph
         inf = self.graph.cache.get("inference")
@@ -30,6 +30,7 @@ class Lowering:
         self.nodes: list[MNode] = []
         self.blas = blas
         self.matmul_ok = matmul_ok
+        self.pools = pools  # 2-D max_pool as a compiled loop nest (the CPU emitter has one)
         self._k = 0
 
     def v(self, name: str) -> V:
@@ -180,11 +181,53 @@ class Lowering:
         axes = self._axes(attrs["axis"], x.rank)
         return self.emit(node.name, "size", (), out, node.name, dims=tuple(x.shape[a] for a in axes))
 
+    def lower_max_pool(self, node, attrs, out, op="max_pool2d"):
+        """2-D pooling (float, explicit padding) as one compiled loop nest over the window's taps
+        inside the input, in the NumPy forward's order of kernel offsets: max_pool's maximum
+        (padding never wins; NaN does, as in np.maximum), avg_pool's sum in x's dtype divided by
+        the forward's count. Anything else (auto_pad, 1-D/3-D, ints): the NumPy forward."""
+        x = self.v(node.inputs[0])
+        kernel, pads, ends = _pool_window(attrs, 2)
+        if not self.pools or x.rank != 4 or x.dtype not in ("float32", "float64") or kernel is None \
+                or attrs.get("auto_pad", "notset") not in ("notset", None, "NOTSET") \
+                or not all(d.is_const for d in x.shape[2:] + out.shape[2:]):
+            return False
+        stride = _ints(attrs.get("stride"), 2) or kernel
+        dilation = _ints(attrs.get("dilation"), 2) or (1, 1)
+        return self.emit(node.name, op, node.inputs, out, node.name, kernel=kernel, stride=stride,
+                         dilation=dilation, pads=pads, ends=ends, include=bool(attrs.get("count_include_pad")))
+
+    def lower_avg_pool(self, node, attrs, out):
+        return self.lower_max_pool(node, attrs, out, "avg_pool2d")
+
     def lower_matmul(self, node, attrs, out):
         a, b = self.v(node.inputs[0]), self.v(node.inputs[1])
         if self.matmul_ok is not None and not self.matmul_ok(a, b, out):
             return False
         return self.emit(node.name, "matmul", node.inputs, out, node.name, ta=False, tb=False)
+
+
+def _ints(v, n: int) -> tuple[int, ...] | None:
+    """An ints attr (one int, or one per axis) as n ints; None when absent or of another form."""
+    if v is None:
+        return None
+    v = (v,) * n if isinstance(v, int) else tuple(v)
+    return v if len(v) == n and all(isinstance(k, int) for k in v) else None
+
+
+def _pool_window(attrs, n: int):
+    """(kernel, begin pads, end pads) of a pool's attrs, or Nones for a form not lowered. Padding
+    is one int, one per axis, or all begins then all ends (docs/format.md). The begins place the
+    windows; taps past the input are skipped (padding adds nothing to a max or a sum), so the
+    ends only matter to avg_pool's count_include_pad, and ceil_mode's extra cells not at all."""
+    kernel = _ints(attrs.get("kernel"), n)
+    p = attrs.get("padding", 0)
+    if isinstance(p, int):
+        p = (p,) * n
+    if kernel is None or not isinstance(p, list | tuple) or len(p) not in (n, 2 * n) \
+            or not all(isinstance(k, int) for k in p):
+        return None, None, None
+    return kernel, tuple(p[:n]), tuple(p[n:] if len(p) == 2 * n else p)
 
 
 def fold_transposes(nodes: list[MNode], outputs) -> list[MNode]:

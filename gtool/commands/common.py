@@ -178,8 +178,29 @@ def data_options(f):
 
 
 def backend_option(f):
-    return click.option("--backend", type=click.Choice(["numpy", "numba", "cuda"]), default="numpy",
-                        show_default=True, help="Where kernels run (numba and cuda need `pip install gtool[numba]`).")(f)
+    """--backend, and for --backend dask its --chunks and --scheduler (docs/scale.md), which the
+    command's body then runs under (gtool.dask.options)."""
+
+    @click.option("--backend", type=click.Choice(["numpy", "numba", "cuda", "dask"]), default="numpy",
+                  show_default=True, help="Where kernels run (numba and cuda need `pip install gtool[numba]`, "
+                  "dask `pip install gtool[dask]`).")
+    @click.option("--chunks", "chunk_flags", multiple=True, metavar="DIM=SIZE", help="--backend dask: rows per chunk "
+                  "of a dim, e.g. batch=100000 [default: the inputs' first dim, in chunks whose values come to about 128 MiB].")
+    @click.option("--scheduler", metavar="ADDRESS", help="--backend dask: run on this dask.distributed scheduler "
+                  "[default: GTOOL_DASK_SCHEDULER, else the local threaded scheduler].")
+    @functools.wraps(f)
+    def wrapper(*args, backend, chunk_flags, scheduler, **kwargs):
+        if backend != "dask":
+            if chunk_flags or scheduler:
+                raise UsageError("usage", f"--{'chunks' if chunk_flags else 'scheduler'} is for --backend dask")
+            return f(*args, backend=backend, **kwargs)
+        from ..dask import options, parse_chunks, require_dask
+
+        require_dask()
+        with options(chunks=parse_chunks(chunk_flags), scheduler=scheduler or None):
+            return f(*args, backend=backend, **kwargs)
+
+    return wrapper
 
 
 def load_graph(path: str, dims: dict | None = None, dtype: str | None = None, check_dims: bool = True):

@@ -117,7 +117,8 @@ def _run_options(f):
     f = click.option("--dtype", type=click.Choice(["float16", "float32", "float64"]), default=None,
                      help="Run the whole graph at this float precision.")(f)
     f = click.option("--check-numerics", is_flag=True, help="Stop at the first node that makes NaN or Inf.")(f)
-    f = click.option("-o", "--output", "out_path", metavar="OUT.npz", help="Also save the results to a .npz file.")(f)
+    f = click.option("-o", "--output", "out_path", metavar="OUT.npz", help="Also save the results to a .npz file "
+                     "(run: or a .zarr folder, written chunk by chunk on --backend dask).")(f)
     return f
 
 
@@ -131,8 +132,13 @@ def _run_options(f):
 def run(path, data, dtype, check_numerics, out_path, backend, fmt):
     """Run the forward pass and print the outputs."""
     graph = load_graph(path, data["dims"], dtype)
-    out = api.run(graph, data["inputs"], backend=backend, random_inputs=data["random_inputs"], seed=data["seed"],
-                  dims=data["dims"], check_numerics=check_numerics)
+    run_args = dict(backend=backend, random_inputs=data["random_inputs"], seed=data["seed"], dims=data["dims"],
+                    check_numerics=check_numerics)
+    if out_path and out_path.rstrip("/").endswith(".zarr"):  # outputs bigger than memory (docs/scale.md)
+        from .scale import run_to_zarr
+
+        return run_to_zarr(graph, data, run_args, out_path, (path, *data["files"]), fmt)
+    out = api.run(graph, data["inputs"], **run_args)
     if out_path:
         _save_npz(out_path, out, (path, *data["files"]))
     if fmt == "json":

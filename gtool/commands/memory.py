@@ -22,10 +22,14 @@ from .common import apply_loss, check_dim_names, format_option, load_graph, loss
               "--solve DIM, the largest DIM that fits.")
 @click.option("--solve", metavar="DIM", help="With --budget: find the largest size of this dim that fits.")
 @click.option("-o", "--output", "out_path", metavar="PLOT.svg", help="Also draw live bytes over the run as SVG.")
+@click.option("--backend", type=click.Choice(["numpy", "dask"]), default="numpy", show_default=True,
+              help="dask: the plan of one task, which holds one chunk of the chunked dim (docs/scale.md).")
+@click.option("--chunks", "chunk_flags", multiple=True, metavar="DIM=SIZE",
+              help="--backend dask: rows per chunk [default: as `gtool run --backend dask` chooses].")
 @loss_option
 @format_option()
 @plugin_option
-def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, loss_expr, fmt):
+def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, backend, chunk_flags, loss_expr, fmt):
     """The memory plan of forward + backward as the executor runs it: the peak and where it
     occurs, each value the backward pass keeps or recomputes and why, and live bytes over the run.
 
@@ -45,6 +49,11 @@ def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, loss_expr, 
             raise UsageError("usage", f"-o wants a .svg file, got {out_path}")
         refuse_input(out_path, (path,))
     targets = [w.strip() for w in wrt.split(",") if w.strip()] if wrt else None
+    chunked = _dask_chunks(graph, targets, of, dims, backend, chunk_flags)
+    if chunked:
+        if solve in chunked:
+            raise UsageError("usage", f"--solve {solve} with --backend dask: the chunked dim's task size is --chunks")
+        dims = {**dims, **{d: rows for d, (rows, _) in chunked.items()}}
     limit = parse_size(budget, "--budget") if budget else None
     solved = None
     if solve:
@@ -62,8 +71,14 @@ def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, loss_expr, 
             doc.update(budget_bytes=limit, fits=fits)
         if solved is not None:
             doc["solved"] = {"dim": solve, "size": solved}
+        if backend == "dask":
+            doc["dask"] = {"per_task": True, "chunks": {d: {"rows": r, "of": n} for d, (r, n) in chunked.items()}}
         click.echo(report.dumps(doc))
     else:
+        if backend == "dask":
+            parts = [f"{d}={r} of {n} ({-(-n // r)} chunks)" for d, (r, n) in chunked.items()] or ["nothing chunked"]
+            click.echo(f"--backend dask: the plan of one task, {', '.join(parts)}; each worker thread runs one task "
+                       "at a time, and the params' gradients are summed over the chunks\n")
         click.echo(format_text(rep))
         if solved is not None:
             click.echo(f"\nlargest {solve} that fits in {human(limit)}: {solved}")
@@ -71,6 +86,25 @@ def memory(path, dim_flags, wrt, of, remat, budget, solve, out_path, loss_expr, 
             click.echo(f"\n{'fits' if fits else 'does not fit'} in {human(limit)}")
     if not fits:
         sys.exit(EXIT_FAILED)
+
+
+def _dask_chunks(graph, targets, of, dims: dict, backend: str, chunk_flags) -> dict[str, tuple[int, int]]:
+    """dim -> (rows per chunk, full size) for --backend dask (empty for numpy)."""
+    if backend != "dask":
+        if chunk_flags:
+            raise UsageError("usage", "--chunks is for --backend dask")
+        return {}
+    from .. import api
+    from ..dask import Options, parse_chunks
+    from ..dask.data import batch_dims
+    from ..interp import program
+    from ..memory.plan import bind_dims
+
+    bindings = bind_dims(graph, dims)
+    chunks = parse_chunks(chunk_flags)
+    check_dim_names(graph, chunks)
+    prog = program(api.gradient(graph, targets, of).graph)
+    return {d: (rows, bindings[d]) for d, rows in batch_dims(prog, bindings, Options(chunks=chunks)).items()}
 
 
 COMMANDS = [memory]
