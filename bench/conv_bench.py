@@ -3,7 +3,7 @@ hand-written NumPy im2col.
 
 Usage (PyTorch lives in a separate venv; gtool is put on the path, never installed there):
 
-    PYTHONPATH=. ~/.cache/gtool-peers/venv/bin/python bench/conv_bench.py [--repeat 15] [--dtype float32]
+    PYTHONPATH=. ~/.cache/gtool-peers/venv/bin/python bench/conv_bench.py [--repeat 15] [--dtype float32] [--cpu]
 
 Layers: the PyTorch MNIST example's two convolutions (conv1 1 -> 32, 3x3, on 28x28; conv2
 32 -> 64, 3x3, on 26x26) and a padded, strided one (conv3 32 -> 64, 3x3, stride 2, padding 1).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_v] = "1"
@@ -121,6 +122,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--only", default="", help="comma-separated layer names")
+    ap.add_argument("--cpu", action="store_true", help="time CPU (time.process_time), not wall clock")
     args = ap.parse_args()
     try:
         import torch
@@ -148,10 +150,11 @@ def bench_layer(torch, rng, name, xs, ws, stride, pad, args) -> str:
     step = gtool_graph(xs, ws, stride, pad, args.dtype)
     _, grads = step(x, w, b, r)
     _close((want[0], grads["x"], grads["W"], grads["b"]), want, args.dtype)
-    t_torch = time_median(lambda: torch_step(torch, x, w, b, r, stride, pad), args.repeat)
-    t_kern = time_median(lambda: gtool_kernels(x, w, b, r, stride, pad), args.repeat)
-    t_graph = time_median(lambda: step(x, w, b, r), args.repeat)
-    t_np = time_median(lambda: by_hand(x, w, b, r, stride, pad), args.repeat)
+    clock = time.process_time if args.cpu else time.perf_counter
+    t_torch = time_median(lambda: torch_step(torch, x, w, b, r, stride, pad), args.repeat, clock)
+    t_kern = time_median(lambda: gtool_kernels(x, w, b, r, stride, pad), args.repeat, clock)
+    t_graph = time_median(lambda: step(x, w, b, r), args.repeat, clock)
+    t_np = time_median(lambda: by_hand(x, w, b, r, stride, pad), args.repeat, clock)
     return (f"{name:6} {str(list(xs)):>16} {str(list(ws)):>14} {f'{stride},{pad}':>4} {t_torch * 1e3:9.2f} "
             f"{t_kern * 1e3:10.2f} {t_graph * 1e3:11.2f} {t_np * 1e3:8.2f} {t_kern / t_torch:10.2f} "
             f"{t_graph / t_torch:11.2f} {t_np / t_torch:11.2f}")

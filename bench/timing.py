@@ -12,14 +12,15 @@ def median(xs):
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
-def time_median(fn, repeat: int) -> float:
-    """Median wall time of `fn()` over `repeat` calls, after one warm-up call (plan, caches)."""
+def time_median(fn, repeat: int, clock=time.perf_counter) -> float:
+    """Median wall time of `fn()` over `repeat` calls, after one warm-up call (plan, caches);
+    `clock=time.process_time`: this process's CPU time instead (steadier on a shared machine)."""
     fn()
     samples = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        samples.append(time.perf_counter() - t0)
+        samples.append(clock() - t0)
     return median(samples)
 
 

@@ -12,8 +12,7 @@ instead of 1.2 microseconds on a float64 scalar).
 Errors are not handled here: any exception makes the caller run the careful loop again,
 which names the node (kernels are pure, so the rerun is the same computation).
 
-`quiet()` is `np.errstate(all="ignore")` at a fifth of its cost: the context variable NumPy
-reads is set directly with an error state made once (NumPy 2; else errstate itself).
+`quiet()` (gtool/quiet.py) is `np.errstate(all="ignore")` at a fifth of its cost.
 """
 
 from __future__ import annotations
@@ -23,50 +22,20 @@ import functools
 import numpy as np
 
 from .ops.registry import get_op
+from .quiet import hush, quiet, unhush  # noqa: F401 - re-exported: interp imports them from here
 
 # ufunc -> the Python operator that calls it (ndarray.__mul__ is np.multiply); `**` is left out:
 # ndarray.__pow__ turns x ** 2 into square and x ** 0.5 into sqrt, which can differ in the last bit
 OPERATORS = {np.add: "+", np.subtract: "-", np.multiply: "*", np.true_divide: "/"}
 
 
-def _quiet_factory():
-    """(quiet, hush, unhush): the context manager, and its enter and exit as two plain calls
-    (`token = hush(); ...; unhush(token)`) for the hottest path."""
-    try:
-        from numpy._core._multiarray_umath import _make_extobj
-        from numpy._core._ufunc_config import _extobj_contextvar
-
-        state = _make_extobj(all="ignore")
-    except (ImportError, AttributeError, TypeError):  # another NumPy: the public context manager
-        cm = functools.partial(np.errstate, all="ignore")
-
-        def hush():
-            e = cm()
-            e.__enter__()
-            return e
-
-        return cm, hush, lambda e: e.__exit__(None, None, None)
-
-    class Quiet:
-        """np.errstate(all="ignore") without building the error state each time."""
-
-        __slots__ = ("token",)
-
-        def __enter__(self):
-            self.token = _extobj_contextvar.set(state)
-
-        def __exit__(self, *exc):
-            _extobj_contextvar.reset(self.token)
-            return False
-
-    return Quiet, functools.partial(_extobj_contextvar.set, state), _extobj_contextvar.reset
-
-
-quiet, hush, unhush = _quiet_factory()
-
-
 def _float_typed(types, names) -> bool:
-    return all(types[n].dtype.startswith("float") for n in names)
+    """Every input a float, or a weak number (a Python int or bool at run time, which the
+    float operand's dtype absorbs as the wrapper's float(x) would: `L / 128`), and at least
+    one a float that is not weak."""
+    floats = [types[n].dtype.startswith("float") for n in names]
+    return all(f or types[n].weak for f, n in zip(floats, names)) and \
+        any(f and not types[n].weak for f, n in zip(floats, names))
 
 
 def _direct(op, kernel, types, inputs):

@@ -49,3 +49,25 @@ def test_special_values_and_dtypes():
     np.testing.assert_array_equal(E.erfc(x)[:4], [1.0, 1.0, 0.0, 2.0])
     assert E.erf(np.array([0.5], np.float32)).dtype == np.float32
     assert E.erf(np.float64(0.5)).shape == ()
+
+
+def test_arrays_past_one_block_give_the_values_of_small_calls():
+    """erf/erfc/erfc_dd run big arrays block by block, each block grouped by region with one
+    sort: the values must be those of the same points computed alone (and hence of mpmath,
+    above); blocks cut through the regions, and the seams and specials sit in several blocks."""
+    rng = np.random.default_rng(8)
+    n = 2 * E.CHUNK + 123
+    x = rng.uniform(-30, 30, n)
+    x[rng.integers(0, n, 200)] = rng.choice(SEAMS + [-s for s in SEAMS] + [np.nan, np.inf, -np.inf, 0.0, -0.0], 200)
+    lo, sc = x * 1e-17, 0.5 * x
+    big = (E.erf(x), E.erfc(x), E.erfc_dd(x, lo, sc))
+    at = np.concatenate([rng.integers(0, n, 300), [0, E.CHUNK - 1, E.CHUNK, n - 1]])
+    with np.errstate(invalid="ignore"):  # erfc_dd(inf, lo, 0.5 inf): 0 * inf, as for one point
+        alone = (np.array([E.erf(x[i:i + 1])[0] for i in at]), np.array([E.erfc(x[i:i + 1])[0] for i in at]),
+                 np.array([E.erfc_dd(x[i:i + 1], lo[i:i + 1], sc[i:i + 1])[0] for i in at]))
+    for got, want in zip(big, alone):
+        np.testing.assert_array_equal(got[at], want)
+    keep = np.isfinite(x[at])
+    assert ulp_diff(big[0][at][keep], _ref(mpmath.erf, x[at][keep])).max() <= 2
+    two = x[:-1].reshape(2, -1)  # n - 1 is even
+    np.testing.assert_array_equal(E.erfc(two), big[1][:-1].reshape(two.shape))

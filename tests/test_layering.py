@@ -94,6 +94,8 @@ RULES = {
                              "gtool.gradcheck", "gtool.render", "gtool.explain", "gtool.lint", "gtool.commands",
                              "gtool.cli"], ()),
     "errors imports nothing of gtool": (["gtool.errors"], ["gtool"], ()),
+    "quiet (NumPy's error state, for fastplan and the ops' fast paths) imports nothing of gtool": (
+        ["gtool.quiet"], ["gtool"], ()),
     "dims knows only errors": (["gtool.dims"], ABOVE_IR + ["gtool.ir"], ()),
     "dtypes knows only errors": (["gtool.dtypes"], ABOVE_IR + ["gtool.ir", "gtool.dims"], ()),
     "ir knows no ops": (["gtool.ir"], ABOVE_IR, ()),

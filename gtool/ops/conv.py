@@ -200,7 +200,7 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     if x.size == 0 or w.size == 0:  # no images, channels or filters: sums of nothing (and the bias)
         return _bias(np.zeros((nb, m) + tuple(cols.plan.out), dt), b)
     out = np.empty((nb, groups, m // groups, cols.length), dt)
-    if cols.flat and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
+    if cols.linear and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
         _flat_conv(cols, cols.flat_input(x), w, groups, out)
     else:
         src = cols.source(x)
@@ -270,7 +270,7 @@ def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset",
     if x.size == 0 or g.size == 0:
         return np.zeros((m, cg) + tuple(kernel), dt)
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    if cols.flat and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
+    if cols.linear and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
         xf, span = cols.flat_input(x), cols.length
         acc = np.zeros((len(cols.offsets), groups, m // groups, cg), dt)
         part = np.empty(acc.shape[1:], dt)

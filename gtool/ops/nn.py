@@ -12,7 +12,7 @@ import numpy as np
 from ..dims import format_shape, parse_dim
 from ..dtypes import is_float, is_int, np_dtype
 from ..ir import TensorType
-from . import bounds
+from . import bounds, rowfast
 from .reference import INF, NAN, Edge, exact_sum, is_nan, mp, mp_lse_parts, rows_edges, rows_ref
 from .registry import Attr, KernelError, OpDef, ShapeError, register
 from .templates import CROSS_ENTROPY, LOG_SOFTMAX, SOFTMAX, numpy_forward
@@ -199,7 +199,7 @@ register(OpDef("softmax", 1, _same_float_infer, softmax_forward, attrs=dict(AXIS
                vjp=_softmax_vjp, jvp=_softmax_jvp, group="neural nets", doc="exp(x) / sum(exp(x)), max-shifted",
                reference=rows_ref(_softmax_row, default_axis=-1, keep_rows=True), edges=_softmax_edges(),
                interval=bounds.softmax, explain={"vjp": ("{out} ⊙ ({g} - sum({g} ⊙ {out}))",)}, ulps=2))
-register(OpDef("log_softmax", 1, _same_float_infer, numpy_forward(LOG_SOFTMAX), attrs=dict(AXIS),
+register(OpDef("log_softmax", 1, _same_float_infer, numpy_forward(LOG_SOFTMAX, rowfast.log_softmax), attrs=dict(AXIS),
                template=LOG_SOFTMAX,
                vjp=_log_softmax_vjp, jvp=_log_softmax_jvp, group="neural nets",
                doc="(x - m) - log(sum(exp(x - m))), m the max: stable for logits of 1e15",

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..dims import Dim
 from ..ir import TensorType
-from . import bounds
+from . import bounds, rowfast
 from .reference import INF, NAN, Edge, exact_sum, is_nan, mp_lse, rows_edges, rows_ref
 from .registry import Attr, OpDef, register
 from .templates import LOGSUMEXP, numpy_forward
@@ -153,8 +153,13 @@ def _lse_weights(b, node):
 _logsumexp_vjp, _logsumexp_jvp = _weighted_rules(_lse_weights)
 
 
-def _np_reduce(fn):
+def _np_reduce(fn, ufunc=None):
+    """`fn(x, axis, keepdims)`; on an ndarray `ufunc.reduce` itself, which `np.sum` / `np.max`
+    call after a Python dispatch layer (1-2 us a call: most of a small reduction's time)."""
+
     def forward(x, axis=None, keepdims=False):
+        if ufunc is not None and type(x) is np.ndarray:
+            return ufunc.reduce(x, axis=axis, keepdims=keepdims)
         return fn(x, axis=axis, keepdims=keepdims)
 
     return forward
@@ -182,8 +187,10 @@ def empty_identity(x, top: bool):
     return info.max if top else info.min
 
 
-def _extreme(fn, top: bool):
+def _extreme(fn, ufunc, top: bool):
     def forward(x, axis=None, keepdims=False):
+        if type(x) is np.ndarray and x.size:  # ufunc.reduce itself: no dispatch layer (see _np_reduce)
+            return ufunc.reduce(x, axis=axis, keepdims=keepdims)
         if np.size(x) == 0:
             return fn(x, axis=axis, keepdims=keepdims, initial=empty_identity(x, top))
         return fn(x, axis=axis, keepdims=keepdims)
@@ -247,15 +254,15 @@ _EMPTY_BOUNDS = {"max": lambda b: (-INF, b[1]), "min": lambda b: (b[0], INF), "m
                 "logsumexp": lambda b: (-INF, -INF)}
 _AXIS_TEXT = {"partial": ("1",)}
 for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
-    ("sum", _np_reduce(np.sum), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
+    ("sum", _np_reduce(np.sum, np.add), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
      ("{g} broadcast back to {shape_a}",)),
     ("mean", _mean, _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
      ("{g} / n broadcast back to {shape_a}",)),
-    ("max", _extreme(np.max, False), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; ties share the "
-     "gradient", _extreme_row(max, -INF), bounds.same, ("{g} at the maximum (shared at ties)",)),
-    ("min", _extreme(np.min, True), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; ties share the "
-     "gradient", _extreme_row(min, INF), bounds.same, ("{g} at the minimum (shared at ties)",)),
-    ("logsumexp", numpy_forward(LOGSUMEXP), _logsumexp_vjp, _logsumexp_jvp, True,
+    ("max", _extreme(np.max, np.maximum, False), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; "
+     "ties share the gradient", _extreme_row(max, -INF), bounds.same, ("{g} at the maximum (shared at ties)",)),
+    ("min", _extreme(np.min, np.minimum, True), _extreme_vjp, _extreme_jvp, None, "min over axes; NaN if any is NaN; "
+     "ties share the gradient", _extreme_row(min, INF), bounds.same, ("{g} at the minimum (shared at ties)",)),
+    ("logsumexp", numpy_forward(LOGSUMEXP, rowfast.logsumexp), _logsumexp_vjp, _logsumexp_jvp, True,
      "log(sum(exp(x))) over axes, computed with the max shift; its gradient is softmax", mp_lse, bounds.logsumexp,
      ("{g} ⊙ softmax({a})",)),
 ):

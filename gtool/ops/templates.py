@@ -179,11 +179,18 @@ def _buffered(template: Template, x: np.ndarray):
     return vals[result.k]
 
 
-def numpy_forward(template: Template) -> Callable:
+def numpy_forward(template: Template, fast: Callable | None = None) -> Callable:
     """The NumPy forward of a template op: float inputs (ints and bools as float64), the
-    template on `NumpyPrims` of that dtype; overflow to inf and NaN are values here, not errors."""
+    template on `NumpyPrims` of that dtype; overflow to inf and NaN are values here, not errors.
+
+    `fast(x, *rest, **attrs)`: the same floats by plain NumPy calls where it applies, else None
+    (ops/rowfast.py: rows with a finite max, without the template's per-call overhead)."""
 
     def forward(x, *rest, **attrs):
+        if fast is not None:
+            out = fast(x, *rest, **attrs)
+            if out is not None:
+                return out
         x = as_float(x) if not isinstance(x, float) else x
         with np.errstate(all="ignore"):
             if template.scalar and isinstance(x, np.ndarray) and x.ndim:

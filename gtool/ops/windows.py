@@ -208,65 +208,92 @@ class Plan:
 
 
 class Columns:
-    """im2col one image at a time: `image(x, n)` copies image n's columns [C, *kernel, L] into
-    a buffer reused for every image, small enough to stay in cache for the matmul that follows
-    (a whole-batch im2col is a copy of 9x the input through memory, and then read again).
+    """im2col and col2im on contiguous runs, one image at a time.
 
-    With stride 1 the columns are whole padded rows: the padded input is flattened per
-    channel and kernel offset kk reads one *contiguous* run of L = out[0] * prod(padded[1:])
-    cells from offset(kk); the cells past the last output column are garbage that `gather`
-    drops (and that `spread` sets to zero on the way back). Other strides read the strided
-    window view, L = prod(out).
+    The padded input is split into its prod(stride) phases (space to depth: phase p of an axis
+    holds the padded cells q s + p, q < Q = ceil(padded / s)), each flattened per channel:
+    [N, C, size]. Kernel offset k reads cell o s + k d = (o + (k d) // s) s + (k d) % s, i.e.
+    one *contiguous* run of L = out[0] * prod(Q[1:]) cells in phase (k d) % s from (k d) // s
+    on; the cells past the last output column are garbage that `gather` drops (and that
+    `spread` sets to zero on the way back). With stride 1 there is one phase, the padded input
+    itself, and the runs' offsets are a strided view (`linear`).
+
+    `image(src, n)` copies image n's columns [C, *kernel, L] into a buffer reused for every
+    image, small enough to stay in cache for the matmul that follows (a whole-batch im2col is
+    a copy of 9x the input through memory, and then read again); `scatter` adds columns back
+    run by run (col2im: contiguous adds, also for a stride, where the strided slices of the
+    padded input were 1.4x slower).
     """
 
     def __init__(self, plan: Plan, dtype) -> None:
         self.plan, self.dtype = plan, np.dtype(dtype)
         w = plan.window
         self.kernel = w.kernel
-        self.flat = all(s == 1 for s in w.stride)
-        if self.flat:
-            padded = plan.padded
-            inner = [prod(padded[a + 1:]) for a in range(len(padded))]
-            self.offsets = [sum(k * d * t for k, d, t in zip(kk, w.dilation, inner)) for kk in np.ndindex(*w.kernel)]
-            self.length = plan.out[0] * inner[0]
-            self.size = max(prod(padded), self.offsets[-1] + self.length)
-            self.rows = (plan.out[0],) + tuple(padded[1:])
-            self.taps_strides = tuple(d * t for d, t in zip(w.dilation, inner))
-        else:
-            self.length = prod(plan.out)
+        self.steps = tuple(w.stride)
+        self.linear = all(s == 1 for s in w.stride)
+        padded = plan.padded
+        self.cells = tuple(-(-p // s) for p, s in zip(padded, self.steps))  # one phase's shape
+        inner = [prod(self.cells[a + 1:]) for a in range(len(padded))]
+        phase_size = prod(self.cells)
+        self.offsets = []
+        for kk in np.ndindex(*w.kernel):
+            taps = [k * d for k, d in zip(kk, w.dilation)]
+            phase = int(np.ravel_multi_index(tuple(t % s for t, s in zip(taps, self.steps)), self.steps))
+            self.offsets.append(phase * phase_size + sum(t // s * i for t, s, i in zip(taps, self.steps, inner)))
+        self.length = plan.out[0] * inner[0]
+        self.size = max(prod(self.steps) * phase_size, max(self.offsets) + self.length)
+        self.rows = (plan.out[0],) + self.cells[1:]
+        self.taps_strides = tuple(d * t for d, t in zip(w.dilation, inner))  # stride 1: offset(k) = k . taps
         self.buf = None
 
     def source(self, x: np.ndarray) -> np.ndarray:
-        """The view [N, C, *kernel, L] (or [N, C, *kernel, *out]) that `image` copies from."""
-        n = len(self.plan.spatial)
-        if not self.flat:
-            v = self.plan.windows(self.plan.pad(x))  # [N, C, *out, *kernel]
-            return v.transpose((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))
+        """What `image` copies from: stride 1, the view [N, C, *kernel, L] of the runs; else the
+        flat input [N, C, size] (phase offsets are no strided view: `image` copies run by run)."""
         xf = self.flat_input(x)
+        if not self.linear:
+            return xf
         item = xf.itemsize
         return as_strided(xf, x.shape[:2] + self.kernel + (self.length,),
                           xf.strides[:2] + tuple(t * item for t in self.taps_strides) + (item,), writeable=False)
 
     def flat_input(self, x: np.ndarray) -> np.ndarray:
-        """(stride 1) x [N, C, *S] zero-padded and flattened per channel: [N, C, size]; kernel
-        offset k reads the run [offsets[k], offsets[k] + length) of each channel."""
+        """x [N, C, *S] zero-padded, split into phases and flattened per channel: [N, C, size];
+        kernel offset k reads the run [offsets[k], offsets[k] + length)."""
         xf = np.zeros(x.shape[:2] + (self.size,), self.dtype)
-        body = xf[..., : prod(self.plan.padded)].reshape(x.shape[:2] + self.plan.padded)
-        body[(Ellipsis,) + tuple(slice(b, b + h) for b, h in zip(self.plan.pad_begin, self.plan.spatial))] = x
+        for cells, region in self._phase_parts(xf):
+            cells[...] = x[region]
         return xf
+
+    def _phase_parts(self, xf: np.ndarray):
+        """(view of xf's cells, index of the input [N, C, *S]) pairs: input cell i of axis a sits
+        in padded cell i + pb = q s + p, phase p, place q (stride 1: one phase, q = i + pb)."""
+        lead = xf.shape[:2]
+        phase_size = prod(self.cells)
+        body = xf[..., : prod(self.steps) * phase_size].reshape(lead + self.steps + self.cells)
+        for ph in np.ndindex(*self.steps):
+            src, dst = [], []
+            for p, s, b, h in zip(ph, self.steps, self.plan.pad_begin, self.plan.spatial):
+                first = (p - b) % s  # the first input cell in this phase
+                count = max(0, -(-(h - first) // s))
+                src.append(slice(first, first + s * (count - 1) + 1, s) if count else slice(0, 0))
+                q = (first + b - p) // s
+                dst.append(slice(q, q + count))
+            yield body[(Ellipsis,) + ph + tuple(dst)], (Ellipsis,) + tuple(src)
 
     def image(self, src: np.ndarray, n: int) -> np.ndarray:
         """Image n's columns, copied into the reused buffer: [C * prod(kernel), L]."""
         if self.buf is None:
-            self.buf = np.empty(src.shape[1:], self.dtype)
-        np.copyto(self.buf, src[n])
+            self.buf = np.empty((src.shape[1], len(self.offsets), self.length), self.dtype)
+        if self.linear:
+            np.copyto(self.buf.reshape(src.shape[1:]), src[n])
+        else:
+            for k, at in enumerate(self.offsets):
+                self.buf[:, k] = src[n, :, at: at + self.length]
         return self.buf.reshape(-1, self.length)
 
     def spread(self, g: np.ndarray) -> np.ndarray:
         """An output-shaped [N, M, *out] on the columns' positions: [N, M, L]."""
         nm = g.shape[:2]
-        if not self.flat:
-            return g.reshape(nm + (self.length,))
         out = np.zeros(nm + self.rows, g.dtype)
         out[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)] = g
         return out.reshape(nm + (self.length,))
@@ -274,28 +301,21 @@ class Columns:
     def gather(self, full: np.ndarray) -> np.ndarray:
         """[N, M, L] -> [N, M, *out] (contiguous): the inverse of `spread`."""
         nm = full.shape[:2]
-        if not self.flat:
-            return full.reshape(nm + self.plan.out)
         rows = full.reshape(nm + self.rows)
         return np.ascontiguousarray(rows[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)])
 
     def scatter(self, cols_of, nb: int, channels: int) -> np.ndarray:
-        """col2im: for each image n, `cols_of(n)` [C, *kernel, L] is added back at each kernel
-        offset's cells (runs, or strided slices); returns the input region [N, C, *spatial]."""
-        if self.flat:
-            xf = np.zeros((nb, channels, self.size), self.dtype)
-            for n in range(nb):
-                cols = cols_of(n).reshape(channels, -1, self.length)
-                for k, at in enumerate(self.offsets):
-                    xf[n, :, at: at + self.length] += cols[:, k]
-            body = xf[..., : prod(self.plan.padded)].reshape((nb, channels) + self.plan.padded)
-            return np.ascontiguousarray(self.plan.crop(body))
-        xp = np.zeros((nb, channels) + self.plan.padded, self.dtype)
+        """col2im: for each image n, `cols_of(n)` [C, *kernel, L] is added back run by run; the
+        phases are then put back in place: returns the input region [N, C, *spatial]."""
+        xf = np.zeros((nb, channels, self.size), self.dtype)
         for n in range(nb):
-            cols = cols_of(n).reshape((channels, -1) + self.plan.out)
-            for k, (_, sl) in enumerate(self.plan.offsets()):
-                xp[(n, slice(None)) + sl] += cols[:, k]
-        return np.ascontiguousarray(self.plan.crop(xp))
+            cols = cols_of(n).reshape(channels, -1, self.length)
+            for k, at in enumerate(self.offsets):
+                xf[n, :, at: at + self.length] += cols[:, k]
+        out = np.empty((nb, channels) + self.plan.spatial, self.dtype)
+        for cells, region in self._phase_parts(xf):
+            out[region] = cells
+        return out
 
 
 def spatial_attr_dims(window: Window, shape) -> tuple[Dim, ...]:
