@@ -18,7 +18,8 @@ L = sum(y * R): dx, dW and db. Timed (medians of time.perf_counter after a warm-
   a col2im over the kernel offsets for dx.
 
 BLAS, OpenMP and torch are held to one thread (environment set before NumPy loads). The ratios
-printed are time / torch time (goal: gtool within 1.5x of torch's CPU conv). The gradients
+printed are time / torch time (goal: gtool within 1.5x of torch's CPU conv); the last row,
+`cnn`, adds up the example CNN's two convolutions. The gradients
 of all three are compared with torch's before timing.
 """
 
@@ -40,6 +41,7 @@ import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import as_strided  # noqa: E402
 from timing import time_median  # noqa: E402
 
+MNIST_CNN = ("conv1", "conv2")  # the layers of PyTorch's MNIST example (the "cnn" total row)
 LAYERS = {  # name: (x shape, W shape, stride, padding)
     "conv1": ((64, 1, 28, 28), (32, 1, 3, 3), 1, 0),
     "conv2": ((64, 32, 26, 26), (64, 32, 3, 3), 1, 0),
@@ -134,13 +136,21 @@ def main() -> None:
           f"(torch {torch.__version__}, numpy {np.__version__})")
     print(f"{'layer':6} {'x':>16} {'W':>14} {'s,p':>4} {'torch ms':>9} {'gtool kern':>10} {'gtool graph':>11} "
           f"{'numpy':>8} {'kern/torch':>10} {'graph/torch':>11} {'numpy/torch':>11}")
+    totals = np.zeros(4)
     for name, (xs, ws, stride, pad) in LAYERS.items():
         if not args.only or name in args.only.split(","):
-            print(bench_layer(torch, rng, name, xs, ws, stride, pad, args))
+            row, times = bench_layer(torch, rng, name, xs, ws, stride, pad, args)
+            print(row)
+            if name in MNIST_CNN:
+                totals += times
+    if not args.only:  # the example CNN's two convolutions together: the issue's figure
+        t = totals
+        print(f"{'cnn':6} {'conv1 + conv2':>36} {t[0] * 1e3:9.2f} {t[1] * 1e3:10.2f} {t[2] * 1e3:11.2f} "
+              f"{t[3] * 1e3:8.2f} {t[1] / t[0]:10.2f} {t[2] / t[0]:11.2f} {t[3] / t[0]:11.2f}")
 
 
-def bench_layer(torch, rng, name, xs, ws, stride, pad, args) -> str:
-    """One table row: the four timings (after checking all three against torch)."""
+def bench_layer(torch, rng, name, xs, ws, stride, pad, args) -> tuple[str, np.ndarray]:
+    """One table row and its four timings (after checking all three against torch)."""
     x, w, b = (rng.standard_normal(s).astype(args.dtype) for s in (xs, ws, (ws[0],)))
     oh = (xs[2] + 2 * pad - ws[2]) // stride + 1
     r = rng.standard_normal((xs[0], ws[0], oh, oh)).astype(args.dtype)
@@ -155,9 +165,10 @@ def bench_layer(torch, rng, name, xs, ws, stride, pad, args) -> str:
     t_kern = time_median(lambda: gtool_kernels(x, w, b, r, stride, pad), args.repeat, clock)
     t_graph = time_median(lambda: step(x, w, b, r), args.repeat, clock)
     t_np = time_median(lambda: by_hand(x, w, b, r, stride, pad), args.repeat, clock)
-    return (f"{name:6} {str(list(xs)):>16} {str(list(ws)):>14} {f'{stride},{pad}':>4} {t_torch * 1e3:9.2f} "
-            f"{t_kern * 1e3:10.2f} {t_graph * 1e3:11.2f} {t_np * 1e3:8.2f} {t_kern / t_torch:10.2f} "
-            f"{t_graph / t_torch:11.2f} {t_np / t_torch:11.2f}")
+    row = (f"{name:6} {str(list(xs)):>16} {str(list(ws)):>14} {f'{stride},{pad}':>4} {t_torch * 1e3:9.2f} "
+           f"{t_kern * 1e3:10.2f} {t_graph * 1e3:11.2f} {t_np * 1e3:8.2f} {t_kern / t_torch:10.2f} "
+           f"{t_graph / t_torch:11.2f} {t_np / t_torch:11.2f}")
+    return row, np.array([t_torch, t_kern, t_graph, t_np])
 
 if __name__ == "__main__":
     main()
