@@ -24,6 +24,7 @@ Codes (docs/lint.md): unstable-pattern, exp-overflow, log-domain, sqrt-domain, d
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -332,9 +333,33 @@ def _pattern_diag(graph, node, rule, m, types, bound, path) -> Diagnostic:
         note = f" Here its input {shown} ranges over [{fmt(b.interval[0])}, {fmt(b.interval[1])}]"
         note += " (no range is declared for " + ", ".join(sorted(s for s in b.sources if not s.startswith("<"))) + ")." \
             if b.tainted and any(not s.startswith("<") for s in b.sources) else "."
-    message = f"unstable {rule.example[0]}: {rule.risk(dtype)}.{note}"
-    hint = f"`gtool rewrite --rules {rule.name}` rewrites it as {rule.example[1]}"
+    before, after = _with_matched_axis(rule.example, graph, m)
+    message = f"unstable {before}: {rule.risk(dtype)}.{note}"
+    hint = f"`gtool rewrite --rules {rule.name}` rewrites it as {after}"
     return _diag(graph, node, "unstable-pattern", message, hint, "error", path)
+
+
+_AXIS = re.compile(r", axis=(\[[^\]]*\]|-?\d+)")
+_KEEPDIMS = re.compile(r", keepdims=(true|false)")
+
+
+def _with_matched_axis(example: tuple[str, str], graph: Graph, m) -> tuple[str, str]:
+    """The rule's example pair with the axis (and keepdims) of the matched subgraph's reduction,
+    so a finding on `log(sum(exp(x), axis=0))` does not quote the example's `axis=1`."""
+    node = next((graph.nodes[n] for n in m.interior
+                 if n in graph.nodes and "axis" in getattr(get_op(graph.nodes[n].op), "attrs", {})), None)
+    if node is None:
+        return example
+    spec = get_op(node.op).attrs
+    axis = node.attrs.get("axis", spec["axis"].default)
+    text = "" if axis is None else f", axis={list(axis) if isinstance(axis, (list, tuple)) else axis}"
+    keep = ", keepdims=true" if "keepdims" in spec and node.attrs.get("keepdims", spec["keepdims"].default) else ""
+    # the rewrite's side is adjusted only where its one axis is that reduction's
+    # (log_softmax_pick's take_along_axis keeps its own)
+    out = [e if k and len(_AXIS.findall(e)) != 1 else _AXIS.sub(lambda _: text, e) for k, e in enumerate(example)]
+    if "keepdims" in spec:
+        out = [_KEEPDIMS.sub(lambda _: keep, e) for e in out]
+    return out[0], out[1]
 
 
 def lint_file(path: str) -> LintReport:

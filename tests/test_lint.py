@@ -68,6 +68,20 @@ def test_naive_graph_is_flagged_and_the_rewrite_is_clean(tmp_path):
     assert lint_file(str(fixed)).findings == []
 
 
+@pytest.mark.parametrize("written, before, after", [
+    ("log(sum(exp(x), axis=0))", "log(sum(exp(x), axis=0))", "logsumexp(x, axis=0)"),
+    ("log(sum(exp(x), axis=1))", "log(sum(exp(x), axis=1))", "logsumexp(x, axis=1)"),  # the rule's own example
+    ("log(sum(exp(x), axis=[0, 1]))", "log(sum(exp(x), axis=[0, 1]))", "logsumexp(x, axis=[0, 1])"),
+    ("log(sum(exp(x)))", "log(sum(exp(x)))", "logsumexp(x)"),
+    ("exp(x) / sum(exp(x), axis=0, keepdims=true)", "exp(x) / sum(exp(x), axis=0, keepdims=true)", "softmax(x, axis=0)"),
+])
+def test_pattern_messages_quote_the_axis_the_graph_reduces_over(load_text, written, before, after):
+    g = load_text(f"gtool: 1\ninputs:\n  x: {{shape: [3, 4]}}\nnodes:\n  y: {written}\noutputs: [y]\n")
+    f, = lint_graph(g).findings
+    assert f.diag.message.startswith(f"unstable {before}: "), f.diag.message
+    assert f.diag.hint.endswith(f"rewrites it as {after}"), f.diag.hint
+
+
 def test_hazards_and_severities(load_text):
     rep = lint_graph(load_text(RANGED))
     assert findings(rep) == [("b", "exp-overflow", "error", None), ("d", "log-domain", "error", None),
