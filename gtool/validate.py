@@ -217,9 +217,7 @@ def load(path: str | os.PathLike, dim_values: dict[str, int] | None = None) -> G
     if report.errors:
         raise GraphError.many(report.errors)
     graph = report.graph
-    if not dim_values:  # types inferred with --dim sizes fixed belong to that check, not to the
-        # graph: a gradient built from them would bake `4` where the graph says `2 * n`
-        graph.cache["inference"] = report.inference
+    graph.cache["inference"] = report.inference
     return graph
 
 
