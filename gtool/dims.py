@@ -213,6 +213,9 @@ class Dim:
     def __setattr__(self, key, value):  # immutable
         raise AttributeError("Dim is immutable")
 
+    def __reduce__(self):  # pickled by its terms: the hash is recomputed (str hashes differ per process)
+        return (Dim, (dict(self.terms),))
+
     def __repr__(self) -> str:
         return f"Dim({str(self)!r})"
 

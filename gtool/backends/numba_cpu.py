@@ -23,7 +23,7 @@ import numpy as np
 
 from ..dtypes import INT_DTYPES
 from ..errors import UsageError
-from . import Backend
+from . import Backend, plancache
 from .codegen import (
     HELPERS,
     TEMPLATES,
@@ -76,6 +76,44 @@ def blas_available() -> bool:
 
 
 _MODULES: dict[str, object] = {}
+_STARTED = False
+
+
+def light_start() -> None:
+    """Load numba's compiler registries without importing all of SciPy (once per process).
+
+    numba's first compile or cache load imports `numba.np.arraymath`, whose import checks for
+    BLAS by `import scipy.linalg.cython_blas`: that runs `scipy.linalg`'s `__init__` (its whole
+    API, array-API shims, docstring parsing, numpy.f2py), 0.15-0.6 s of a warm start that needs
+    none of it. Here the one extension module the check needs is loaded by its file for the
+    check, then taken out of `sys.modules` again: a later `import scipy.linalg` (a plan with a
+    matmul, or the user's code) runs the package normally and gets the same module back.
+    Anything unexpected leaves numba to do its own import.
+    """
+    global _STARTED
+    if _STARTED:
+        return
+    _STARTED = True
+    name = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules or name in sys.modules:
+        return
+    try:
+        import importlib.machinery
+
+        import scipy
+
+        folder = Path(scipy.__file__).parent / "linalg"
+        path = next(folder / f"cython_blas{s}" for s in importlib.machinery.EXTENSION_SUFFIXES
+                    if (folder / f"cython_blas{s}").exists())
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        import numba.np.arraymath  # noqa: F401 - its BLAS check finds the module loaded above
+    except Exception:  # noqa: BLE001 - no SciPy, another layout: numba imports as it would have
+        pass
+    finally:
+        sys.modules.pop(name, None)
 
 
 def load_module(source: str, prefix: str = "g"):
@@ -320,6 +358,7 @@ class Compiled(CompiledPlan):
         import numba
 
         t0 = time.perf_counter()
+        light_start()
         fn.compile(tuple(numba.typeof(a) for a in args))
         self.compile_seconds += time.perf_counter() - t0
         self.backend.last_compile_seconds = self.compile_seconds
@@ -412,8 +451,45 @@ class NumbaBackend(Backend):
         if not self.compile_scalar_graphs and _numbers_only(program):
             return None
         blas = any(st.op == "matmul" for st in program.steps) and self.blas
-        source, steps, names, types, consts, ws = build(program, blas=blas, parallel=self.parallel)
+        key = plancache.plan_key(program, blas=blas, parallel=self.parallel)
+        stored = plancache.load(cache_dir(), key)
+        if stored is not None:  # a warm start: the plan as an earlier process built it
+            source, steps, dims, types, consts, ws = stored
+            steps = [Fallback(s.m, program.graph) if isinstance(s, StoredFallback) else s for s in steps]
+            names = Names()
+            names.dims = dims
+        else:
+            source, steps, names, types, consts, ws = build(program, blas=blas, parallel=self.parallel)
+            plancache.save(cache_dir(), key, _storable(program, source, steps, names, types, consts, ws))
         return Compiled(program, self, source, steps, names, types, consts, ws)
+
+
+class StoredFallback:
+    """A fallback step as the plan cache holds it: its micro-op (the op is found again by name)."""
+
+    def __init__(self, m) -> None:
+        self.m = m
+
+
+def _storable(program, source, steps, names, types, consts, ws) -> tuple:
+    """What `Compiled` needs of a built plan, without the emitted lines or the op records."""
+    out = []
+    for step in steps:
+        if isinstance(step, Segment):
+            light = Segment(step.name)
+            light.reads, light.args, light.rets = step.reads, step.args, step.rets
+            light.ws, light.slots, light.ix = step.ws, step.slots, step.ix
+            out.append(light)
+        elif isinstance(step, Fallback):
+            out.append(StoredFallback(step.m))
+        else:
+            out.append(step)
+    used = {n for n in program.tensor_names if n not in consts} | set(program.outputs)  # what `_run` types
+    for step in steps:
+        if isinstance(step, Fallback):
+            used |= set(step.m.inputs)
+    kept = {n: v for n, v in types.items() if n in used}
+    return source, out, dict(names.dims), kept, consts, ws
 
 
 __all__ = ["NumbaBackend", "cache_dir", "require_numba", "TEMPLATES", "is_one"]
