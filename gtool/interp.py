@@ -380,6 +380,9 @@ class Runner:
                 args[pos] = v
         prog, fn = self.prog, self.fn
         if fn is None:
+            given = getattr(prog.compiled, "run_given", None)  # numba: no merged dict, no constants check
+            if given is not None:
+                return given(self.values, inputs, self.bindings)
             out = prog.run({**self.values, **inputs}, self.bindings, budget_checked=True)
             return [out[o] for o in prog.outputs]
         if prog._fed_weak:

@@ -9,9 +9,9 @@
 - With `CI` set, a test skipped because an optional dependency is missing (numba, mpmath,
   sympy, Graphviz's dot, ...) fails instead: the `dev` extra installs them all, so such a
   skip means CI silently tested less.
-- Compiled numba code goes to a fresh folder per session (the user's cache stays untouched),
-  or, with `GTOOL_NUMBA_CACHE=DIR`, to DIR, kept between runs so local reruns skip numba's
-  compile. CI never sets it.
+- Compiled numba code goes to a fresh folder per session, shared by its pytest-xdist workers
+  (the user's cache stays untouched), or, with `GTOOL_NUMBA_CACHE=DIR`, to DIR, kept between
+  runs so local reruns skip numba's compile. CI never sets it.
 """
 
 from __future__ import annotations
@@ -77,7 +77,17 @@ def numba_cache_dir(tmp_path_factory):
     """Where the numba backend writes generated modules and numba's caches (GTOOL_CACHE_DIR)."""
     old = os.environ.get("GTOOL_CACHE_DIR")
     keep = os.environ.get("GTOOL_NUMBA_CACHE")
-    path = os.path.abspath(keep) if keep else str(tmp_path_factory.mktemp("gtool-cache"))
+    if keep:
+        path = os.path.abspath(keep)
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        # one folder for all of this session's workers (the parent of a worker's base temp is
+        # the session's): a plan or function one worker compiled, another loads. numba's cache
+        # and gtool's writes are atomic (temporary file + os.replace), so workers may race
+        path = tmp_path_factory.getbasetemp().parent / "gtool-cache"
+        path.mkdir(exist_ok=True)
+        path = str(path)
+    else:
+        path = str(tmp_path_factory.mktemp("gtool-cache"))
     os.environ["GTOOL_CACHE_DIR"] = path
     yield path
     if old is None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..dtypes import INT_DTYPES
 from ..errors import UsageError
+from ..quiet import hush, unhush
 from . import Backend, plancache
 from .codegen import (
     HELPERS,
@@ -338,6 +339,7 @@ class Compiled(CompiledPlan):
         self.inputs = [(n, tensors[n].value) for n in program.tensor_names if n not in consts]
         self.consts = consts
         self.compiled_fns: set = set()
+        self._preps: dict[tuple, tuple] = {}
 
     @property
     def n_compiled(self) -> int:
@@ -364,43 +366,116 @@ class Compiled(CompiledPlan):
         self.backend.last_compile_seconds = self.compile_seconds
         self.compiled_fns.add(fn)
 
-    def _run(self, values: dict, bindings: dict) -> dict:
+    def __call__(self, values: dict, bindings: dict) -> dict:
+        """As CompiledPlan's, with the cheaper way to silence NumPy's warnings (gtool/quiet.py)."""
+        token = hush()
+        try:
+            return self._run(values, bindings)
+        except Exception as e:  # noqa: BLE001 - the NumPy interpreter reports errors with locations
+            self.last_error = e
+        finally:
+            unhush(token)
+        self.fallback_runs += 1
+        self.backend.fallback_runs += 1
+        return self.program.interpret(values, bindings)
+
+    def _prepared(self, bindings: dict) -> tuple:
+        """What a run at these bindings needs that does not depend on the data (once per bindings):
+        each step with its dims' values, each input's wanted shape and dtype, the workspace
+        shapes, and how each output is handed back."""
+        key = tuple(bindings.items())
+        prep = self._preps.get(key)
+        if prep is not None:
+            return prep
         types = self.types
         dims = {code: d.evaluate(bindings) for d, code in self.dim_list}
-        env: dict = {}
+        plan = [(kind, fn, reads, tuple(dims[d] for d in dnames) if kind == "seg" else dnames, rets, slots, ix)
+                for kind, fn, reads, dnames, rets, slots, ix in self.plan]
+        inputs = []
+        for name, default in self.inputs:
+            v = types[name]
+            number = v.weak or v.scalar  # passed as a Python number
+            want = None if number else tuple(d.evaluate(bindings) for d in v.shape)
+            inputs.append((name, default, v, want, None if number else np.dtype(v.dtype)))
+        work = [((n, *(d.evaluate(bindings) for d in shape)), np.dtype(dtype))
+                for (shape, dtype), n in zip(self.ws.slots, self.ws.counts)]
+        outs = [(name, None if not (types[name].weak or types[name].scalar) else types[name])
+                for name in self.program.outputs]
+        if len(self._preps) >= 32:  # many batch sizes: keep the memo small
+            self._preps.clear()
+        prep = self._preps[key] = (plan, inputs, work, outs)
+        return prep
+
+    def _run(self, values: dict, bindings: dict) -> dict:
         get = values.get
         if not all(map(operator.is_, map(get, self.const_names, self.const_values), self.const_values)):
             # a constant was given other data than the graph's (its value is written into the code)
             for n, o in self.const_objs:
                 if not np.array_equal(get(n, o), o):
                     raise ValueError(f"constant '{n}' was given other data than the graph's")
-        for name, default in self.inputs:
-            v = get(name)
-            env[name] = _to_env(default if v is None else v, types[name], bindings)
-        work = self.ws.allocate(bindings) if self.ws.slots else []
+        return dict(zip(self.program.outputs, self._execute(get, get, bindings)))
+
+    def run_given(self, values: dict, given: dict, bindings: dict) -> list:
+        """The outputs (in order) of a run on `values` with `given` taking precedence, where the
+        caller (interp.Runner) has made sure `given` names no constant and `values` holds the
+        graph's own: no merged dict, no constants check."""
+        token = hush()
+        try:
+            return self._execute(given.get, values.get, bindings)
+        except Exception as e:  # noqa: BLE001 - as __call__: the interpreter names the error
+            self.last_error = e
+        finally:
+            unhush(token)
+        self.fallback_runs += 1
+        self.backend.fallback_runs += 1
+        out = self.program.interpret({**values, **given}, bindings)
+        return [out[o] for o in self.program.outputs]
+
+    def _execute(self, first, then, bindings: dict) -> list:
+        """Run the plan; each input is `first(name)`, else `then(name)`, else the graph's value."""
+        plan, inputs, work_shapes, outs = self._prepared(bindings)
+        env: dict = {}
+        ndarray = np.ndarray
+        for name, default, v, want, dtype in inputs:
+            x = first(name)
+            if x is None:
+                x = then(name)
+                if x is None:
+                    x = default
+            if want is None:
+                env[name] = x.item() if hasattr(x, "item") else x
+            elif x.__class__ is ndarray and x.shape == want and x.dtype == dtype and x.flags.c_contiguous:
+                env[name] = x
+            else:
+                env[name] = _to_env(x, v, bindings)
+        work = [np.empty(shape, dtype) for shape, dtype in work_shapes]
         for name, slot, row in self.ws_views:
             env[name] = work[slot][row]
-        for kind, fn, reads, dnames, rets, slots, ix in self.plan:
+        compiled = self.compiled_fns
+        for kind, fn, reads, dvals, rets, slots, ix in plan:
             if kind == "seg":
                 args = [env[r] for r in reads]
                 if ix is not None:
-                    args += [work[s] for s in slots] + [ix]
-                args += [dims[d] for d in dnames]
-                if fn not in self.compiled_fns:
+                    args += [work[s] for s in slots]
+                    args.append(ix)
+                args += dvals
+                if fn not in compiled:
                     self._compile(fn, args)
                 res = fn(*args)
-                for r, v in zip(rets, res):
-                    env[r] = v
+                for r, x in zip(rets, res):
+                    env[r] = x
             elif kind == "call":
-                args = [env[reads[0]], *dnames]
-                if fn not in self.compiled_fns:
+                args = [env[reads[0]], *dvals]
+                if fn not in compiled:
                     self._compile(fn, args)
                 env[rets[0]] = fn(*args)
             else:
                 m = fn.m
+                types = self.types
                 out = fn.run([to_numpy(env[i], types[i]) for i in m.inputs], bindings)
                 env[m.name] = _to_env(out, m.v, bindings)
-        return {name: np.asarray(to_numpy(env[name], types[name])) for name in self.program.outputs}
+        return [env[name] if v is None and env[name].__class__ is ndarray else np.asarray(to_numpy(env[name], v))
+                if v is not None else np.asarray(env[name]) for name, v in outs]
 
 
 def _numbers_only(program) -> bool:
