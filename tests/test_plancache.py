@@ -164,3 +164,46 @@ def test_numba_starts_without_importing_scipy_linalg(tmp_path):
                          capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["linalg", "before:", "False", "ok"]
+
+
+# the repeated-call path (interp.Runner -> Compiled.run_given) ----------------------------------
+
+
+def test_a_repeated_call_with_a_bad_target_still_names_the_error(tmp_path, monkeypatch):
+    """The second call of a signature skips the data checks; an error inside compiled code
+    must still come back as the NumPy interpreter's located error, and the next good call
+    must give the right values again."""
+    monkeypatch.setenv("GTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    graph = _load(tmp_path, "gtool: 1\ninputs:\n  z: [2, 3]\n  t: {shape: [2], dtype: int64}\nnodes:\n"
+                  "  L: cross_entropy(z, t)\noutputs: [L]\n", "ce.yaml")
+    z = np.array([[0.5, -1.0, 2.0], [0.0, 3.0, -2.0]])
+    good = {"z": z, "t": np.array([2, 1])}
+    want = -np.mean([z[0, 2] - np.log(np.exp(z[0]).sum()), z[1, 1] - np.log(np.exp(z[1]).sum())])
+    for _ in range(2):  # the first call makes the runner, the second takes it
+        assert gtool.run(graph, good, backend="numba")["L"] == pytest.approx(want, rel=1e-14)
+    with pytest.raises(gtool.GraphError) as info:
+        gtool.run(graph, {"z": z, "t": np.array([0, 7])}, backend="numba")
+    assert "out of range" in str(info.value)
+    assert gtool.run(graph, good, backend="numba")["L"] == pytest.approx(want, rel=1e-14)
+
+
+def test_repeated_calls_read_new_data_and_keep_constants(tmp_path, monkeypatch):
+    """Outputs are fresh arrays per call (a later call does not overwrite an earlier result),
+    and data given for a constant that the code has written in is still used."""
+    monkeypatch.setenv("GTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    graph = _load(tmp_path, GRAPH.format(c=2.0), "a.yaml")
+    x1, x2 = np.linspace(-1.0, 1.0, 6), np.linspace(0.0, 5.0, 6)
+    first = [gtool.run(graph, {"x": x}, backend="numba") for x in (x1, x2, x1)]
+    for x, out in zip((x1, x2, x1), first):
+        b = np.sin(x) * 2.0 + 0.25
+        np.testing.assert_allclose(out["b"], b, rtol=1e-15)
+        assert out["s"] == pytest.approx(np.sum(b * b), rel=1e-14)
+    assert first[0]["b"] is not first[2]["b"]
+    const = next(n for n, t in graph.tensors.items() if t.kind == "constant" and np.size(t.value) == 1
+                 and float(t.value) == 2.0)
+    # data given for a constant replaces it, as on the NumPy backend (the compiled code, which
+    # has the constant written in, hands that run to the interpreter) ...
+    other = gtool.run(graph, {"x": x1, const: np.float64(3.0)}, backend="numba")
+    assert other["s"] == pytest.approx(np.sum((np.sin(x1) * 3.0 + 0.25) ** 2), rel=1e-14)
+    # ... and the next plain call is back to the graph's constant
+    assert gtool.run(graph, {"x": x1}, backend="numba")["s"] == pytest.approx(first[0]["s"], rel=1e-15)
