@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -253,3 +255,30 @@ def test_grad_cli_with_dim_and_a_dim_expression_in_an_attr(tmp_path, capsys, mod
     want = 2 * x * np.array([1.0, 3.0, 1.0]) * np.array([[0.0], [1.0], [1.0], [1.0]])
     with np.load(out) as saved:
         np.testing.assert_array_equal(saved["grad_x"], want)
+
+
+@pytest.mark.parametrize(("declared", "rows", "want"), [("2 * n", 6, 3), ("n + 1", 1, 0), ("3 * n + 2", 14, 4)])
+def test_data_binds_a_dim_declared_by_an_affine_expression(tmp_path, declared, rows, want):
+    import numpy as np
+
+    import gtool
+
+    path = tmp_path / "g.yaml"
+    path.write_text(f"gtool: 1\ninputs:\n  x: {{shape: [{declared}, 2]}}\nnodes:\n  y: sum(x, axis=0)\n"
+                    f"  k: broadcast_to(1.0, shape=[n])\n  s: sum(k)\noutputs: [y, s]\n")
+    out = gtool.run(gtool.load(path), {"x": np.ones((rows, 2))})
+    assert out["s"] == want  # n itself, counted by a value of shape [n]
+    np.testing.assert_array_equal(out["y"], [rows, rows])
+
+
+@pytest.mark.parametrize(("declared", "rows"), [("2 * n", 5), ("n + 3", 2)])
+def test_data_no_whole_dim_fits_is_a_clear_error(tmp_path, declared, rows):
+    import numpy as np
+
+    import gtool
+    from gtool.errors import UsageError
+
+    path = tmp_path / "g.yaml"
+    path.write_text(f"gtool: 1\ninputs:\n  x: {{shape: [{declared}, 2]}}\nnodes:\n  y: sum(x)\noutputs: [y]\n")
+    with pytest.raises(UsageError, match=rf"axis 0 is {rows}, declared {re.escape(declared)}, and no whole size"):
+        gtool.run(gtool.load(path), {"x": np.ones((rows, 2))})
