@@ -7,7 +7,7 @@ the graph, its types and gtool's own code. So the result of `numba_cpu.build` is
 under a key of everything it depends on:
 
 - the program: each fed value's name, kind and type, each step's node (name, op, inputs,
-  attrs) and type, the outputs, the graph's declared dims, and the value of every constant
+  attrs) and type, the outputs, the graph's declared and fixed dims, and the value of every constant
   that the code writes as a literal;
 - how it was built (BLAS inside or not, parallel loops, every `GTOOL_NUMBA_*` setting);
 - gtool's source text (every `.py` file of the package, hashed once per process), numba's,
@@ -60,7 +60,8 @@ def plan_key(program, *, blas: bool, parallel: bool) -> str | None:
     h = hashlib.sha256()
     settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("GTOOL_NUMBA_"))
     h.update(repr((FORMAT, code_digest(), numba.__version__, np.__version__, sys.version, blas, parallel,
-                   settings, program.outputs, sorted((k, str(v)) for k, v in graph.dims.items()))).encode())
+                   settings, program.outputs, sorted((k, str(v)) for k, v in graph.dims.items()),
+                   sorted(getattr(graph, "fixed_dims", {}).items()))).encode())
     parts = []
     for name in program.tensor_names:
         t = graph.tensors[name]
