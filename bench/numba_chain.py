@@ -63,8 +63,21 @@ def child(path: str, n: int, repeat: int) -> dict:
     graph = gtool.load(path)
     x = np.random.default_rng(0).standard_normal(16)
     t1, c1 = time.perf_counter(), time.process_time()
-    loss, grads = gtool.value_and_grad(graph, {"x": x}, wrt=["x"], backend="numba")
-    out = {"import_s": t1 - t0, "first_call_s": time.perf_counter() - t1, "first_call_cpu_s": time.process_time() - c1}
+    phases = {}  # CPU seconds of each part of the first call, in the order value_and_grad does them
+
+    def phase(label, fn):
+        c = time.process_time()
+        r = fn()
+        phases[label] = time.process_time() - c
+        return r
+
+    bw = phase("gradient", lambda: (api.gradient(graph, ["x"]), api.backward(graph, ["x"]))[1])
+    phase("import numba", lambda: interp.get_backend("numba"))
+    phase("plan (lowering or plan cache)", lambda: interp.program(bw, backend="numba"))
+    loss, grads = phase("first run (numba compile or cache load)",
+                        lambda: gtool.value_and_grad(graph, {"x": x}, wrt=["x"], backend="numba"))
+    out = {"import_s": t1 - t0, "first_call_s": time.perf_counter() - t1, "first_call_cpu_s": time.process_time() - c1,
+           "phases": phases}
     backend = interp.get_backend("numba")
     compiled = interp.program(api.backward(graph), backend="numba").compiled
     out.update(numba_s=backend.last_compile_seconds, segments=compiled.n_compiled,
@@ -104,7 +117,8 @@ def main() -> None:
         res = json.loads(r.stdout.strip().splitlines()[-1])
         line = (f"{label}: first call {res['first_call_s']:.2f} s wall, {res['first_call_cpu_s']:.2f} s CPU "
                 f"(numba compile/cache load {res['numba_s']:.2f} s); {res['segments']} segments, "
-                f"{res['functions']} distinct functions")
+                f"{res['functions']} distinct functions\n  CPU: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in res["phases"].items()))
         if repeat:
             line += (f"\nsteady: {res['steady_ms']:.3f} ms vs hand NumPy {res['hand_ms']:.3f} ms, "
                      f"paired ratio {res['ratio']:.3f}")
