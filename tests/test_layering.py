@@ -93,6 +93,9 @@ RULES = {
         ["gtool.backends"], ["gtool.interp", "gtool.autodiff", "gtool.builder", "gtool.api", "gtool.rewrite",
                              "gtool.gradcheck", "gtool.render", "gtool.explain", "gtool.lint", "gtool.commands",
                              "gtool.cli"], ()),
+    "the numba plan cache stores plans; it does not build or run them": (
+        ["gtool.backends.plancache"], ["gtool.backends.numba_cpu", "gtool.backends.codegen", "gtool.backends.lowering",
+                                       "gtool.backends.fusion", "gtool.backends.cpu_emit", "gtool.feeds"], ()),
     "errors imports nothing of gtool": (["gtool.errors"], ["gtool"], ()),
     "quiet (NumPy's error state, for fastplan and the ops' fast paths) imports nothing of gtool": (
         ["gtool.quiet"], ["gtool"], ()),
