@@ -207,3 +207,18 @@ def test_repeated_calls_read_new_data_and_keep_constants(tmp_path, monkeypatch):
     assert other["s"] == pytest.approx(np.sum((np.sin(x1) * 3.0 + 0.25) ** 2), rel=1e-14)
     # ... and the next plain call is back to the graph's constant
     assert gtool.run(graph, {"x": x1}, backend="numba")["s"] == pytest.approx(first[0]["s"], rel=1e-15)
+
+
+def test_repeated_calls_with_data_for_a_one_element_constant_use_that_data(tmp_path, monkeypatch):
+    """A [1]-shaped constant is written into the code as a literal, and (unlike a scalar one)
+    may reach the repeated-call path with data given for it: each call must use its data
+    (the first fix returned the graph's 2.0 from the second call on)."""
+    monkeypatch.setenv("GTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    graph = _load(tmp_path, "gtool: 1\ninputs:\n  x: [4]\nconstants:\n  k: {value: [2.0]}\nnodes:\n"
+                  "  y: x * k\n  s: sum(y)\noutputs: [s, y]\n", "k.yaml")
+    x = np.arange(4.0)
+    for k in (3.0, 4.0, 5.0, 2.0):
+        out = gtool.run(graph, {"x": x, "k": np.array([k])}, backend="numba")
+        assert out["s"] == 6.0 * k
+        np.testing.assert_array_equal(out["y"], x * k)
+    assert gtool.run(graph, {"x": x}, backend="numba")["s"] == 12.0
