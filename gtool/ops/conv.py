@@ -24,6 +24,7 @@ from ..dims import Dim, parse_dim
 from ..ir import TensorType
 from . import bounds
 from . import window_refs as refs
+from .im2col import conv_images, filter_images
 from .registry import Attr, KernelError, OpDef, ShapeError, register, result_type
 from .shape import shape_json
 from .windows import AUTO_PAD, Columns, Window, explicit_pads, ints, prod, window_from_attrs
@@ -195,38 +196,10 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     """im2col + matmul, one image at a time (+ the bias, broadcast over batch and positions)."""
     x, w, win, dt = _operands(x, w, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
                               w.shape[2:])
-    cols = Columns(win.plan(x.shape[2:]), dt)
-    nb, m = x.shape[0], w.shape[0]
+    plan = win.plan(x.shape[2:])
     if x.size == 0 or w.size == 0:  # no images, channels or filters: sums of nothing (and the bias)
-        return _bias(np.zeros((nb, m) + tuple(cols.plan.out), dt), b)
-    out = np.empty((nb, groups, m // groups, cols.length), dt)
-    if cols.linear and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
-        _flat_conv(cols, cols.flat_input(x), w, groups, out)
-    else:
-        src = cols.source(x)
-        wm = w.reshape(groups, m // groups, -1)
-        for n in range(nb):
-            np.matmul(wm, cols.image(src, n).reshape(groups, -1, cols.length), out=out[n])
-    return _bias(cols.gather(out.reshape(nb, m, cols.length)), b)
-
-
-# Channels per group from which a matmul per kernel offset (on the runs in place) beats one
-# copy of the columns and one matmul: with fewer, the per-offset matmuls are too thin.
-_PER_OFFSET = 16
-
-
-def _flat_conv(cols: Columns, xf: np.ndarray, w: np.ndarray, groups: int, out: np.ndarray) -> None:
-    """out[n] = sum over kernel offsets k of W[:, :, k] @ (image n's run at offset k), by group."""
-    m, cg = w.shape[:2]
-    wk = np.ascontiguousarray(np.moveaxis(w.reshape(groups, m // groups, cg, -1), 3, 0))  # [K, G, M/G, Cg]
-    tmp = np.empty(out.shape[1:], out.dtype)
-    span = cols.length
-    for n in range(xf.shape[0]):
-        xg = xf[n].reshape(groups, cg, -1)
-        for k, at in enumerate(cols.offsets):
-            np.matmul(wk[k], xg[:, :, at: at + span], out=out[n] if k == 0 else tmp)
-            if k:
-                out[n] += tmp
+        return _bias(np.zeros((x.shape[0], w.shape[0]) + tuple(plan.out), dt), b)
+    return _bias(conv_images(x, w, plan, groups), b)
 
 
 def _transpose_out_spatial(insize, win: Window, output_shape, output_padding) -> tuple[int, ...]:
@@ -255,7 +228,7 @@ def conv_transpose_forward(g, w, b=None, *, stride=1, padding=0, auto_pad="notse
     if g.size == 0 or w.size == 0:
         return _bias(np.zeros((nb, groups * w.shape[1]) + tuple(spatial), dt), b)
     gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    wt = w.reshape(groups, m // groups, -1).transpose(0, 2, 1)  # [G, Cg * K, M/G]
+    wt = np.ascontiguousarray(w.reshape(groups, m // groups, -1).transpose(0, 2, 1))  # [G, Cg * K, M/G]
     buf = np.empty((groups, wt.shape[1], cols.length), dt)
     return _bias(cols.scatter(lambda n: np.matmul(wt, gf[n], out=buf), nb, groups * w.shape[1]), b)
 
@@ -264,27 +237,9 @@ def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset",
     """dL/dw of conv: the sum over images of g (by group) times the image's columns."""
     x, g, win, dt = _operands(x, g, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
                               tuple(kernel))
-    cols = Columns(win.plan(x.shape[2:]), dt)
-    nb, m = g.shape[:2]
-    cg = x.shape[1] // groups
     if x.size == 0 or g.size == 0:
-        return np.zeros((m, cg) + tuple(kernel), dt)
-    gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    if cols.linear and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
-        xf, span = cols.flat_input(x), cols.length
-        acc = np.zeros((len(cols.offsets), groups, m // groups, cg), dt)
-        part = np.empty(acc.shape[1:], dt)
-        for n in range(nb):
-            xg = xf[n].reshape(groups, cg, -1)
-            for k, at in enumerate(cols.offsets):
-                acc[k] += np.matmul(gf[n], xg[:, :, at: at + span].transpose(0, 2, 1), out=part)
-        return np.ascontiguousarray(np.moveaxis(acc, 0, -1)).reshape((m, cg) + tuple(kernel))
-    src = cols.source(x)
-    acc = np.zeros((groups, m // groups, cg * prod(kernel)), dt)
-    part = np.empty_like(acc)
-    for n in range(nb):
-        acc += np.matmul(gf[n], cols.image(src, n).reshape(groups, -1, cols.length).transpose(0, 2, 1), out=part)
-    return acc.reshape((m, cg) + tuple(kernel))
+        return np.zeros((g.shape[1], x.shape[1] // groups) + tuple(kernel), dt)
+    return filter_images(x, g, win.plan(x.shape[2:]), groups)
 
 
 # VJP and JVP rules ---------------------------------------------------------------------------------

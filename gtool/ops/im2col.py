@@ -1,0 +1,95 @@
+"""The im2col kernels of conv's forward and filter gradient (gtool/ops/conv.py): one image at a
+time, its columns copied into a buffer reused for every image, then one BLAS matmul per image.
+
+Why this layout (float32, one thread, conv2 of the MNIST CNN: 64 x 32 x 26 x 26, 3x3; see
+bench/conv_bench.py and docs/backends.md):
+
+- the columns hold the *true* output positions (prod(out), no garbage columns between rows), so
+  the matmul does no wasted work and writes straight into the result (no gather copy after it);
+- the forward's columns are [C * prod(kernel), P] (channel-major, as the input), and the matmul
+  `W [M, C K] @ cols` has both operands row-major and untransposed: OpenBLAS's sgemm ran it at
+  110-125 GFLOP/s, where a matmul per kernel offset (K = C, thin) ran at ~65 and then needed
+  an add per offset;
+- the filter gradient's matmul `g [M, P] @ cols^T` is 1.4x slower in OpenBLAS when cols^T is a
+  transposed view (transB) than when it is a row-major [P, K C] array. So the filter gradient
+  builds its columns from a channel-last copy of the input (one transposing copy per call):
+  each position's row is then prod(kernel) runs of C contiguous channels.
+
+A whole-batch im2col would be one big matmul, but it copies prod(kernel) x the input through
+memory and reads it back; one image's columns (here 0.66 MB) stay in cache for the matmul.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .windows import Plan, prod
+
+
+def _taps(v: np.ndarray, plan: Plan, first: int) -> np.ndarray:
+    """Pick the strided output positions and the dilated kernel taps from a sliding window
+    view whose window axes are last and whose output axes start at axis `first`."""
+    w = plan.window
+    n = len(plan.spatial)
+    idx = (slice(None),) * first + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(plan.out, w.stride))
+    idx += (slice(None),) * (v.ndim - first - 2 * n) + tuple(slice(None, None, d) for d in w.dilation)
+    return v[idx]
+
+
+def conv_images(x: np.ndarray, w: np.ndarray, plan: Plan, groups: int) -> np.ndarray:
+    """y [N, M, *out] = conv(x, w) without bias: per image, cols [G, Cg K, P] <- the windows,
+    then y[n] [G, M/G, P] = W [G, M/G, Cg K] @ cols (written in place)."""
+    nb, c = x.shape[:2]
+    m, n = w.shape[0], len(plan.spatial)
+    kernel, out = plan.window.kernel, plan.out
+    cols_len, positions = c // groups * prod(kernel), prod(out)
+    v = plan.windows(plan.pad(x))  # [N, C, *out, *kernel]
+    v = v.transpose((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))  # [N, C, *kernel, *out]
+    buf = np.empty((c,) + kernel + out, x.dtype)
+    y = np.empty((nb, m) + out, x.dtype)
+    if groups == 1:  # plain 2-D operands: one sgemm call, no stacked-matmul loop
+        wm, cols, ym = w.reshape(m, cols_len), buf.reshape(cols_len, positions), y.reshape(nb, m, positions)
+    else:
+        wm = w.reshape(groups, m // groups, cols_len)
+        cols, ym = buf.reshape(groups, cols_len, positions), y.reshape(nb, groups, m // groups, positions)
+    for i in range(nb):
+        np.copyto(buf, v[i])
+        np.matmul(wm, cols, out=ym[i])
+    return y
+
+
+def channels_last(x: np.ndarray, plan: Plan) -> np.ndarray:
+    """x [N, C, *spatial] as a zero-padded channel-last copy [N, *padded, C] (one pass)."""
+    lead = (slice(None),)
+    moved = np.moveaxis(x, 1, -1)
+    if plan.padded == plan.spatial:
+        return np.ascontiguousarray(moved)
+    xt = np.zeros((x.shape[0],) + plan.padded + (x.shape[1],), x.dtype)
+    xt[lead + tuple(slice(b, b + h) for b, h in zip(plan.pad_begin, plan.spatial))] = moved
+    return xt
+
+
+def filter_images(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int) -> np.ndarray:
+    """dw [M, Cg, *kernel] = sum over images of g[n] [G, M/G, P] @ cols^T [G, P, K Cg], the
+    columns built channel-last so that the matmul's second operand is row-major."""
+    nb, c = x.shape[:2]
+    m, n = g.shape[1], len(plan.spatial)
+    kernel, out = plan.window.kernel, plan.out
+    cg = c // groups
+    positions, cols_len = prod(out), prod(kernel) * cg
+    xt = channels_last(x, plan)
+    v = _taps(sliding_window_view(xt, plan.window.extent, axis=tuple(range(1, 1 + n))), plan, 1)  # [N,*out,C,*k]
+    v = v.transpose((0,) + tuple(range(1, 1 + n)) + tuple(range(2 + n, 2 + 2 * n)) + (1 + n,))  # [N,*out,*k,C]
+    v = v.reshape(v.shape[:-1] + (groups, cg))  # splitting the contiguous channel axis: still a view
+    v = np.moveaxis(v, -2, 1)  # [N, G, *out, *kernel, Cg]
+    buf = np.empty((groups,) + out + kernel + (cg,), x.dtype)
+    cols = buf.reshape(groups, positions, cols_len)
+    gm = g.reshape(nb, groups, m // groups, positions)
+    acc = np.zeros((groups, m // groups, cols_len), x.dtype)
+    part = np.empty_like(acc)
+    for i in range(nb):
+        np.copyto(buf, v[i])
+        acc += np.matmul(gm[i], cols, out=part)
+    dw = acc.reshape((m,) + kernel + (cg,))
+    return np.ascontiguousarray(np.moveaxis(dw, -1, 1))
