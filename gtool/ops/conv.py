@@ -24,7 +24,7 @@ from ..dims import Dim, parse_dim
 from ..ir import TensorType
 from . import bounds
 from . import window_refs as refs
-from .im2col import conv_images, filter_images
+from .im2col import conv_images, filter_images, transpose_images
 from .registry import Attr, KernelError, OpDef, ShapeError, register, result_type
 from .shape import shape_json
 from .windows import AUTO_PAD, Columns, Window, explicit_pads, ints, prod, window_from_attrs
@@ -223,14 +223,9 @@ def conv_transpose_forward(g, w, b=None, *, stride=1, padding=0, auto_pad="notse
     if plan.out != tuple(g.shape[2:]):
         raise KernelError("shape-mismatch", f"conv_transpose output {list(spatial)} does not convolve back to the "
                           f"input size {list(g.shape[2:])}")
-    cols = Columns(plan, dt)
-    nb, m = g.shape[:2]
     if g.size == 0 or w.size == 0:
-        return _bias(np.zeros((nb, groups * w.shape[1]) + tuple(spatial), dt), b)
-    gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    wt = np.ascontiguousarray(w.reshape(groups, m // groups, -1).transpose(0, 2, 1))  # [G, Cg * K, M/G]
-    buf = np.empty((groups, wt.shape[1], cols.length), dt)
-    return _bias(cols.scatter(lambda n: np.matmul(wt, gf[n], out=buf), nb, groups * w.shape[1]), b)
+        return _bias(np.zeros((g.shape[0], groups * w.shape[1]) + tuple(spatial), dt), b)
+    return _bias(transpose_images(g, w, Columns(plan, dt), groups), b)
 
 
 def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset", dilation=1, groups=1):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .windows import Plan, prod
+from .windows import Columns, Plan, prod
 
 
 def _taps(v: np.ndarray, plan: Plan, first: int) -> np.ndarray:
@@ -93,3 +93,31 @@ def filter_images(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int) -> np.n
         acc += np.matmul(gm[i], cols, out=part)
     dw = acc.reshape((m,) + kernel + (cg,))
     return np.ascontiguousarray(np.moveaxis(dw, -1, 1))
+
+
+def transpose_images(g: np.ndarray, w: np.ndarray, cols: Columns, groups: int) -> np.ndarray:
+    """dx [N, C, *spatial] = conv_transpose(g, w) without bias: per image, the columns
+    W^T g [G, K, Cg, L] by one matmul, then col2im on the flat phases (`Columns`).
+
+    col2im adds each kernel offset's columns into its run of the flat input. Each channel's
+    columns sit in a zeroed row as long as a channel of the flat input (`Columns.body`), so the
+    add of one offset is *one* contiguous add over all channels of a group: the cells past a
+    run are zeros and the adds may spill them into the next channel (or image) harmlessly.
+    NumPy adds a contiguous 1-D range ~4x faster than the same count as a 2-D [C, L] slice.
+    """
+    nb, m = g.shape[:2]
+    cg, c, kernel_size = w.shape[1], w.shape[1] * groups, prod(w.shape[2:])
+    span, body = cols.length, cols.body
+    gf = cols.spread(g).reshape(nb, groups, m // groups, span)
+    wt = w.reshape(groups, m // groups, cg, kernel_size).transpose(0, 3, 2, 1)  # [G, K, Cg, M/G]
+    wt = np.ascontiguousarray(wt).reshape(groups, kernel_size * cg, m // groups)
+    buf = np.zeros((groups, kernel_size, cg, body), g.dtype)  # the cells past `span` stay 0
+    runs = buf.reshape(groups, kernel_size * cg, body)[:, :, :span]
+    chunk = c * body
+    flat = np.zeros(nb * chunk + max(cols.offsets), g.dtype)  # + the spill past the last image
+    for n in range(nb):
+        np.matmul(wt, gf[n], out=runs)
+        for k, at in enumerate(cols.offsets):
+            dest = flat[n * chunk + at: (n + 1) * chunk + at].reshape(groups, cg * body)
+            np.add(dest, buf[:, k].reshape(groups, cg * body), out=dest)
+    return cols.unflatten(flat[: nb * chunk].reshape(nb, c, body))
