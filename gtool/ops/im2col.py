@@ -108,7 +108,8 @@ def transpose_images(g: np.ndarray, w: np.ndarray, cols: Columns, groups: int) -
     nb, m = g.shape[:2]
     cg, c, kernel_size = w.shape[1], w.shape[1] * groups, prod(w.shape[2:])
     span, body = cols.length, cols.body
-    gf = cols.spread(g).reshape(nb, groups, m // groups, span)
+    gbuf, gcells = cols.spread_buffer(m)  # one image's g on the runs' positions, reused
+    gf = gbuf.reshape(groups, m // groups, span)
     wt = w.reshape(groups, m // groups, cg, kernel_size).transpose(0, 3, 2, 1)  # [G, K, Cg, M/G]
     wt = np.ascontiguousarray(wt).reshape(groups, kernel_size * cg, m // groups)
     buf = np.zeros((groups, kernel_size, cg, body), g.dtype)  # the cells past `span` stay 0
@@ -116,7 +117,8 @@ def transpose_images(g: np.ndarray, w: np.ndarray, cols: Columns, groups: int) -
     chunk = c * body
     flat = np.zeros(nb * chunk + max(cols.offsets), g.dtype)  # + the spill past the last image
     for n in range(nb):
-        np.matmul(wt, gf[n], out=runs)
+        np.copyto(gcells, g[n])
+        np.matmul(wt, gf, out=runs)
         for k, at in enumerate(cols.offsets):
             dest = flat[n * chunk + at: (n + 1) * chunk + at].reshape(groups, cg * body)
             np.add(dest, buf[:, k].reshape(groups, cg * body), out=dest)
