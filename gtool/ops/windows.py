@@ -266,6 +266,14 @@ class Columns:
         buf = np.zeros((channels,) + self.rows, self.dtype)
         return buf.reshape(channels, self.length), buf[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)]
 
+    def zero_garbage(self, runs: np.ndarray) -> None:
+        """Set the garbage cells of [..., L] (columns past the last output column) to 0: W^T g
+        puts 0 there, except where W holds an inf or NaN (0 * inf), which col2im would add to
+        cells that no output touches."""
+        rows = runs.reshape(runs.shape[:-1] + self.rows)
+        for a in range(1, len(self.rows)):
+            rows[(slice(None),) * (runs.ndim - 1 + a) + (slice(self.plan.out[a], None),)] = 0
+
     def unflatten(self, xf: np.ndarray) -> np.ndarray:
         """The input region [N, C, *spatial] of flat phases [N, C, body] (stride 1 without
         padding: a view, no copy)."""

@@ -1,0 +1,122 @@
+"""The im2col kernels of conv, conv_transpose and conv_filter (gtool/ops/im2col.py) on every
+path they take: channel-major and channel-last filter columns (fewer / at least
+CHANNELS_LAST channels per group), col2im's one-add-per-offset with spills into the next
+channel, group and image, strides by phases, dilation, asymmetric padding, 1-D to 3-D.
+References: the mpmath loop references (gtool/ops/window_refs.py) in float64, and for a
+float32 layer of the MNIST CNN's size a float64 sum of shifted einsums (a different formula)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gtool.ops import window_refs
+from gtool.ops.conv import conv_filter_forward, conv_forward, conv_transpose_forward
+from gtool.ops.im2col import CHANNELS_LAST
+
+CASES = {  # name: (x shape, w shape, attrs)
+    "channels_last_pad": ((2, CHANNELS_LAST, 5, 4), (3, CHANNELS_LAST, 3, 3), {"padding": 1}),
+    "groups_stride_dilation": ((2, 34, 7, 6), (4, 17, 3, 2), {"groups": 2, "stride": [2, 1], "dilation": [2, 1],
+                                                             "padding": [1, 0, 2, 1]}),
+    "one_d": ((3, 20, 9), (2, 20, 4), {"stride": 3, "padding": 2, "dilation": 2}),
+    "three_d": ((1, 16, 4, 3, 5), (2, 16, 2, 2, 3), {"padding": 1}),
+    "depthwise_same": ((2, 3, 5, 5), (3, 1, 3, 3), {"groups": 3, "auto_pad": "same_upper"}),
+    "few_channels": ((2, 3, 6, 5), (4, 3, 2, 3), {"stride": 2, "padding": [0, 1]}),
+    "one_by_one": ((2, 16, 3, 3), (5, 16, 1, 1), {"stride": 2}),
+    "kernel_is_input": ((2, 17, 3, 3), (2, 17, 3, 3), {}),
+}
+
+
+def _arrays(case, seed=0):
+    xs, ws, attrs = CASES[case]
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    g = rng.standard_normal(conv_forward(x, w, **attrs).shape)
+    return x, w, g, attrs
+
+
+def _ref(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_three_kernels_match_the_loop_references(case):
+    x, w, g, attrs = _arrays(case)
+    np.testing.assert_allclose(conv_forward(x, w, **attrs), _ref(window_refs.conv(x, w, **attrs)),
+                               rtol=1e-12, atol=1e-12)
+    out = {"output_shape": list(x.shape[2:])}
+    np.testing.assert_allclose(conv_transpose_forward(g, w, **attrs, **out),
+                               _ref(window_refs.conv_transpose(g, w, **attrs, **out)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_filter_forward(x, g, kernel=w.shape[2:], **attrs),
+                               _ref(window_refs.conv_filter(x, g, w.shape[2:], **attrs)), rtol=1e-12, atol=1e-12)
+
+
+def test_channels_per_group_on_both_sides_of_the_filter_layout_switch():
+    """cg = CHANNELS_LAST - 1 (channel-major columns) and CHANNELS_LAST (channel-last) agree
+    with the reference: the switch is a speed choice only."""
+    rng = np.random.default_rng(1)
+    for cg in (CHANNELS_LAST - 1, CHANNELS_LAST):
+        x, g = rng.standard_normal((2, 2 * cg, 4, 4)), rng.standard_normal((2, 4, 3, 2))
+        attrs = {"groups": 2, "stride": [1, 2], "padding": [0, 1]}
+        np.testing.assert_allclose(conv_filter_forward(x, g, kernel=[2, 3], **attrs),
+                                   _ref(window_refs.conv_filter(x, g, [2, 3], **attrs)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["channels_last_pad", "groups_stride_dilation", "three_d", "one_d"])
+def test_an_infinite_weight_reaches_only_the_cells_it_touches(case):
+    """W^T g is 0 * inf = NaN in the columns' garbage cells; col2im must not add those into
+    cells no output reaches, nor spill them into the next channel or image (the loop
+    reference: those cells are exact zeros). Before the fix: NaN at the rows' starts."""
+    x, w, g, attrs = _arrays(case, seed=2)
+    w = w.copy()
+    w.flat[w.size // 2] = np.inf
+    out = {"output_shape": list(x.shape[2:])}
+    with np.errstate(invalid="ignore"):
+        got = conv_transpose_forward(g, w, **attrs, **out)
+    want = _ref(window_refs.conv_transpose(g, w, **attrs, **out))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(got[fin], want[fin], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)])
+
+
+def test_each_image_and_channel_gets_only_its_own_columns():
+    """A NaN in image 1's g reaches image 1 only (col2im's adds spill zeros into the next
+    image's cells, never values), and a NaN in channel 0's filter reaches channel 0 only."""
+    x, w, g, attrs = _arrays("channels_last_pad", seed=3)
+    g = g.copy()
+    g[1, 0, 0, 0] = np.nan
+    with np.errstate(invalid="ignore"):
+        dx = conv_transpose_forward(g, w, output_shape=list(x.shape[2:]), **attrs)
+    hit = np.zeros(dx.shape, bool)
+    hit[1, :, :2, :2] = True  # output (0, 0) with padding 1 reads input cells 0 and 1 per axis
+    np.testing.assert_array_equal(np.isnan(dx), hit)
+
+
+def _shifted_einsum(x, w, pad):
+    """conv by its definition: the sum over taps (i, j) of w[:, :, i, j] times the shifted x."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    kh, kw = w.shape[2:]
+    oh, ow = xp.shape[2] - kh + 1, xp.shape[3] - kw + 1
+    return sum(np.einsum("nchw,mc->nmhw", xp[:, :, i:i + oh, j:j + ow], w[:, :, i, j])
+               for i in range(kh) for j in range(kw))
+
+
+def test_float32_cnn_layer_against_a_float64_shifted_sum():
+    """conv2 of the MNIST CNN (32 -> 64 channels, 3x3) on a small batch, in float32: forward,
+    dx and dW within float32 rounding of the float64 definition (the torch-match tests hold
+    rtol 2e-4; here 1e-5 relative to the largest value). dx is the forward conv of g padded by
+    2 with the flipped, transposed filter; dW sums x's shifted windows times g."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((3, 32, 11, 10)), rng.standard_normal((64, 32, 3, 3))
+    g = rng.standard_normal((3, 64, 9, 8))
+    x32, w32, g32 = (a.astype(np.float32) for a in (x, w, g))
+    y = conv_forward(x32, w32)
+    dx = conv_transpose_forward(g32, w32, output_shape=[11, 10])
+    dw = conv_filter_forward(x32, g32, kernel=[3, 3])
+    assert y.dtype == dx.dtype == dw.dtype == np.float32
+    want_dx = _shifted_einsum(g, np.flip(w, (2, 3)).transpose(1, 0, 2, 3), 2)
+    want_dw = np.stack([np.stack([np.einsum("nchw,nmhw->mc", x[:, :, i:i + 9, j:j + 8], g) for j in range(3)], -1)
+                        for i in range(3)], -2)
+    for got, want in ((y, _shifted_einsum(x, w, 0)), (dx, want_dx), (dw, want_dw)):
+        assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
