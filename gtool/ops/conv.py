@@ -199,7 +199,7 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     plan = win.plan(x.shape[2:])
     if x.size == 0 or w.size == 0:  # no images, channels or filters: sums of nothing (and the bias)
         return _bias(np.zeros((x.shape[0], w.shape[0]) + tuple(plan.out), dt), b)
-    return _bias(conv_images(x, w, plan, groups), b)
+    return conv_images(x, w, b, plan, groups)
 
 
 def _transpose_out_spatial(insize, win: Window, output_shape, output_padding) -> tuple[int, ...]:
