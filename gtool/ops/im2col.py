@@ -148,8 +148,10 @@ def transpose_images(g: np.ndarray, w: np.ndarray, cols: Columns, groups: int) -
     buf = np.zeros((groups, kernel_size, cg, body), g.dtype)  # the cells past `span` stay 0
     runs = buf.reshape(groups, kernel_size * cg, body)[:, :, :span]
     chunk, finite = c * body, bool(np.isfinite(w).all())
-    flat = np.empty(nb * chunk + max(cols.offsets), g.dtype)  # + the spill past the last image
+    spill = max(cols.offsets)
+    flat = np.empty(nb * chunk + spill, g.dtype)  # + the spill past the last image
     for n in range(nb):
+        flat[(n + 1) * chunk: (n + 1) * chunk + spill] = 0  # where this image spills (uninitialized)
         np.copyto(gcells, g[n])
         np.matmul(wt, gf, out=runs)
         if not finite:
