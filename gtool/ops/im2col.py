@@ -130,37 +130,39 @@ def transpose_images(g: np.ndarray, w: np.ndarray, cols: Columns, groups: int) -
     """dx [N, C, *spatial] = conv_transpose(g, w) without bias: per image, the columns
     W^T g [G, K, Cg, L] by one matmul, then col2im on the flat phases (`Columns`).
 
-    col2im adds each kernel offset's columns into its run of the flat input. Each channel's
-    columns sit in a zeroed row as long as a channel of the flat input (`Columns.body`), so the
-    add of one offset is *one* contiguous add over all channels of a group: the cells past a
-    run are zeros and the adds may spill them into the next channel (or image) harmlessly.
-    NumPy adds a contiguous 1-D range ~4x faster than the same count as a 2-D [C, L] slice.
-    Kernel offset 0 starts at cell 0 and covers the whole image: its columns are copied, not
-    added, so the flat input needs no zero fill.
+    col2im adds each kernel offset's columns into its run of the flat input, phase-major
+    [phases, C, phase_size]. Each channel's columns sit in a zeroed row as long as a channel's
+    phase, so the add of one offset is *one* contiguous add over all channels of a group: the
+    cells past a run are zeros and the adds may spill them into the next channel, phase or
+    image harmlessly. NumPy adds a contiguous 1-D range ~4x faster than the same count as a
+    2-D [C, L] slice. With one phase (stride 1), kernel offset 0 starts at cell 0 and covers
+    the whole image: its columns are copied, not added, so the flat input needs no zero fill.
     """
     nb, m = g.shape[:2]
     cg, c, kernel_size = w.shape[1], w.shape[1] * groups, prod(w.shape[2:])
-    span, body = cols.length, cols.body
+    span, size, single = cols.length, cols.phase_size, cols.phases == 1
     gbuf, gcells = cols.spread_buffer(m)  # one image's g on the runs' positions, reused
     gf = gbuf.reshape(groups, m // groups, span)
     wt = w.reshape(groups, m // groups, cg, kernel_size).transpose(0, 3, 2, 1)  # [G, K, Cg, M/G]
     wt = np.ascontiguousarray(wt).reshape(groups, kernel_size * cg, m // groups)
-    buf = np.zeros((groups, kernel_size, cg, body), g.dtype)  # the cells past `span` stay 0
-    runs = buf.reshape(groups, kernel_size * cg, body)[:, :, :span]
-    chunk, finite = c * body, bool(np.isfinite(w).all())
-    spill = max(cols.offsets)
-    flat = np.empty(nb * chunk + spill, g.dtype)  # + the spill past the last image
+    buf = np.zeros((groups, kernel_size, cg, size), g.dtype)  # the cells past `span` stay 0
+    runs = buf.reshape(groups, kernel_size * cg, size)[:, :, :span]
+    phase, chunk, finite = c * size, cols.phases * c * size, bool(np.isfinite(w).all())
+    spill = max(start for _, start in cols.taps)
+    flat = (np.empty if single else np.zeros)(nb * chunk + spill, g.dtype)  # + the last spill
     for n in range(nb):
-        flat[(n + 1) * chunk: (n + 1) * chunk + spill] = 0  # where this image spills (uninitialized)
+        if single:
+            flat[(n + 1) * chunk: (n + 1) * chunk + spill] = 0  # where this image spills (uninitialized)
         np.copyto(gcells, g[n])
         np.matmul(wt, gf, out=runs)
         if not finite:
             cols.zero_garbage(runs)
-        for k, at in enumerate(cols.offsets):  # offset 0 (at 0) covers the whole image: it assigns
-            dest = flat[n * chunk + at: (n + 1) * chunk + at].reshape(groups, cg * body)
-            src = buf[:, k].reshape(groups, cg * body)
-            if k:
+        for k, (ph, start) in enumerate(cols.taps):
+            at = n * chunk + ph * phase + start
+            dest = flat[at: at + phase].reshape(groups, cg * size)
+            src = buf[:, k].reshape(groups, cg * size)
+            if k or not single:
                 np.add(dest, src, out=dest)
-            else:  # over the zeros that image n - 1 spilled here
+            else:  # offset 0 over the zeros that image n - 1 spilled here
                 np.copyto(dest, src)
-    return cols.unflatten(flat[: nb * chunk].reshape(nb, c, body))
+    return cols.unflatten(flat[: nb * chunk].reshape(nb, cols.phases, c, size))

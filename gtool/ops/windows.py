@@ -211,13 +211,14 @@ class Columns:
     """col2im on contiguous runs (conv_transpose, gtool/ops/im2col.py).
 
     The padded input is split into its prod(stride) phases (space to depth: phase p of an axis
-    holds the padded cells q s + p, q < Q = ceil(padded / s)), each flattened per channel:
-    [N, C, body]. Kernel offset k reads cell o s + k d = (o + (k d) // s) s + (k d) % s, i.e.
-    one *contiguous* run of L = out[0] * prod(Q[1:]) cells in phase (k d) % s from (k d) // s
-    on (`offsets`); the cells past the last output column are garbage, kept at zero on the way
-    back (`spread_buffer`). With stride 1 there is one phase, the padded input itself. Adding
-    columns back run by run is contiguous, also for a stride, where the strided slices of the
-    padded input were 1.4x slower.
+    holds the padded cells q s + p, q < Q = ceil(padded / s)), phase-major and flattened:
+    [N, phases, C, phase_size]. Kernel offset k reads cell o s + k d = (o + (k d) // s) s +
+    (k d) % s, i.e. one *contiguous* run of L = out[0] * prod(Q[1:]) cells in phase (k d) % s,
+    from (k d) // s on (`taps`: (phase, start) per offset); the cells past the last output
+    column are garbage, kept at zero on the way back (`spread_buffer`). With stride 1 there is
+    one phase, the padded input itself. Adding columns back run by run is contiguous, also for
+    a stride, where the strided slices of the padded input were 1.4x slower; phase-major, one
+    offset's runs for all channels are one contiguous range.
     """
 
     def __init__(self, plan: Plan, dtype) -> None:
@@ -228,27 +229,24 @@ class Columns:
         padded = plan.padded
         self.cells = tuple(-(-p // s) for p, s in zip(padded, self.steps))  # one phase's shape
         inner = [prod(self.cells[a + 1:]) for a in range(len(padded))]
-        phase_size = prod(self.cells)
-        self.offsets = []
+        self.phase_size = prod(self.cells)
+        self.taps = []
         for kk in np.ndindex(*w.kernel):
             taps = [k * d for k, d in zip(kk, w.dilation)]
             phase = int(np.ravel_multi_index(tuple(t % s for t, s in zip(taps, self.steps)), self.steps))
-            self.offsets.append(phase * phase_size + sum(t // s * i for t, s, i in zip(taps, self.steps, inner)))
+            self.taps.append((phase, sum(t // s * i for t, s, i in zip(taps, self.steps, inner))))
         self.length = plan.out[0] * inner[0]
         self.rows = (plan.out[0],) + self.cells[1:]
 
     @property
-    def body(self) -> int:
-        """The cells of one channel's phases (a run may reach past them by less than a row:
-        garbage cells only)."""
-        return prod(self.steps) * prod(self.cells)
+    def phases(self) -> int:
+        return prod(self.steps)
 
     def _phase_parts(self, xf: np.ndarray):
-        """(view of xf's cells, index of the input [N, C, *S]) pairs: input cell i of axis a sits
-        in padded cell i + pb = q s + p, phase p, place q (stride 1: one phase, q = i + pb)."""
-        lead = xf.shape[:2]
-        phase_size = prod(self.cells)
-        body = xf[..., : prod(self.steps) * phase_size].reshape(lead + self.steps + self.cells)
+        """(view of xf's cells, index of the input [N, C, *S]) pairs, xf [N, phases, C,
+        phase_size]: input cell i of axis a sits in padded cell i + pb = q s + p, phase p, place
+        q (stride 1: one phase, q = i + pb)."""
+        body = xf.reshape(xf.shape[:1] + self.steps + xf.shape[2:3] + self.cells)
         for ph in np.ndindex(*self.steps):
             src, dst = [], []
             for p, s, b, h in zip(ph, self.steps, self.plan.pad_begin, self.plan.spatial):
@@ -257,7 +255,7 @@ class Columns:
                 src.append(slice(first, first + s * (count - 1) + 1, s) if count else slice(0, 0))
                 q = (first + b - p) // s
                 dst.append(slice(q, q + count))
-            yield body[(Ellipsis,) + ph + tuple(dst)], (Ellipsis,) + tuple(src)
+            yield body[(slice(None),) + ph + (slice(None),) + tuple(dst)], (Ellipsis,) + tuple(src)
 
     def spread_buffer(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """A zeroed [channels, L] buffer for output-shaped values on the columns' positions,
@@ -275,9 +273,9 @@ class Columns:
             rows[(slice(None),) * (runs.ndim - 1 + a) + (slice(self.plan.out[a], None),)] = 0
 
     def unflatten(self, xf: np.ndarray) -> np.ndarray:
-        """The input region [N, C, *spatial] of flat phases [N, C, body] (stride 1 without
-        padding: a view, no copy)."""
-        nb, channels = xf.shape[:2]
+        """The input region [N, C, *spatial] of flat phases [N, phases, C, phase_size] (stride 1
+        without padding: a view, no copy)."""
+        nb, channels = xf.shape[0], xf.shape[2]
         if all(s == 1 for s in self.steps) and self.plan.padded == self.plan.spatial:  # the same cells
             return xf.reshape((nb, channels) + self.plan.spatial)
         out = np.empty((nb, channels) + self.plan.spatial, self.dtype)
