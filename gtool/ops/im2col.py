@@ -37,6 +37,25 @@ def _taps(v: np.ndarray, plan: Plan, first: int) -> np.ndarray:
     return v[idx]
 
 
+def image_columns(x: np.ndarray, plan: Plan):
+    """A function n -> image n's windows [C, *kernel, *out] (a view). With padding, image n
+    is first copied into a zero-bordered buffer reused for every image: padding the whole
+    batch first was one more pass through memory (conv3: 1.8 ms of its 8.5 ms forward)."""
+    n = len(plan.spatial)
+    order = (0,) + tuple(range(1 + n, 1 + 2 * n)) + tuple(range(1, 1 + n))  # [C, *out, *k] -> [C, *k, *out]
+    if plan.padded == plan.spatial:
+        v = plan.windows(x)
+        return lambda i: v[i].transpose(order)
+    pad = np.zeros(x.shape[1:2] + plan.padded, x.dtype)
+    inner = pad[(slice(None),) + tuple(slice(b, b + h) for b, h in zip(plan.pad_begin, plan.spatial))]
+    v = plan.windows(pad).transpose(order)
+
+    def image(i: int) -> np.ndarray:
+        np.copyto(inner, x[i])
+        return v
+    return image
+
+
 def conv_images(x: np.ndarray, w: np.ndarray, bias, plan: Plan, groups: int) -> np.ndarray:
     """y [N, M, *out] = conv(x, w) + bias: per image, cols [G, Cg K, P] <- the windows, then
     y[n] [G, M/G, P] = W [G, M/G, Cg K] @ cols (written in place), and the bias added while
@@ -45,8 +64,7 @@ def conv_images(x: np.ndarray, w: np.ndarray, bias, plan: Plan, groups: int) -> 
     m, n = w.shape[0], len(plan.spatial)
     kernel, out = plan.window.kernel, plan.out
     cols_len, positions = c // groups * prod(kernel), prod(out)
-    v = plan.windows(plan.pad(x))  # [N, C, *out, *kernel]
-    v = v.transpose((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))  # [N, C, *kernel, *out]
+    image = image_columns(x, plan)
     buf = np.empty((c,) + kernel + out, x.dtype)
     y = np.empty((nb, m) + out, x.dtype)
     if groups == 1:  # plain 2-D operands: one sgemm call, no stacked-matmul loop
@@ -57,7 +75,7 @@ def conv_images(x: np.ndarray, w: np.ndarray, bias, plan: Plan, groups: int) -> 
     if bias is not None:
         bias = np.reshape(bias, (m,) + (1,) * n).astype(x.dtype, copy=False)
     for i in range(nb):
-        np.copyto(buf, v[i])
+        np.copyto(buf, image(i))
         np.matmul(wm, cols, out=ym[i])
         if bias is not None:
             y[i] += bias
@@ -79,18 +97,16 @@ def filter_images(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int) -> np.n
     """dw [M, Cg, *kernel] = sum over images of g[n] [G, M/G, P] @ cols^T [G, P, Cg K]."""
     if x.shape[1] // groups >= CHANNELS_LAST:
         return _filter_channels_last(x, g, plan, groups)
-    nb, c = x.shape[:2]
-    m, n = g.shape[1], len(plan.spatial)
+    nb, c, m = x.shape[0], x.shape[1], g.shape[1]
     cols_len, positions = c // groups * prod(plan.window.kernel), prod(plan.out)
-    v = plan.windows(plan.pad(x))  # [N, C, *out, *kernel]
-    v = v.transpose((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))  # [N, C, *kernel, *out]
+    image = image_columns(x, plan)
     buf = np.empty((c,) + plan.window.kernel + plan.out, x.dtype)
     cols = buf.reshape(groups, cols_len, positions).transpose(0, 2, 1)
     gm = g.reshape(nb, groups, m // groups, positions)
     acc = np.zeros((groups, m // groups, cols_len), x.dtype)
     part = np.empty_like(acc)
     for i in range(nb):
-        np.copyto(buf, v[i])
+        np.copyto(buf, image(i))
         acc += np.matmul(gm[i], cols, out=part)
     return acc.reshape((m, c // groups) + plan.window.kernel)
 

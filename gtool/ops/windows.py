@@ -157,11 +157,12 @@ class Plan:
 
     def pad(self, x: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """x ([N, C, *spatial]) padded on every spatial side (begin; end plus extra) with `fill`."""
-        widths = [(0, 0)] * (x.ndim - len(self.spatial)) + \
-            [(b, e + x_) for b, e, x_ in zip(self.pad_begin, self.pad_end, self.extra)]
-        if not any(b or e for b, e in widths):
+        if self.padded == self.spatial:
             return x
-        return np.pad(x, widths, constant_values=fill)
+        lead = x.shape[: x.ndim - len(self.spatial)]
+        out = np.full(lead + self.padded, fill, x.dtype)  # np.pad's generic code was ~3x slower
+        out[(Ellipsis,) + tuple(slice(b, b + h) for b, h in zip(self.pad_begin, self.spatial))] = x
+        return out
 
     def crop(self, xp: np.ndarray) -> np.ndarray:
         """The input region of a padded array (the inverse of `pad`)."""
