@@ -24,6 +24,7 @@ from ..dims import Dim, parse_dim
 from ..ir import TensorType
 from . import bounds
 from . import window_refs as refs
+from .conv_offsets import conv_by_offsets, filter_by_offsets, use_offsets
 from .im2col import conv_images, filter_images, transpose_images
 from .registry import Attr, KernelError, OpDef, ShapeError, register, result_type
 from .shape import shape_json
@@ -199,6 +200,8 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     plan = win.plan(x.shape[2:])
     if x.size == 0 or w.size == 0:  # no images, channels or filters: sums of nothing (and the bias)
         return _bias(np.zeros((x.shape[0], w.shape[0]) + tuple(plan.out), dt), b)
+    if use_offsets(plan, w.shape[1], w.shape[0] // groups):
+        return conv_by_offsets(x, w, b, Columns(plan, dt), groups)
     return conv_images(x, w, b, plan, groups)
 
 
@@ -234,7 +237,10 @@ def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset",
                               tuple(kernel))
     if x.size == 0 or g.size == 0:
         return np.zeros((g.shape[1], x.shape[1] // groups) + tuple(kernel), dt)
-    return filter_images(x, g, win.plan(x.shape[2:]), groups)
+    plan = win.plan(x.shape[2:])
+    if use_offsets(plan, x.shape[1] // groups, g.shape[1] // groups):
+        return filter_by_offsets(x, g, Columns(plan, dt), groups)
+    return filter_images(x, g, plan, groups)
 
 
 # VJP and JVP rules ---------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ bench/conv_bench.py and docs/backends.md):
   each position's row is then prod(kernel) runs of C contiguous channels.
 
 A whole-batch im2col would be one big matmul, but it copies prod(kernel) x the input through
-memory and reads it back; one image's columns (here 0.66 MB) stay in cache for the matmul.
+memory and reads it back; one image's columns (here 0.66 MB) stay in cache for the matmul
+(larger images: bands of output rows, `BAND_BYTES`). Below CHANNELS_LAST channels per group the
+filter gradient keeps channel-major columns (channel-last rows would be runs too short to copy).
 """
 
 from __future__ import annotations
@@ -56,27 +58,45 @@ def image_columns(x: np.ndarray, plan: Plan):
     return image
 
 
+# Bytes of columns built at a time: one image's, or a band of its output rows where that is
+# more (a 3-D 12^3 image with 16 channels: 3 MB), so that the matmul reads them from cache
+# (a 3-D conv's forward was 1.7x slower without the bands).
+BAND_BYTES = 1 << 20
+
+
+def _bands(out: tuple[int, ...], row_bytes: int):
+    """(first, stop) ranges of the first output axis, each about BAND_BYTES of columns."""
+    rows = max(1, min(out[0], BAND_BYTES // max(1, row_bytes * prod(out[1:]))))
+    return [(r, min(r + rows, out[0])) for r in range(0, out[0], rows)], rows
+
+
 def conv_images(x: np.ndarray, w: np.ndarray, bias, plan: Plan, groups: int) -> np.ndarray:
-    """y [N, M, *out] = conv(x, w) + bias: per image, cols [G, Cg K, P] <- the windows, then
-    y[n] [G, M/G, P] = W [G, M/G, Cg K] @ cols (written in place), and the bias added while
-    y[n] is still in cache (a pass over the whole output afterwards cost 0.5-1 ms in conv2)."""
+    """y [N, M, *out] = conv(x, w) + bias: per image (and band of output rows), cols [G, Cg K,
+    P] <- the windows, then y[n] [G, M/G, P] = W [G, M/G, Cg K] @ cols (written in place), and
+    the bias added while y[n] is still in cache (a pass over the whole output afterwards cost
+    0.5-1 ms in conv2)."""
     nb, c = x.shape[:2]
     m, n = w.shape[0], len(plan.spatial)
     kernel, out = plan.window.kernel, plan.out
-    cols_len, positions = c // groups * prod(kernel), prod(out)
+    cols_len, inner = c // groups * prod(kernel), prod(out[1:])
     image = image_columns(x, plan)
-    buf = np.empty((c,) + kernel + out, x.dtype)
+    bands, rows = _bands(out, c * prod(kernel) * x.itemsize)
+    store = np.empty(c * prod(kernel) * rows * inner, x.dtype)
     y = np.empty((nb, m) + out, x.dtype)
-    if groups == 1:  # plain 2-D operands: one sgemm call, no stacked-matmul loop
-        wm, cols, ym = w.reshape(m, cols_len), buf.reshape(cols_len, positions), y.reshape(nb, m, positions)
-    else:
-        wm = w.reshape(groups, m // groups, cols_len)
-        cols, ym = buf.reshape(groups, cols_len, positions), y.reshape(nb, groups, m // groups, positions)
+    wm = w.reshape(groups, m // groups, cols_len)
+    ym = y.reshape(nb, groups, m // groups, prod(out))
     if bias is not None:
         bias = np.reshape(bias, (m,) + (1,) * n).astype(x.dtype, copy=False)
     for i in range(nb):
-        np.copyto(buf, image(i))
-        np.matmul(wm, cols, out=ym[i])
+        src = image(i)  # [C, *kernel, *out]
+        for r0, r1 in bands:
+            buf = store[: c * prod(kernel) * (r1 - r0) * inner].reshape((c,) + kernel + (r1 - r0,) + out[1:])
+            np.copyto(buf, src[(slice(None),) * (1 + n) + (slice(r0, r1),)])
+            cols, dest = buf.reshape(groups, cols_len, -1), ym[i, :, :, r0 * inner: r1 * inner]
+            if groups == 1:  # plain 2-D operands: one sgemm call, no stacked-matmul loop
+                np.matmul(wm[0], cols[0], out=dest[0])
+            else:
+                np.matmul(wm, cols, out=dest)
         if bias is not None:
             y[i] += bias
     return y
@@ -94,21 +114,27 @@ def channels_last(x: np.ndarray, plan: Plan) -> np.ndarray:
 
 
 def filter_images(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int) -> np.ndarray:
-    """dw [M, Cg, *kernel] = sum over images of g[n] [G, M/G, P] @ cols^T [G, P, Cg K]."""
+    """dw [M, Cg, *kernel] = sum over images (and bands of output rows) of g[n] [G, M/G, P] @
+    cols^T [G, P, Cg K]."""
     if x.shape[1] // groups >= CHANNELS_LAST:
         return _filter_channels_last(x, g, plan, groups)
     nb, c, m = x.shape[0], x.shape[1], g.shape[1]
-    cols_len, positions = c // groups * prod(plan.window.kernel), prod(plan.out)
+    kernel, out, n = plan.window.kernel, plan.out, len(plan.spatial)
+    cols_len, inner = c // groups * prod(kernel), prod(out[1:])
     image = image_columns(x, plan)
-    buf = np.empty((c,) + plan.window.kernel + plan.out, x.dtype)
-    cols = buf.reshape(groups, cols_len, positions).transpose(0, 2, 1)
-    gm = g.reshape(nb, groups, m // groups, positions)
+    bands, rows = _bands(out, c * prod(kernel) * x.itemsize)
+    store = np.empty(c * prod(kernel) * rows * inner, x.dtype)
+    gm = g.reshape(nb, groups, m // groups, prod(out))
     acc = np.zeros((groups, m // groups, cols_len), x.dtype)
     part = np.empty_like(acc)
     for i in range(nb):
-        np.copyto(buf, image(i))
-        acc += np.matmul(gm[i], cols, out=part)
-    return acc.reshape((m, c // groups) + plan.window.kernel)
+        src = image(i)
+        for r0, r1 in bands:
+            buf = store[: c * prod(kernel) * (r1 - r0) * inner].reshape((c,) + kernel + (r1 - r0,) + out[1:])
+            np.copyto(buf, src[(slice(None),) * (1 + n) + (slice(r0, r1),)])
+            cols = buf.reshape(groups, cols_len, -1).transpose(0, 2, 1)
+            acc += np.matmul(gm[i, :, :, r0 * inner: r1 * inner], cols, out=part)
+    return acc.reshape((m, c // groups) + kernel)
 
 
 # Channels per group from which the filter gradient builds channel-last columns: with fewer,
@@ -124,20 +150,22 @@ def _filter_channels_last(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int)
     m, n = g.shape[1], len(plan.spatial)
     kernel, out = plan.window.kernel, plan.out
     cg = c // groups
-    positions, cols_len = prod(out), prod(kernel) * cg
+    inner, cols_len = prod(out[1:]), prod(kernel) * cg
     xt = channels_last(x, plan)
     v = _taps(sliding_window_view(xt, plan.window.extent, axis=tuple(range(1, 1 + n))), plan, 1)  # [N,*out,C,*k]
     v = v.transpose((0,) + tuple(range(1, 1 + n)) + tuple(range(2 + n, 2 + 2 * n)) + (1 + n,))  # [N,*out,*k,C]
     v = v.reshape(v.shape[:-1] + (groups, cg))  # splitting the contiguous channel axis: still a view
     v = np.moveaxis(v, -2, 1)  # [N, G, *out, *kernel, Cg]
-    buf = np.empty((groups,) + out + kernel + (cg,), x.dtype)
-    cols = buf.reshape(groups, positions, cols_len)
-    gm = g.reshape(nb, groups, m // groups, positions)
+    bands, rows = _bands(out, c * prod(kernel) * x.itemsize)
+    store = np.empty(c * prod(kernel) * rows * inner, x.dtype)
+    gm = g.reshape(nb, groups, m // groups, prod(out))
     acc = np.zeros((groups, m // groups, cols_len), x.dtype)
     part = np.empty_like(acc)
     for i in range(nb):
-        np.copyto(buf, v[i])
-        acc += np.matmul(gm[i], cols, out=part)
+        for r0, r1 in bands:
+            buf = store[: c * prod(kernel) * (r1 - r0) * inner].reshape((groups, r1 - r0) + out[1:] + kernel + (cg,))
+            np.copyto(buf, v[i, :, r0:r1])
+            acc += np.matmul(gm[i, :, :, r0 * inner: r1 * inner], buf.reshape(groups, -1, cols_len), out=part)
     dw = acc.reshape((m,) + kernel + (cg,))
     return np.ascontiguousarray(np.moveaxis(dw, -1, 1))
 
