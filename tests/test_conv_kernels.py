@@ -7,24 +7,49 @@ float32 layer of the MNIST CNN's size a float64 sum of shifted einsums (a differ
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from gtool.ops import window_refs
 from gtool.ops.conv import conv_filter_forward, conv_forward, conv_transpose_forward
+from gtool.ops.conv_offsets import use_offsets
 from gtool.ops.im2col import CHANNELS_LAST
+from gtool.ops.windows import window_from_attrs
 
-CASES = {  # name: (x shape, w shape, attrs)
-    "channels_last_pad": ((2, CHANNELS_LAST, 5, 4), (3, CHANNELS_LAST, 3, 3), {"padding": 1}),
-    "groups_stride_dilation": ((2, 34, 7, 6), (4, 17, 3, 2), {"groups": 2, "stride": [2, 1], "dilation": [2, 1],
+CASES = {  # name: (x shape, w shape, attrs); the path each takes is checked below
+    "offsets_pad": ((2, 16, 5, 4), (3, 16, 3, 3), {"padding": 1}),
+    "offsets_groups_dilation": ((2, 32, 5, 3), (4, 16, 3, 2), {"groups": 2, "dilation": [2, 1],
+                                                              "padding": [1, 0, 2, 1]}),
+    "channels_last_pad": ((2, CHANNELS_LAST, 3, 2), (17, CHANNELS_LAST, 3, 2), {"padding": 1}),
+    "groups_stride_dilation": ((2, 34, 6, 4), (4, 17, 3, 2), {"groups": 2, "stride": [2, 1], "dilation": [2, 1],
                                                              "padding": [1, 0, 2, 1]}),
     "one_d": ((3, 20, 9), (2, 20, 4), {"stride": 3, "padding": 2, "dilation": 2}),
-    "three_d": ((1, 16, 4, 3, 5), (2, 16, 2, 2, 3), {"padding": 1}),
+    "three_d_offsets": ((2, 16, 3, 2, 3), (2, 16, 2, 2, 3), {"padding": 1}),
+    "three_d_columns": ((2, 3, 4, 3, 5), (4, 3, 2, 2, 3), {"padding": [1, 0, 1, 0, 1, 2]}),
     "depthwise_same": ((2, 3, 5, 5), (3, 1, 3, 3), {"groups": 3, "auto_pad": "same_upper"}),
     "few_channels": ((2, 3, 6, 5), (4, 3, 2, 3), {"stride": 2, "padding": [0, 1]}),
     "one_by_one": ((2, 16, 3, 3), (5, 16, 1, 1), {"stride": 2}),
     "kernel_is_input": ((2, 17, 3, 3), (2, 17, 3, 3), {}),
 }
+PATHS = {"offsets_pad": "offsets", "offsets_groups_dilation": "offsets", "three_d_offsets": "offsets",
+         "kernel_is_input": "offsets", "channels_last_pad": "channels_last", "groups_stride_dilation": "channels_last",
+         "one_d": "channels_last", "one_by_one": "channels_last", "three_d_columns": "channel_major",
+         "depthwise_same": "channel_major", "few_channels": "channel_major"}
+
+
+def _path(case) -> str:
+    xs, ws, attrs = CASES[case]
+    plan = window_from_attrs(attrs, len(xs) - 2, ws[2:]).plan(xs[2:])
+    groups = attrs.get("groups", 1)
+    if use_offsets(plan, ws[1], ws[0] // groups):
+        return "offsets"
+    return "channels_last" if ws[1] >= CHANNELS_LAST else "channel_major"
+
+
+def test_the_cases_cover_every_path():
+    assert {case: _path(case) for case in CASES} == PATHS
 
 
 def _arrays(case, seed=0):
@@ -39,16 +64,33 @@ def _ref(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_the_three_kernels_match_the_loop_references(case):
+@functools.cache
+def _refs(case):
+    """The loop references' y, dx, dw for a case (mpmath: computed once per case)."""
     x, w, g, attrs = _arrays(case)
-    np.testing.assert_allclose(conv_forward(x, w, **attrs), _ref(window_refs.conv(x, w, **attrs)),
-                               rtol=1e-12, atol=1e-12)
     out = {"output_shape": list(x.shape[2:])}
-    np.testing.assert_allclose(conv_transpose_forward(g, w, **attrs, **out),
-                               _ref(window_refs.conv_transpose(g, w, **attrs, **out)), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(conv_filter_forward(x, g, kernel=w.shape[2:], **attrs),
-                               _ref(window_refs.conv_filter(x, g, w.shape[2:], **attrs)), rtol=1e-12, atol=1e-12)
+    return (_ref(window_refs.conv(x, w, **attrs)), _ref(window_refs.conv_transpose(g, w, **attrs, **out)),
+            _ref(window_refs.conv_filter(x, g, w.shape[2:], **attrs)))
+
+
+@pytest.mark.parametrize("band", [None, "one_row", "two_rows"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_three_kernels_match_the_loop_references(case, band, monkeypatch):
+    """band: im2col's columns built one or two output rows at a time (the last band shorter
+    where the rows are odd), as for large images."""
+    from gtool.ops import im2col
+
+    x, w, g, attrs = _arrays(case)
+    if band is not None:
+        if PATHS[case] == "offsets":
+            pytest.skip("no columns, no bands")
+        row = x.shape[1] * int(np.prod(w.shape[2:])) * x.itemsize * int(np.prod(g.shape[3:]))
+        monkeypatch.setattr(im2col, "BAND_BYTES", row if band == "one_row" else 2 * row)
+    y, dx, dw = _refs(case)
+    np.testing.assert_allclose(conv_forward(x, w, **attrs), y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_transpose_forward(g, w, output_shape=list(x.shape[2:]), **attrs), dx,
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_filter_forward(x, g, kernel=w.shape[2:], **attrs), dw, rtol=1e-12, atol=1e-12)
 
 
 def test_channels_per_group_on_both_sides_of_the_filter_layout_switch():
@@ -62,7 +104,7 @@ def test_channels_per_group_on_both_sides_of_the_filter_layout_switch():
                                    _ref(window_refs.conv_filter(x, g, [2, 3], **attrs)), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["channels_last_pad", "groups_stride_dilation", "three_d", "one_d"])
+@pytest.mark.parametrize("case", ["channels_last_pad", "groups_stride_dilation", "three_d_offsets", "one_d"])
 def test_an_infinite_weight_reaches_only_the_cells_it_touches(case):
     """W^T g is 0 * inf = NaN in the columns' garbage cells; col2im must not add those into
     cells no output reaches, nor spill them into the next channel or image (the loop
@@ -83,7 +125,7 @@ def test_an_infinite_weight_reaches_only_the_cells_it_touches(case):
 def test_each_image_and_channel_gets_only_its_own_columns():
     """A NaN in image 1's g reaches image 1 only (col2im's adds spill zeros into the next
     image's cells, never values), and a NaN in channel 0's filter reaches channel 0 only."""
-    x, w, g, attrs = _arrays("channels_last_pad", seed=3)
+    x, w, g, attrs = _arrays("offsets_pad", seed=3)
     g = g.copy()
     g[1, 0, 0, 0] = np.nan
     with np.errstate(invalid="ignore"):
