@@ -12,8 +12,10 @@ All three share one geometry (gtool/ops/windows.py): `stride`, `padding`, `auto_
 `dilation`, `groups`, read as the *forward convolution's* geometry, so that conv_transpose with
 the same attrs is exactly conv's adjoint (its `auto_pad` pads as that conv would; the ONNX
 importer turns ConvTranspose's own auto_pad and output_shape into explicit pads). The NumPy
-forwards are im2col through a strided window view, one copy of the columns, and one batched
-matmul; conv_transpose adds the columns back one kernel offset at a time (col2im).
+forwards run one image at a time: im2col (a copy of the image's windows) and one matmul
+(gtool/ops/im2col.py), or, with stride 1 and few outputs per group, one matmul per kernel
+offset on the padded input in place (gtool/ops/conv_offsets.py); conv_transpose is one matmul
+and col2im, one contiguous add per kernel offset (im2col.transpose_images).
 """
 
 from __future__ import annotations
