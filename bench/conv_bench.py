@@ -1,7 +1,9 @@
 """conv2d forward + backward of a batch-64 28x28 CNN, one thread: gtool vs PyTorch vs
 hand-written NumPy im2col.
 
-Usage (PyTorch lives in a separate venv; gtool is put on the path, never installed there):
+Usage (PyTorch lives in a separate venv; gtool is put on the path, never installed there: the
+checkout this script sits in comes first, whatever PYTHONPATH says; to time another checkout,
+copy the script into it):
 
     PYTHONPATH=. ~/.cache/gtool-peers/venv/bin/python bench/conv_bench.py [--repeat 15] [--dtype float32] [--cpu]
 
