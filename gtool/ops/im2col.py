@@ -59,8 +59,8 @@ def image_columns(x: np.ndarray, plan: Plan):
 
 
 # Bytes of columns built at a time: one image's, or a band of its output rows where that is
-# more (a 3-D 12^3 image with 16 channels: 3 MB), so that the matmul reads them from cache
-# (a 3-D conv's forward was 1.7x slower without the bands).
+# more, so that the matmul reads them from cache (2 x 8 x 128 x 128, 3x3: 4.7 MB of columns an
+# image; its forward took 1.2x main's per-offset time unbanded, 0.84x in bands).
 BAND_BYTES = 1 << 20
 
 
