@@ -26,20 +26,22 @@ BLOCK = 256  # elements per block of a vectorizable loop with sums
 # the module's cache key is its text, so a change there recompiles (numba's own cache would
 # not notice a change in an imported function).
 
-VECMATH = {"_vexp": "vexp", "_vtanh": "vtanh", "_vsin": "vsin", "_vcos": "vcos"}  # name in code -> vecmath's
+VECMATH = {"_vexp": "vexp", "_vtanh": "vtanh", "_vsin": "vsin", "_vcos": "vcos", "_sexp": "sexp"}  # code -> vecmath
 _VEC_CALLS = {"math.exp(": "_vexp(", "math.tanh(": "_vtanh(", "math.sin(": "_vsin(", "math.cos(": "_vcos("}
+_SCALAR_CALLS = {"math.exp(": "_sexp("}  # in loops LLVM keeps scalar
 _TRIG = ("math.sin(", "math.cos(")
 TRIG_BAD = 2.0  # vecmath.TRIG_BAD (not imported: that module loads numba; a test holds them equal)
 _VECMATH_HASH = hashlib.sha256((Path(__file__).parent / "vecmath.py").read_bytes()).hexdigest()[:16]
 VECMATH_PRELUDE = f"# gtool.backends.vecmath {_VECMATH_HASH}"
 
 
-def vectorize_calls(lines: list[str], trig: bool) -> list[str]:
+def vectorize_calls(lines: list[str], trig: bool, vector: bool = True) -> list[str]:
     """The lines with libm calls replaced by vecmath's (sin and cos only when `trig`: their
-    callers must re-run the loop on libm for arguments beyond vecmath.TRIG_MAX)."""
+    callers must re-run the loop on libm for arguments beyond vecmath.TRIG_MAX; exp only by
+    `sexp` when not `vector`)."""
     out = []
     for line in lines:
-        for old, new in _VEC_CALLS.items():
+        for old, new in (_VEC_CALLS if vector else _SCALAR_CALLS).items():
             if trig or old not in _TRIG:
                 line = line.replace(old, new)
         out.append(line)
@@ -225,8 +227,8 @@ class CpuEmitter:
     def _scan_helpers(self, lines: list[str], trig: bool = False, vector: bool = True) -> None:
         """Note the helper functions these lines call; with vector math on, libm calls become
         vecmath's branch-free functions, which LLVM can vectorize (sin and cos when `trig`)."""
-        if self.vecmath and vector:
-            lines[:] = vectorize_calls(lines, trig)
+        if self.vecmath:
+            lines[:] = vectorize_calls(lines, trig, vector)
         code = "\n".join(lines)
         for h in list(HELPERS) + list(VECMATH):
             if h + "(" in code:
@@ -243,7 +245,7 @@ class CpuEmitter:
                 expr = body.emit(m)
             body.lines.append(f"{self.names.var(m.name)} = {expr}")
             piece.defs.append(m.name)
-        self._scan_helpers(body.lines)
+        self._scan_helpers(body.lines, vector=False)
         piece.lines += body.lines
 
     def _flat_ok(self, g: Group) -> bool:
@@ -293,7 +295,8 @@ class CpuEmitter:
         libm_lines = list(body_lines)
         stores = len(arrays) + (len(g.reductions) if blocked else 0)
         loads = sum(not self.types[u].scalar for u in piece.reads)
-        if vectorizable(stores, loads):
+        # an `if` (max/min, gather) or an in-order `acc += v` keeps the loop scalar too
+        if vectorizable(stores, loads) and not any(b.startswith("if ") or " += " in b for b in body_lines):
             self._scan_helpers(body_lines, trig=not par)
         else:  # LLVM keeps this loop scalar, where libm is faster than the vector functions
             self._scan_helpers(body_lines, vector=False)
