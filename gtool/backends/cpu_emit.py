@@ -295,8 +295,11 @@ class CpuEmitter:
         libm_lines = list(body_lines)
         stores = len(arrays) + (len(g.reductions) if blocked else 0)
         loads = sum(not self.types[u].scalar for u in piece.reads)
-        # an `if` (max/min, gather) or an in-order `acc += v` keeps the loop scalar too
-        if vectorizable(stores, loads) and not any(b.startswith("if ") or " += " in b for b in body_lines):
+        # an `if` (max/min, gather) or an in-order `acc += v` keeps the loop scalar too; past
+        # VEC_CALLS inlined calls LLVM's time grows more than the loop gains
+        calls = sum(b.count(c) for b in body_lines for c in _VEC_CALLS)
+        if vectorizable(stores, loads) and calls <= VEC_CALLS and \
+                not any(b.startswith("if ") or " += " in b for b in body_lines):
             self._scan_helpers(body_lines, trig=not par)
         else:  # LLVM keeps this loop scalar, where libm is faster than the vector functions
             self._scan_helpers(body_lines, vector=False)
@@ -471,6 +474,10 @@ class CpuEmitter:
 
 
 MEMORY_CHECKS = 8  # LLVM's -runtime-memory-check-threshold: a loop needing more stays scalar
+# the most vector-math calls inlined into one loop: a chain loop of 32 vector sines (its stores
+# staged in one array so that it vectorizes) ran 3.6x faster (6.5 vs 23.8 us) but compiled
+# 3-4x longer (22-30 s vs 6.8 s for the one function), which the compile budget cannot pay
+VEC_CALLS = 8
 
 
 def vectorizable(stores: int, loads: int) -> bool:

@@ -70,8 +70,12 @@ def vexp(x):
 def sexp(x):
     """libm's e^x for loops LLVM keeps scalar (faster there than vexp's 13-term polynomial),
     with 0 selected below -745.2: libm computes those as a subnormal product, to raise the
-    underflow flag, a microcode assist that costs ~20 ns a call (softmax rows of logits ~1000)."""
-    return 0.0 if x < -745.2 else math.exp(x)
+    underflow flag, a microcode assist that costs ~20 ns a call (softmax rows of logits ~1000).
+    libm's exp is then called on 0 instead: LLVM speculates the call past a branch (it is
+    `llvm.exp`, a pure intrinsic), so `0.0 if x < -745.2 else math.exp(x)` still paid."""
+    live = not x < -745.2  # NaN too
+    y = math.exp(x if live else x * 0.0)  # not a constant: LLVM would fold exp into the select
+    return y if live else 0.0
 
 
 _TP = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
@@ -83,11 +87,13 @@ def vtanh(x):
     """tanh(x), within 2 ulps of libm."""
     z = abs(x)
     s = vexp(2.0 * (z if z < 40.0 else 40.0))
-    big = 1.0 - 2.0 / (s + 1.0)
-    big = big if x >= 0 else -big
     g = x * x
-    small = x + x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) / (((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2])
-    y = small if z < 0.625 else big
+    near0 = z < 0.625
+    # one division for both branches (the same operations as two, selected before dividing)
+    q = (x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) if near0 else 2.0) / \
+        ((((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2]) if near0 else s + 1.0)
+    big = 1.0 - q
+    y = x + q if near0 else (big if x >= 0 else -big)
     return x if (x != x or x == 0.0) else y  # NaN, and -0.0 keeps its sign
 
 
