@@ -170,3 +170,32 @@ def test_loops_llvm_cannot_vectorize_keep_libm():
     makes: that loop stays scalar, where libm's sin beats an inlined vector sin."""
     assert cpu_emit.vectorizable(2, 1) and cpu_emit.vectorizable(1, 3)
     assert not cpu_emit.vectorizable(32, 1) and not cpu_emit.vectorizable(4, 1)
+
+
+def test_sexp_is_libm_above_the_underflow_threshold_and_zero_below():
+    """The scalar loops' exp: libm's own digits where the result is not 0, exactly 0 below -745.2
+    (where libm rounds a subnormal product to 0), NaN for NaN."""
+    x = np.concatenate([RNG.uniform(-745.2, 709.7, 2000), SPECIAL, [-745.13, -745.2, -745.3, -800.0, -1e308, 709.79]])
+    got = run(vecmath.sexp, x)
+    with np.errstate(all="ignore"):
+        want = np.array([math.exp(v) if np.isfinite(v) and v < 709.7 else np.exp(v) for v in x.tolist()])
+    assert ulp_diff(got, want).max() == 0
+
+
+def test_a_loop_with_many_vector_calls_keeps_libm(load_text):
+    """Past cpu_emit.VEC_CALLS calls a loop keeps libm (`_sexp`): LLVM's time on the inlined
+    polynomials grows faster than the loop gains. Up to it the vector functions are used."""
+    from gtool import interp
+
+    def source(k: int) -> str:
+        terms = " + ".join(f"exp(x * {j + 1}.0)" for j in range(k))
+        graph = load_text(f"gtool: 1\ninputs:\n  x: [32]\nnodes:\n  y: {terms}\noutputs: [y]\n")
+        x = np.linspace(-2, 2, 32)
+        got = api.run(graph, {"x": x}, backend="numba")["y"]
+        want = sum(np.exp(x * (j + 1.0)) for j in range(k))
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+        return interp.program(graph, backend="numba").compiled.source
+
+    few, many = source(cpu_emit.VEC_CALLS), source(cpu_emit.VEC_CALLS + 1)
+    assert "_vexp(" in few and "_sexp(" not in few
+    assert "_sexp(" in many and "_vexp(" not in many
