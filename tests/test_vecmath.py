@@ -199,3 +199,15 @@ def test_a_loop_with_many_vector_calls_keeps_libm(load_text):
     few, many = source(cpu_emit.VEC_CALLS), source(cpu_emit.VEC_CALLS + 1)
     assert "_vexp(" in few and "_sexp(" not in few
     assert "_sexp(" in many and "_vexp(" not in many
+
+
+def test_an_input_element_read_twice_is_read_once():
+    """A store between two reads of v1[i0] made LLVM read it again and recompute what came from
+    it (the elementwise backward computed e^-|x| twice). Written arrays and gathered indices
+    (j_k, defined in the body) stay where they are."""
+    lines = ["r0 = _vtanh(v1[i0])", "buf0[i0 - s0] = r0", "r1 = (v1[i0] * v2[i0, 0])", "v3[i0] = r1",
+             "r2 = (v3[i0] + v1[i0])", "j_4 = v5[i0]", "r3 = v6[j_4]", "r4 = v6[j_4]"]
+    got = cpu_emit.hoist_loads(lines, {"v3"})
+    assert got == ["a0 = v1[i0]", "r0 = _vtanh(a0)", "buf0[i0 - s0] = r0", "r1 = (a0 * v2[i0, 0])", "v3[i0] = r1",
+                   "r2 = (v3[i0] + a0)", "j_4 = v5[i0]", "r3 = v6[j_4]", "r4 = v6[j_4]"]
+    assert cpu_emit.hoist_loads(["r0 = v1[i0]", "v2[i0] = r0"], set()) == ["r0 = v1[i0]", "v2[i0] = r0"]
