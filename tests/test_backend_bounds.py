@@ -11,7 +11,6 @@ index raises instead, and compare the results with NumPy.
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -23,7 +22,6 @@ import pytest
 numba = pytest.importorskip("numba")
 
 from ulps import ulp_diff  # noqa: E402
-
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGES = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 1e-300, 5e-324, -5e-324,
