@@ -475,9 +475,9 @@ class CpuEmitter:
 
 
 MEMORY_CHECKS = 8  # LLVM's -runtime-memory-check-threshold: a loop needing more stays scalar
-# the most vector-math calls inlined into one loop: a chain loop of 32 vector sines (its stores
-# staged in one array so that it vectorizes) ran 3.6x faster (6.5 vs 23.8 us) but compiled
-# 3-4x longer (22-30 s vs 6.8 s for the one function), which the compile budget cannot pay
+# the most vector-math calls inlined into one loop: a chain loop of 32 dependent vector sines
+# (its stores staged in one array so that it vectorizes) ran no faster than libm (latency-bound:
+# 6.2 vs 6.6 us) and compiled 2-4x longer (docs/backends.md, issue 15)
 VEC_CALLS = 8
 
 
@@ -485,7 +485,7 @@ def vectorizable(stores: int, loads: int) -> bool:
     """Whether LLVM's loop vectorizer can prove a loop's arrays apart with at most MEMORY_CHECKS
     run-time checks (one per pair of arrays where one is written; numba arrays may alias).
     A fused loop storing 32 values (a chain's saved activations) needs 496: it stays scalar, and
-    an inlined vector sin there runs at half libm's speed (measured: 46 vs ~20 ns a call)."""
+    an inlined vector sin there is slower than libm's (a loop of 32 sines: 23.8 vs ~6.6 us)."""
     return stores * (stores - 1) // 2 + stores * loads <= MEMORY_CHECKS
 
 
