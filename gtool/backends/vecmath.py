@@ -87,13 +87,11 @@ def vtanh(x):
     """tanh(x), within 2 ulps of libm."""
     z = abs(x)
     s = vexp(2.0 * (z if z < 40.0 else 40.0))
+    big = 1.0 - 2.0 / (s + 1.0)
+    big = big if x >= 0 else -big
     g = x * x
-    near0 = z < 0.625
-    # one division for both branches (the same operations as two, selected before dividing)
-    q = (x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) if near0 else 2.0) / \
-        ((((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2]) if near0 else s + 1.0)
-    big = 1.0 - q
-    y = x + q if near0 else (big if x >= 0 else -big)
+    small = x + x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) / (((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2])
+    y = small if z < 0.625 else big
     return x if (x != x or x == 0.0) else y  # NaN, and -0.0 keeps its sign
 
 
