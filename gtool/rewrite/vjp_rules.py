@@ -115,9 +115,10 @@ class NegOutOfMul(Rule):
 
 
 def _number(ws, name: str) -> bool:
+    """A one-number constant whose negation is exact: a float, or a weak (literal) integer."""
     t = ws.tensors.get(name)
     return t is not None and t.kind == "constant" and t.value is not None and t.value.size == 1 \
-        and t.value.dtype.kind == "f"
+        and (t.value.dtype.kind == "f" or (t.type.weak and t.value.dtype.kind == "i"))
 
 
 class NegIntoNumber(Rule):
