@@ -112,9 +112,9 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
         key = ("value_and_grad", _names(wrt), of, backend, seed)
         fast = graph.cache.get(key)
         if fast is not None:
-            outs = fast[0].outputs(inputs)
-            if outs is not None:
-                return float(outs[0]), dict(zip(fast[1], map(np.asarray, outs[1:])))
+            out = fast(inputs)
+            if out is not None:
+                return out
     gr = gradient(graph, wrt, of, remat=remat, dims=dims, inputs=inputs)
     # --check-numerics names the backward step of a forward node (`__bwd_<node>_<k>`): the
     # unsimplified graph has them all, and computes the same values; a rematerialized graph
@@ -124,7 +124,7 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
                          check_numerics=check_numerics)
     runner = bw.cache.get(("runner", None, backend, seed)) if plain else None
     if runner is not None and runner.prog.outputs == (gr.loss, *gr.outputs.values()):
-        graph.cache[key] = (runner, tuple(gr.outputs))
+        graph.cache[key] = runner.value_and_grad(tuple(gr.outputs))
     return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}
 
 

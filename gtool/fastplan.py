@@ -101,3 +101,44 @@ def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) ->
     if step.free:
         lines.append("del " + ", ".join(f"s{s}" for s in step.free))
     return lines
+
+
+def caller(spec: tuple, base: list, fn, limits: tuple, limits_key, slow, grads: tuple[str, ...] | None = None):
+    """A runner's steady state as one generated function `call(inputs)`: the data signature
+    checks unrolled (one line per given name: class, shape, dtype, all compared by identity or
+    tuple equality), the plan's arguments passed directly, NumPy's error state hushed around it.
+
+    Returns the plan's outputs (a tuple), or with `grads` (value_and_grad's target names, the
+    plan's outputs after the loss) `(float(loss), {target: gradient})`; None when the data or
+    the limits differ from the signature (the caller then takes the checked path). An error
+    inside the plan goes to `slow(inputs)` (the careful rerun that names the node).
+
+    `spec`: (name, position in the plan's arguments or -1, shape, dtype) per given name;
+    `base`: the plan's arguments with the file values and param inits (given data replaced).
+    """
+    env: dict = {"_nd": np.ndarray, "_fn": fn, "_limits": limits_key, "_lim": limits, "_slow": slow,
+                 "_hush": hush, "_unhush": unhush, "_asarray": np.asarray}
+    lines = [f"if len(inputs) != {len(spec)} or _limits() != _lim:", "    return None"]
+    args = []
+    for k, value in enumerate(base):
+        env[f"_b{k}"] = value
+        args.append(f"_b{k}")
+    for j, (name, pos, shape, dtype) in enumerate(spec):
+        env[f"_s{j}"], env[f"_d{j}"] = shape, dtype
+        lines += [f"v{j} = inputs.get({name!r})",
+                  f"if v{j}.__class__ is not _nd or v{j}.shape != _s{j} or v{j}.dtype is not _d{j}:",
+                  "    return None"]
+        if pos >= 0:
+            args[pos] = f"v{j}"
+    lines += ["token = _hush()", "try:", f"    o = _fn({', '.join(args)})", "except Exception:  # noqa: BLE001",
+              "    o = _slow(inputs)", "finally:", "    _unhush(token)"]
+    if grads is None:
+        lines.append("return o")
+    else:
+        pairs = ", ".join(f"{g!r}: _asarray(o[{k}])" for k, g in enumerate(grads, 1))
+        lines.append(f"return float(o[0]), {{{pairs}}}")
+    source = "def call(inputs):\n" + "\n".join("    " + line for line in lines) + "\n"
+    exec(compile(source, "<gtool runner>", "exec"), env)  # noqa: S102 - names quoted by repr, values bound in env
+    call = env["call"]
+    call.source = source
+    return call

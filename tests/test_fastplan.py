@@ -131,3 +131,25 @@ def test_numba_runs_graphs_of_numbers_as_the_generated_plan(load_text):
     assert (loss, float(grads["x"]), float(grads["y"])) == (15.0, 3.0, 8.0)
     v = load_text("gtool: 1\ninputs: {x: [3]}\nnodes:\n  L: sum(x * x)\noutputs: [L]\n")
     assert interp.program(v, backend="numba").compiled is not None
+
+
+def test_value_and_grad_steady_state_checks_the_signature_and_locates_errors(load_text):
+    """The generated caller (fastplan.caller): other shapes, dtypes, names or a missing input
+    take the checked path; an error inside the plan is named at its node, as on a first call."""
+    g = load_text("gtool: 1\ninputs:\n  z: [n, 3]\n  t: {shape: [n], dtype: int64}\nnodes:\n"
+                  "  L: cross_entropy(z, t)\noutputs: [L]\nloss: L\n")
+    z, t = np.zeros((2, 3)), np.array([0, 2])
+    for _ in range(3):
+        loss, grads = api.value_and_grad(g, {"z": z, "t": t}, wrt=["z"])
+    assert loss == pytest.approx(np.log(3)) and set(grads) == {"z"}
+    np.testing.assert_allclose(grads["z"], (np.full((2, 3), 1 / 3) - np.eye(3)[[0, 2]]) / 2, rtol=1e-15)
+    loss, grads = api.value_and_grad(g, {"z": np.zeros((1, 3)), "t": np.array([1])}, wrt=["z"])  # a new shape
+    np.testing.assert_allclose(grads["z"], [[1 / 3, -2 / 3, 1 / 3]], rtol=1e-15)
+    loss, _ = api.value_and_grad(g, {"z": z.astype(np.float32), "t": t}, wrt=["z"])  # a dtype: converted
+    assert loss == pytest.approx(np.log(3))
+    with pytest.raises(UsageError):  # t missing: the checked path says so
+        api.value_and_grad(g, {"z": z}, wrt=["z"])
+    with pytest.raises(GraphError) as info:
+        api.value_and_grad(g, {"z": z, "t": np.array([0, 7])}, wrt=["z"])
+    assert info.value.code == "bad-target" and "'L'" in str(info.value)
+    assert api.value_and_grad(g, {"z": z, "t": t}, wrt=["z"])[0] == pytest.approx(np.log(3))
