@@ -147,3 +147,27 @@ def test_exp_of_square_backward_has_no_negation(load_text):
     with np.errstate(all="ignore"):
         want = -2.0 * x * np.exp(-(x * x))
     np.testing.assert_array_equal(grads["x"], want)
+
+
+def test_vjp_runs_the_simplified_gradient_graph(load_text):
+    """gtool.vjp's gradient graph goes through the same simplification as value_and_grad's."""
+    g = load_text("gtool: 1\ninputs: {x: [n], w: [n]}\nnodes:\n  y: sigmoid(x) * w\n  z: exp(-(x * x))\n"
+                  "outputs: [y, z]\n")
+    x = np.array([-745.0, -30.0, -1.0, -0.0, 0.5, 36.7, 40.0, np.inf, np.nan])
+    w, cy, cz = np.linspace(0.5, 2.0, x.size), np.linspace(-1.0, 1.0, x.size), np.full(x.size, 3.0)
+    outs, grads = gtool.vjp(g, {"x": x, "w": w}, {"y": cy, "z": cz}, wrt=["x"])
+    gr = g.cache[("vjp", ("y", "z"), ("x",))]
+    ran = gr.graph.cache["backward"]
+    assert "sigmoid" not in _ops(ran) and _ops(ran).count("neg") == 2  # -|x| and the forward's -(x^2)
+    with mpmath.workdps(50):
+        want = []
+        for v, wv, a, b in zip(x, w, cy, cz):
+            if np.isnan(v):
+                want.append(np.nan)
+                continue
+            e = mpmath.exp(-abs(mpmath.mpf(v)))
+            q = mpmath.mpf(v) ** 2
+            want.append(float(a * wv * e / (1 + e) ** 2 + b * (-2 * mpmath.mpf(v)) * mpmath.exp(-q)))
+    np.testing.assert_allclose(grads["x"], want, rtol=4e-15, atol=1e-320)
+    raw = gtool.run(gr.graph, {"x": x, "w": w, **{gr.cotangents["y"]: cy, gr.cotangents["z"]: cz}})
+    assert _bits(grads["x"]) == _bits(raw[gr.outputs["x"]])
