@@ -71,6 +71,18 @@ def generate(program, fast_steps: list, casts: set[int], sizes: dict[int, int], 
     return fn
 
 
+def _squares(program, step, node, types) -> bool:
+    """`x ** 2` with x a float value and 2 a weak constant: the same bits as `x * x` (the
+    rewrite rule pow_two's identity; tests/test_backward.py checks it on the edge values),
+    without pow's edge handling, which costs more than the power on a number."""
+    x, y = node.inputs
+    tx, ty = types[x], types[y]
+    if not tx.dtype.startswith("float") or tx.weak or not ty.weak or step.ins[1] not in program.template_slots:
+        return False
+    two = program.template_value(step.ins[1])
+    return type(two) in (int, float) and two == 2
+
+
 def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) -> list[str]:
     op = get_op(step.op)
     node = program.graph.nodes[step.node]
@@ -81,6 +93,8 @@ def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) ->
     fn = _direct(op, step.kernel, types, node.inputs)
     if step.op == "identity":  # a copy of a value under another name: the same object
         expr = ins[0]
+    elif step.op == "pow" and _squares(program, step, node, types):  # x ** 2: pow is correctly rounded there
+        expr = f"{ins[0]} * {ins[0]}"
     elif big:  # write into the dying input's buffer
         env[f"u{k}"] = ufunc
         expr = f"u{k}({', '.join(ins)}, out={ins[step.donor]})"

@@ -153,3 +153,22 @@ def test_value_and_grad_steady_state_checks_the_signature_and_locates_errors(loa
         api.value_and_grad(g, {"z": z, "t": np.array([0, 7])}, wrt=["z"])
     assert info.value.code == "bad-target" and "'L'" in str(info.value)
     assert api.value_and_grad(g, {"z": z, "t": t}, wrt=["z"])[0] == pytest.approx(np.log(3))
+
+
+def test_a_square_by_pow_runs_as_a_product_with_pows_bits(load_text):
+    """`x ** 2` (a weak 2) is `x * x` in the generated plan; other powers keep pow's kernel."""
+    g = load_text("gtool: 1\ninputs: {x: [n], k: {shape: [n], dtype: int64}}\nnodes:\n  y: x ** 2\n  z: x ** 3\n"
+                  "  w: x ** 2.5\n  j: k ** 2\noutputs: [y, z, w, j]\n")
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 1e-160, 1.4e154, 1e200, -3.3, 0.1])
+    k = np.arange(-5, 6)
+    for _ in range(3):
+        out = api.run(g, {"x": x, "k": k})
+    source = next(iter(interp.program(g)._fast.values())).source
+    assert source.count(" * s") == 1 and source.count("= k") == 3  # y only; z, w and j call pow
+    with np.errstate(all="ignore"):
+        want = {"y": np.power(x, 2), "z": np.power(x, 3), "w": np.power(x, 2.5), "j": np.power(k, 2)}
+    want["w"][3] = np.inf  # (-inf) ** 2.5 = inf (IEEE pow), which the kernel fixes
+    for name, v in want.items():
+        np.testing.assert_array_equal(out[name], v)
+        assert out[name].dtype == v.dtype
+    assert out["y"].tobytes() == want["y"].tobytes()
