@@ -15,7 +15,7 @@ from .errors import GraphError
 from .ir import Graph, Loc, Node, Tensor, TensorType
 from .ops.registry import ShapeError, get_op
 from .ops.shape import shape_json
-from .shapes import Inference, ShapeCtx
+from .shapes import Inference, ShapeCtx, dim_attrs
 from .validate import inference_of, with_inference
 
 
@@ -56,6 +56,7 @@ class GraphBuilder(TypedNames):
         self.loc = Loc(graph.path)
         self.counter: dict[str, int] = {}
         self._consts: dict[tuple, str] = {}
+        self.fixed = {k: Dim.const(v) for k, v in graph.fixed_dims.items()}
 
     # naming -----------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -82,7 +83,10 @@ class GraphBuilder(TypedNames):
         node = Node(name, op, tuple(inputs), attrs, loc=self.loc)
         ins = [self.types[i] for i in inputs]
         try:
-            t = opdef.infer(self.ctx, ins, opdef.full_attrs(attrs))
+            full = opdef.full_attrs(attrs)
+            if self.fixed or self.ctx.bindings:  # dim attrs (a slice's stop=2 * n) as inference sees them
+                full = dim_attrs(opdef, full, self.ctx, self.fixed)
+            t = opdef.infer(self.ctx, ins, full)
         except ShapeError as e:  # a bug in a rule: say which one
             raise GraphError("internal", f"a rule built an ill-typed {op} node: {e.message}", **self.loc.where()) from None
         self.types[name] = TensorType(self.ctx.resolve_shape(t.shape), t.dtype, t.weak)
@@ -128,6 +132,7 @@ class GraphBuilder(TypedNames):
     def graph_with(self, outputs, loss, doc: str) -> Graph:
         """The built graph with these outputs, pruned, its types already known."""
         g = Graph(tensors=self.tensors, nodes=self.nodes, outputs=tuple(outputs), loss=loss,
-                  name=self.graph.name, doc=doc, dims=dict(self.graph.dims), path=self.graph.path)
+                  name=self.graph.name, doc=doc, dims=dict(self.graph.dims),
+                     fixed_dims=dict(self.graph.fixed_dims), path=self.graph.path)
         g = g.prune()
         return with_inference(g, Inference({n: self.types[n] for n in g.names()}, self.ctx, []))

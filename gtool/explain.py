@@ -208,7 +208,8 @@ def _local_partials(graph: Graph, node: Node, values) -> list[float | None]:
         kind = "constant" if is_literal(graph.tensors.get(i)) else "input"
         tensors[n] = Tensor(n, kind, TensorType(t.shape, t.dtype, t.weak), value=np.asarray(values[i]))
         names.append(n)
-    mini = Graph(tensors, {"out": Node("out", node.op, tuple(names), dict(node.attrs))}, ("out",), loss="out")
+    mini = Graph(tensors, {"out": Node("out", node.op, tuple(names), dict(node.attrs))}, ("out",), loss="out",
+                 fixed_dims=dict(graph.fixed_dims))
     if not is_float_dtype(types[node.name].dtype):
         return [None] * len(names)
     targets = [n for n, i in zip(names, node.inputs) if tensors[n].kind == "input" and is_float_dtype(types[i].dtype)]

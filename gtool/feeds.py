@@ -72,6 +72,7 @@ class DimBinder:
         self.graph = graph
         self.bindings: dict[str, int] = dict(fixed or {})
         self.free = free  # names bound by shape inference to expressions of other names
+        self.pending: list[tuple[str, tuple, int, Dim]] = []  # (input, data shape, axis, `2 * n`)
 
     def bind(self, name: str, shape: tuple, data_shape: tuple) -> None:
         if len(shape) != len(data_shape):
@@ -85,8 +86,33 @@ class DimBinder:
                     raise UsageError("bad-input", f"'{name}' has shape {list(data_shape)}: axis {k} is {n}, but "
                                      f"dim '{s}' is {self.bindings[s]} (declared {format_shape(shape)})")
                 self.bindings[s] = n
+            elif syms:
+                self.pending.append((name, tuple(data_shape), k, d))
+
+    def _solve(self) -> bool:
+        """Bind a name that is the one unknown of an axis declared affine in it (`2 * n`,
+        `n + 1`) from the data's size; the later size check catches any contradiction."""
+        progress = False
+        for name, data_shape, k, d in self.pending:
+            n = data_shape[k]
+            unknown = [s for s in d.symbols() if s not in self.bindings]
+            if len(unknown) != 1:
+                continue
+            s = unknown[0]
+            f0, f1, f2 = (d.evaluate({**self.bindings, s: v}) for v in (0, 1, 2))
+            c = f1 - f0
+            if c <= 0 or f2 - f1 != c:
+                continue  # not affine in s (n * n, n // 2): left to --dim
+            if (n - f0) % c or n < f0:
+                raise UsageError("bad-input", f"'{name}' has shape {list(data_shape)}: axis {k} is {n}, declared "
+                                 f"{format_shape((d,))[1:-1]}, and no whole size of dim '{s}' gives {n}")
+            self.bindings[s] = (n - f0) // c
+            progress = True
+        return progress
 
     def finish(self) -> dict[str, int]:
+        while self.pending and self._solve():
+            pass
         for s, v in self.graph.dims.items():
             self.bindings.setdefault(s, v)
         for _ in range(len(self.free) + 1):

@@ -93,6 +93,10 @@ class Graph:
     doc: str | None = None
     dims: dict[str, int] = field(default_factory=dict)
     path: str | None = None
+    # sizes the graph was checked with (`--dim`, `load(dims=...)`): every inference of it, and of
+    # the graphs derived from it (gradients, rewrites), fixes them, so a derived graph whose
+    # builder baked `4` for the graph's `2 * n` still agrees with it
+    fixed_dims: dict[str, int] = field(default_factory=dict)
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     # lookups ---------------------------------------------------------------------

@@ -138,7 +138,7 @@ _DIM_KINDS = ("shape", "dim", "index")
 _NARROW = frozenset(COMPUTE_DTYPES) - {"int64", "float64", "bool"}
 
 
-def _dim_attrs(op, attrs: dict, ctx: ShapeCtx, fixed: dict[str, Dim]) -> dict:
+def dim_attrs(op, attrs: dict, ctx: ShapeCtx, fixed: dict[str, Dim]) -> dict:
     """Dim-valued attrs (reshape's shape, one_hot's depth, ...) as Dims with `--dim` sizes and
     the bindings so far applied, so every rule sees them as it sees its inputs' shapes."""
     out = attrs
@@ -168,7 +168,7 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
     on big graphs: while nothing is bound (the usual case) no shape is rewritten or copied.
     """
     ctx = ShapeCtx(rigid=set(graph.dims))
-    fixed = {k: Dim.const(v) for k, v in (dim_values or {}).items()}
+    fixed = {k: Dim.const(v) for k, v in {**graph.fixed_dims, **(dim_values or {})}.items()}
     types: dict[str, TensorType] = {}
     diags: list[Diagnostic] = []
     known: dict[str, object] = {}  # weak scalars' values, filled in as literals are met
@@ -187,7 +187,7 @@ def infer(graph: Graph, dim_values: dict[str, int] | None = None) -> Inference:
                 ins = [TensorType(ctx.resolve_shape(t.shape), t.dtype, t.weak) for t in ins]
             attrs = op.full_attrs(node.attrs)
             if fixed or ctx.bindings:
-                attrs = _dim_attrs(op, attrs, ctx, fixed)
+                attrs = dim_attrs(op, attrs, ctx, fixed)
             if not op.storage:
                 _refuse_storage(op.name, ins)
             out = op.infer(ctx, ins, attrs)

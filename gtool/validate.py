@@ -217,6 +217,12 @@ def load(path: str | os.PathLike, dim_values: dict[str, int] | None = None) -> G
     if report.errors:
         raise GraphError.many(report.errors)
     graph = report.graph
+    free = {k: v for k, v in (dim_values or {}).items() if k not in graph.dims}
+    if free:  # the graph was checked with these sizes of free dims: it keeps them (Graph.fixed_dims);
+        # a declared dim stays a symbol, overridable by each run (`memory --chunks`, `--dim` again)
+        from dataclasses import replace
+
+        graph = replace(graph, fixed_dims=free, cache=graph.cache)
     graph.cache["inference"] = report.inference
     return graph
 

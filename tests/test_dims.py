@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -208,3 +210,75 @@ def test_arithmetic_agrees_with_integers(x, y, values):
     if y.terms and len((x * y).terms) <= 64:
         q = (x * y).exact_div(y)
         assert q is not None and q * y == x * y, (x, y, q)
+
+
+@pytest.mark.parametrize("node", ["slice(x, axis=1, start=0, stop=2)", "pad(x, pads=[0, 1, 0, 1], mode=\"reflect\")"])
+def test_gradient_of_a_dim_expression_bound_by_dims(tmp_path, node):
+    # x: [2 * n, 3] loaded with n = 2: the VJP's zeros must follow the graph's `2 * n`, not the
+    # check's 4 (the two met in one concat and were a shape mismatch)
+    import numpy as np
+
+    import gtool
+
+    path = tmp_path / "g.yaml"
+    path.write_text(f"gtool: 1\ninputs:\n  x: {{shape: [2 * n, 3]}}\nnodes:\n  y: {node}\n  L: sum(y * y)\n"
+                    "outputs: [L]\nloss: L\n")
+    x = np.arange(12.0).reshape(4, 3)
+    graph = gtool.load(path, dims={"n": 2})
+    _, grads = gtool.value_and_grad(graph, {"x": x}, dims={"n": 2})
+    if node.startswith("slice"):
+        want = 2 * x * np.array([1.0, 1.0, 0.0])  # d/dx sum(x[:, :2]^2)
+    else:  # reflect pad [0, 1] on the last axis: column 1 appears twice more (once each side)
+        want = 2 * x * np.array([1.0, 3.0, 1.0])
+    np.testing.assert_array_equal(grads["x"], want)
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_grad_cli_with_dim_and_a_dim_expression_in_an_attr(tmp_path, capsys, mode):
+    # `stop=2 * n` is an attr: forward mode's tangent slice was typed [2 * n - 1, 5] against the
+    # forward value's [3, 5] (an internal error) until the builder applied the --dim sizes too
+    import numpy as np
+
+    from gtool.cli import main
+
+    path = tmp_path / "g.yaml"
+    path.write_text("gtool: 1\ninputs:\n  x: {shape: [2 * n, 3]}\nnodes:\n"
+                    "  y: pad(x, pads=[0, 1, 0, 1], mode=\"reflect\")\n  z: slice(y, axis=0, start=1, stop=2 * n)\n"
+                    "  L: sum(z * z)\noutputs: [L]\nloss: L\n")
+    x = np.arange(12.0).reshape(4, 3)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "g.npz"
+    with pytest.raises(SystemExit) as info:
+        main(["grad", str(path), "--dim", "n=2", "--mode", mode, "--input", f"x=@{tmp_path / 'x.npy'}", "-o", str(out)])
+    assert info.value.code == 0, capsys.readouterr().err
+    # rows 1..3 of [x1, x0, x1, x2, x1]: column 1 is read three times
+    want = 2 * x * np.array([1.0, 3.0, 1.0]) * np.array([[0.0], [1.0], [1.0], [1.0]])
+    with np.load(out) as saved:
+        np.testing.assert_array_equal(saved["grad_x"], want)
+
+
+@pytest.mark.parametrize(("declared", "rows", "want"), [("2 * n", 6, 3), ("n + 1", 1, 0), ("3 * n + 2", 14, 4)])
+def test_data_binds_a_dim_declared_by_an_affine_expression(tmp_path, declared, rows, want):
+    import numpy as np
+
+    import gtool
+
+    path = tmp_path / "g.yaml"
+    path.write_text(f"gtool: 1\ninputs:\n  x: {{shape: [{declared}, 2]}}\nnodes:\n  y: sum(x, axis=0)\n"
+                    f"  k: broadcast_to(1.0, shape=[n])\n  s: sum(k)\noutputs: [y, s]\n")
+    out = gtool.run(gtool.load(path), {"x": np.ones((rows, 2))})
+    assert out["s"] == want  # n itself, counted by a value of shape [n]
+    np.testing.assert_array_equal(out["y"], [rows, rows])
+
+
+@pytest.mark.parametrize(("declared", "rows"), [("2 * n", 5), ("n + 3", 2)])
+def test_data_no_whole_dim_fits_is_a_clear_error(tmp_path, declared, rows):
+    import numpy as np
+
+    import gtool
+    from gtool.errors import UsageError
+
+    path = tmp_path / "g.yaml"
+    path.write_text(f"gtool: 1\ninputs:\n  x: {{shape: [{declared}, 2]}}\nnodes:\n  y: sum(x)\noutputs: [y]\n")
+    with pytest.raises(UsageError, match=rf"axis 0 is {rows}, declared {re.escape(declared)}, and no whole size"):
+        gtool.run(gtool.load(path), {"x": np.ones((rows, 2))})

@@ -297,7 +297,8 @@ class _Problem:
             tensors = {n: t for n, t in g.tensors.items() if n in used}
             tensors.update({f: Tensor(f, "input", types[f], loc=g.loc(f)) for f in frontier})
             try:
-                prog = program(Graph(tensors, nodes, (output,), dims=dict(g.dims), path=g.path), backend=self.backend)
+                part = Graph(tensors, nodes, (output,), dims=dict(g.dims), fixed_dims=dict(g.fixed_dims), path=g.path)
+                prog = program(part, backend=self.backend)
             except GraphError:  # shapes that only the whole graph pins down: keep the whole plan
                 pass
 

@@ -110,7 +110,7 @@ def _check_node(prob: _Problem, node, values: dict, gbar: np.ndarray, types, nee
     if not targets:
         return None
     mini = Graph({i: Tensor(i, "input", types[i]) for i in ins}, {node.name: replace(node, shape=None)},
-                 (node.name,), dims=dict(g.dims), path=g.path)
+                 (node.name,), dims=dict(g.dims), fixed_dims=dict(g.fixed_dims), path=g.path)
     b = GraphBuilder(mini)
     gin = b.add_input(b.fresh("__gbar"), node.name)
     b.context(f"__bwd_{node.name}", node.loc)

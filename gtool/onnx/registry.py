@@ -19,7 +19,7 @@ from ..dims import Dim, format_shape
 from ..errors import GraphError
 from ..ir import Loc, Node, Tensor, TensorType
 from ..ops.registry import AttrError, ShapeError, check_attr, get_op
-from ..shapes import ShapeCtx, _dim_attrs
+from ..shapes import ShapeCtx, dim_attrs
 
 if TYPE_CHECKING:
     from onnx import NodeProto as OnnxNode
@@ -279,7 +279,7 @@ class ImportContext:
             ins.append(self.type(i))
         name = self.fresh()
         try:
-            full = _dim_attrs(opdef, opdef.full_attrs(attrs), self.shapes, {})
+            full = dim_attrs(opdef, opdef.full_attrs(attrs), self.shapes, {})
             out = opdef.infer(self.shapes, ins, full)
         except ShapeError as e:
             shapes = ", ".join(format_shape(t.shape) + " " + t.dtype for t in ins)

@@ -245,7 +245,7 @@ class _Verifier:
         tensors = {**g.tensors, COT: Tensor(COT, "constant", TensorType(tuple(Dim.const(d) for d in cot.shape),
                                                                          self.dtype), cot)}
         nodes = {**g.nodes, PROD: Node(PROD, "mul", (self.root, COT)), LOSS: Node(LOSS, "sum", (PROD,))}
-        lg = Graph(tensors, nodes, (self.root, LOSS), loss=LOSS, dims=dict(g.dims), path=g.path)
+        lg = Graph(tensors, nodes, (self.root, LOSS), loss=LOSS, dims=dict(g.dims), fixed_dims=dict(g.fixed_dims), path=g.path)
         gr = autodiff.grad(lg, wrt=self.floats, of=LOSS)
         return gr.graph, [self.root] + [gr.outputs[w] for w in self.floats]
 

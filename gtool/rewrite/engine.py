@@ -215,13 +215,15 @@ class Workspace(GraphBuilder):
             for i in node.inputs:
                 if i not in inner and i not in tensors:
                     tensors[i] = self._leaf(i)
-        return Graph(tensors, nodes, (m.root,), name="before", dims=dict(self.graph.dims), path=self.graph.path)
+        return Graph(tensors, nodes, (m.root,), name="before", dims=dict(self.graph.dims),
+                     fixed_dims=dict(self.graph.fixed_dims), path=self.graph.path)
 
     def _local_after(self, root: str, result: str, before: Graph) -> Graph:
         tensors = dict(before.tensors)
         leaves = set(tensors)
         if root in self.tensors:  # folded to a constant
             return Graph({**tensors, root: self.tensors[root]}, {}, (root,), name="after", dims=dict(self.graph.dims),
+                     fixed_dims=dict(self.graph.fixed_dims),
                          path=self.graph.path)
         nodes: dict[str, Node] = {}
         top = self.nodes.get(root)
@@ -245,7 +247,8 @@ class Workspace(GraphBuilder):
         ordered = {n: self.nodes.get(n, nodes[n]) for n in self.nodes if n in nodes}
         if root not in ordered:
             ordered[root] = nodes[root]
-        return Graph(tensors, ordered, (root,), name="after", dims=dict(self.graph.dims), path=self.graph.path)
+        return Graph(tensors, ordered, (root,), name="after", dims=dict(self.graph.dims),
+                     fixed_dims=dict(self.graph.fixed_dims), path=self.graph.path)
 
     # the result -----------------------------------------------------------------------------
     def finish(self) -> Graph:
@@ -254,7 +257,8 @@ class Workspace(GraphBuilder):
         read = {i for node in self.nodes.values() for i in node.inputs} | self.protected
         tensors = {n: t for n, t in self.tensors.items() if t.kind != "constant" or n in read or n in self.unread_at_start}
         return Graph(tensors=tensors, nodes=dict(self.nodes), outputs=self.graph.outputs, loss=self.graph.loss,
-                     name=self.graph.name, doc=self.graph.doc, dims=dict(self.graph.dims), path=self.graph.path)
+                     name=self.graph.name, doc=self.graph.doc, dims=dict(self.graph.dims),
+                     fixed_dims=dict(self.graph.fixed_dims), path=self.graph.path)
 
 
 def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False) -> RewriteResult:
