@@ -172,3 +172,19 @@ def test_a_square_by_pow_runs_as_a_product_with_pows_bits(load_text):
         np.testing.assert_array_equal(out[name], v)
         assert out[name].dtype == v.dtype
     assert out["y"].tobytes() == want["y"].tobytes()
+
+
+def test_expand_dims_runs_as_indexing_with_the_same_result(load_text):
+    g = load_text("gtool: 1\ninputs: {x: [2, 3], s: []}\nnodes:\n  a: expand_dims(x, axis=-1)\n"
+                  "  b: expand_dims(x, axis=[0, 2])\n  c: expand_dims(s, axis=0)\n  d: expand_dims(x, axis=[-1, 1])\n"
+                  "  e: expand_dims(x, axis=0) * 2\noutputs: [a, b, c, d, e]\n")
+    x, s = np.arange(6.0).reshape(2, 3), np.array(1.5)
+    for _ in range(3):
+        out = api.run(g, {"x": x, "s": s})
+    source = next(iter(interp.program(g)._fast.values())).source
+    assert "[:, :, None]" in source and "[None, :, None, :]" in source and "[None]" in source
+    want = {"a": np.expand_dims(x, -1), "b": np.expand_dims(x, [0, 2]), "c": np.expand_dims(s, 0),
+            "d": np.expand_dims(x, [-1, 1]), "e": np.expand_dims(x, 0) * 2}
+    for k, v in want.items():
+        assert out[k].shape == v.shape, k
+        np.testing.assert_array_equal(out[k], v)
