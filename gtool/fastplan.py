@@ -102,6 +102,9 @@ def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) ->
         expr = ins[0]
     elif step.op == "pow" and _squares(program, step, node, types):  # x ** 2: pow is correctly rounded there
         expr = f"{ins[0]} * {ins[0]}"
+    elif step.op == "sum" and types[node.inputs[0]].rank > 0 and set(kw) == {"axis", "keepdims"}:
+        env["_add_reduce"] = np.add.reduce  # what the kernel calls on an array (every value of rank > 0 is one)
+        expr = f"_add_reduce({ins[0]}, axis={kw['axis']!r}, keepdims={kw['keepdims']!r})"
     elif step.op == "expand_dims" and not types[node.inputs[0]].weak:  # the same view, by indexing
         expr = f"{ins[0]}[{_new_axes(kw['axis'], types[step.node].rank)}]"
     elif big:  # write into the dying input's buffer
