@@ -171,3 +171,19 @@ def test_vjp_runs_the_simplified_gradient_graph(load_text):
     np.testing.assert_allclose(grads["x"], want, rtol=4e-15, atol=1e-320)
     raw = gtool.run(gr.graph, {"x": x, "w": w, **{gr.cotangents["y"]: cy, gr.cotangents["z"]: cz}})
     assert _bits(grads["x"]) == _bits(raw[gr.outputs["x"]])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_share_sigmoid_slope_keeps_the_bits_in_narrow_floats(dtype, load_text):
+    typed = f"{{shape: [n], dtype: {dtype}}}"
+    g = load_text(SIGMOID.replace("{x: [n], w: [n]}", f"{{x: {typed}, w: {typed}}}"))
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(scale=20.0, size=500), [-105.0, -88.0, -17.3, 0.0, -0.0, 16.0, 88.0, 104.0,
+                                                          np.inf, -np.inf, np.nan]]).astype(dtype)
+    w = rng.normal(size=x.size).astype(dtype)
+    assert "sigmoid" not in _ops(api.backward(g, ["x"]))
+    loss, grads = gtool.value_and_grad(g, {"x": x, "w": w}, wrt=["x"])
+    raw = gtool.run(api.grad(g, ["x"]), {"x": x, "w": w})
+    assert grads["x"].dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(grads["x"], raw["__grad_x"])
+    assert _bits(loss) == _bits(gtool.run(g, {"x": x, "w": w})["L"])  # NaN: x holds one
