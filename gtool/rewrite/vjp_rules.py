@@ -22,16 +22,14 @@ from .pattern import Match, Var, op
 
 A, B = Var("a"), Var("b")
 
+
 def _slope_exp(ws, x: str) -> str | None:
-    """The node exp(neg(abs(x))) if the graph has one (the sigmoid slope's t), else None."""
-    for n in ws.nodes.values():
-        if n.op == "abs" and n.inputs == (x,):
-            for neg in ws.nodes.values():
-                if neg.op == "neg" and neg.inputs == (n.name,):
-                    for e in ws.nodes.values():
-                        if e.op == "exp" and e.inputs == (neg.name,):
-                            return e.name
-    return None
+    """The node exp(neg(abs(x))) if the graph has one (the sigmoid slope's t), else None:
+    three linear scans (a graph may hold many abs, neg and exp nodes)."""
+    nodes = ws.nodes.values()
+    absolute = {n.name for n in nodes if n.op == "abs" and n.inputs == (x,)}
+    negated = {n.name for n in nodes if n.op == "neg" and n.inputs[0] in absolute} if absolute else set()
+    return next((n.name for n in nodes if n.op == "exp" and n.inputs[0] in negated), None) if negated else None
 
 
 class ShareSigmoidSlope(Rule):
