@@ -187,3 +187,16 @@ def test_share_sigmoid_slope_keeps_the_bits_in_narrow_floats(dtype, load_text):
     assert grads["x"].dtype == np.dtype(dtype)
     np.testing.assert_array_equal(grads["x"], raw["__grad_x"])
     assert _bits(loss) == _bits(gtool.run(g, {"x": x, "w": w})["L"])  # NaN: x holds one
+
+
+def test_negations_of_small_values_stay(load_text):
+    """Each application costs the engine a scan of the graph; a negation of a few numbers
+    costs less than a microsecond a run: below BIG elements, the sign rules leave it."""
+    from gtool.rewrite.vjp_rules import BIG
+
+    small = NEGS.replace("{a: [n], b: [n], c: [n]}", "{a: [3], b: [3], c: [3]}")
+    out = run_rules(load_text(small), [NegOutOfMul(), NegIntoNumber(), AddNeg()]).graph
+    assert [out.nodes[k].op for k in ("p", "q", "r", "s")] == ["mul", "mul", "add", "sub"]
+    big = NEGS.replace("{a: [n], b: [n], c: [n]}", f"{{a: [{BIG}], b: [{BIG}], c: [{BIG}]}}")
+    out = run_rules(load_text(big), [NegOutOfMul(), NegIntoNumber(), AddNeg()]).graph
+    assert [out.nodes[k].op for k in ("p", "q", "r", "s")] == ["neg", "mul", "sub", "add"]
