@@ -1,14 +1,18 @@
 """conv2d forward + backward of a batch-64 28x28 CNN, one thread: gtool vs PyTorch vs
 hand-written NumPy im2col.
 
-Usage (PyTorch lives in a separate venv; gtool is put on the path, never installed there):
+Usage (PyTorch lives in a separate venv; gtool is put on the path, never installed there: the
+checkout this script sits in comes first, whatever PYTHONPATH says; to time another checkout,
+copy the script into it):
 
     PYTHONPATH=. ~/.cache/gtool-peers/venv/bin/python bench/conv_bench.py [--repeat 15] [--dtype float32] [--cpu]
 
 Layers: the PyTorch MNIST example's two convolutions (conv1 1 -> 32, 3x3, on 28x28; conv2
 32 -> 64, 3x3, on 26x26) and a padded, strided one (conv3 32 -> 64, 3x3, stride 2, padding 1).
 For each layer, one "step" is the forward y = conv(x, W, b) and the backward of
-L = sum(y * R): dx, dW and db. Timed (medians of time.perf_counter after a warm-up):
+L = sum(y * R): dx, dW and db. Timed after a warm-up, the four interleaved (torch, gtool
+kernels, gtool graph, numpy, torch, ...) so that load on a shared machine hits all of them
+alike; the times are medians, the ratios medians of the per-round ratios (paired):
 
 - gtool kernels: the ops' NumPy forwards called directly (conv, conv_transpose, conv_filter,
   and a sum for db): what the executor runs for the three nodes;
@@ -39,7 +43,7 @@ sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import as_strided  # noqa: E402
-from timing import time_median  # noqa: E402
+from timing import median  # noqa: E402
 
 MNIST_CNN = ("conv1", "conv2")  # the layers of PyTorch's MNIST example (the "cnn" total row)
 LAYERS = {  # name: (x shape, W shape, stride, padding)
@@ -136,17 +140,18 @@ def main() -> None:
           f"(torch {torch.__version__}, numpy {np.__version__})")
     print(f"{'layer':6} {'x':>16} {'W':>14} {'s,p':>4} {'torch ms':>9} {'gtool kern':>10} {'gtool graph':>11} "
           f"{'numpy':>8} {'kern/torch':>10} {'graph/torch':>11} {'numpy/torch':>11}")
-    totals = np.zeros(4)
+    totals = None
     for name, (xs, ws, stride, pad) in LAYERS.items():
         if not args.only or name in args.only.split(","):
             row, times = bench_layer(torch, rng, name, xs, ws, stride, pad, args)
             print(row)
             if name in MNIST_CNN:
-                totals += times
+                totals = times if totals is None else totals + times  # per round: the rounds' sums
     if not args.only:  # the example CNN's two convolutions together: the issue's figure
-        t = totals
-        print(f"{'cnn':6} {'conv1 + conv2':>36} {t[0] * 1e3:9.2f} {t[1] * 1e3:10.2f} {t[2] * 1e3:11.2f} "
-              f"{t[3] * 1e3:8.2f} {t[1] / t[0]:10.2f} {t[2] / t[0]:11.2f} {t[3] / t[0]:11.2f}")
+        t = [median(list(v)) * 1e3 for v in totals]
+        ratios = [median(list(v / totals[0])) for v in totals[1:]]
+        print(f"{'cnn':6} {'conv1 + conv2':>36} {t[0]:9.2f} {t[1]:10.2f} {t[2]:11.2f} "
+              f"{t[3]:8.2f} {ratios[0]:10.2f} {ratios[1]:11.2f} {ratios[2]:11.2f}")
 
 
 def bench_layer(torch, rng, name, xs, ws, stride, pad, args) -> tuple[str, np.ndarray]:
@@ -161,14 +166,28 @@ def bench_layer(torch, rng, name, xs, ws, stride, pad, args) -> tuple[str, np.nd
     _, grads = step(x, w, b, r)
     _close((want[0], grads["x"], grads["W"], grads["b"]), want, args.dtype)
     clock = time.process_time if args.cpu else time.perf_counter
-    t_torch = time_median(lambda: torch_step(torch, x, w, b, r, stride, pad), args.repeat, clock)
-    t_kern = time_median(lambda: gtool_kernels(x, w, b, r, stride, pad), args.repeat, clock)
-    t_graph = time_median(lambda: step(x, w, b, r), args.repeat, clock)
-    t_np = time_median(lambda: by_hand(x, w, b, r, stride, pad), args.repeat, clock)
-    row = (f"{name:6} {str(list(xs)):>16} {str(list(ws)):>14} {f'{stride},{pad}':>4} {t_torch * 1e3:9.2f} "
-           f"{t_kern * 1e3:10.2f} {t_graph * 1e3:11.2f} {t_np * 1e3:8.2f} {t_kern / t_torch:10.2f} "
-           f"{t_graph / t_torch:11.2f} {t_np / t_torch:11.2f}")
-    return row, np.array([t_torch, t_kern, t_graph, t_np])
+    t_torch, t_kern, t_graph, t_np = times = interleaved(
+        [lambda: torch_step(torch, x, w, b, r, stride, pad), lambda: gtool_kernels(x, w, b, r, stride, pad),
+         lambda: step(x, w, b, r), lambda: by_hand(x, w, b, r, stride, pad)], args.repeat, clock)
+    ratios = [median(list(t / times[0])) for t in times[1:]]
+    row = (f"{name:6} {str(list(xs)):>16} {str(list(ws)):>14} {f'{stride},{pad}':>4} {median(t_torch) * 1e3:9.2f} "
+           f"{median(t_kern) * 1e3:10.2f} {median(t_graph) * 1e3:11.2f} {median(t_np) * 1e3:8.2f} {ratios[0]:10.2f} "
+           f"{ratios[1]:11.2f} {ratios[2]:11.2f}")
+    return row, np.array(times)
+
+
+def interleaved(fns, repeat: int, clock) -> list[np.ndarray]:
+    """Per function, `repeat` timings taken in rounds (one call of each function per round),
+    after one warm-up round."""
+    for fn in fns:
+        fn()
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, out in zip(fns, samples):
+            t0 = clock()
+            fn()
+            out.append(clock() - t0)
+    return [np.array(t) for t in samples]
 
 if __name__ == "__main__":
     main()

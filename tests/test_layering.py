@@ -133,8 +133,10 @@ RULES["only convert (and the onnx package) reach the ONNX exporter"] = (
 RULES["the ONNX exporter runs nothing and knows no commands"] = (
     EXPORT, ["gtool.interp", "gtool.backends", "gtool.api", "gtool.autodiff", "gtool.commands", "gtool.cli"], ())
 RULES["the conv/pool references share no code with the forwards they check"] = (
-    ["gtool.ops.window_refs"], ["gtool.ops.windows", "gtool.ops.conv", "gtool.ops.pool"], ())
-RULES["the conv/pool forwards never run their references"] = (["gtool.ops.windows"], ["gtool.ops.window_refs"], ())
+    ["gtool.ops.window_refs"], ["gtool.ops.windows", "gtool.ops.conv", "gtool.ops.pool", "gtool.ops.im2col",
+                                "gtool.ops.conv_offsets"], ())
+RULES["the conv/pool forwards never run their references"] = (
+    ["gtool.ops.windows", "gtool.ops.im2col", "gtool.ops.conv_offsets"], ["gtool.ops.window_refs"], ())
 RULES["the dask backend knows ops only through the records, and sits below execution and the tools"] = (
     ["gtool.dask", "gtool.backends.dask_backend"],
     ["gtool.ops", "gtool.interp", "gtool.autodiff", "gtool.builder", "gtool.api", "gtool.rewrite", "gtool.gradcheck",

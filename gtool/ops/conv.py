@@ -12,8 +12,10 @@ All three share one geometry (gtool/ops/windows.py): `stride`, `padding`, `auto_
 `dilation`, `groups`, read as the *forward convolution's* geometry, so that conv_transpose with
 the same attrs is exactly conv's adjoint (its `auto_pad` pads as that conv would; the ONNX
 importer turns ConvTranspose's own auto_pad and output_shape into explicit pads). The NumPy
-forwards are im2col through a strided window view, one copy of the columns, and one batched
-matmul; conv_transpose adds the columns back one kernel offset at a time (col2im).
+forwards run one image at a time: im2col (a copy of the image's windows) and one matmul
+(gtool/ops/im2col.py), or, with stride 1 and few outputs per group, one matmul per kernel
+offset on the padded input in place (gtool/ops/conv_offsets.py); conv_transpose is one matmul
+and col2im, one contiguous add per kernel offset (im2col.transpose_images).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ..dims import Dim, parse_dim
 from ..ir import TensorType
 from . import bounds
 from . import window_refs as refs
+from .conv_offsets import conv_by_offsets, filter_by_offsets, use_offsets
+from .im2col import conv_images, filter_images, transpose_images
 from .registry import Attr, KernelError, OpDef, ShapeError, register, result_type
 from .shape import shape_json
 from .windows import AUTO_PAD, Columns, Window, explicit_pads, ints, prod, window_from_attrs
@@ -195,38 +199,12 @@ def conv_forward(x, w, b=None, *, stride=1, padding=0, auto_pad="notset", dilati
     """im2col + matmul, one image at a time (+ the bias, broadcast over batch and positions)."""
     x, w, win, dt = _operands(x, w, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
                               w.shape[2:])
-    cols = Columns(win.plan(x.shape[2:]), dt)
-    nb, m = x.shape[0], w.shape[0]
+    plan = win.plan(x.shape[2:])
     if x.size == 0 or w.size == 0:  # no images, channels or filters: sums of nothing (and the bias)
-        return _bias(np.zeros((nb, m) + tuple(cols.plan.out), dt), b)
-    out = np.empty((nb, groups, m // groups, cols.length), dt)
-    if cols.linear and w.shape[1] >= _PER_OFFSET:  # stride 1, many channels: no column copies
-        _flat_conv(cols, cols.flat_input(x), w, groups, out)
-    else:
-        src = cols.source(x)
-        wm = w.reshape(groups, m // groups, -1)
-        for n in range(nb):
-            np.matmul(wm, cols.image(src, n).reshape(groups, -1, cols.length), out=out[n])
-    return _bias(cols.gather(out.reshape(nb, m, cols.length)), b)
-
-
-# Channels per group from which a matmul per kernel offset (on the runs in place) beats one
-# copy of the columns and one matmul: with fewer, the per-offset matmuls are too thin.
-_PER_OFFSET = 16
-
-
-def _flat_conv(cols: Columns, xf: np.ndarray, w: np.ndarray, groups: int, out: np.ndarray) -> None:
-    """out[n] = sum over kernel offsets k of W[:, :, k] @ (image n's run at offset k), by group."""
-    m, cg = w.shape[:2]
-    wk = np.ascontiguousarray(np.moveaxis(w.reshape(groups, m // groups, cg, -1), 3, 0))  # [K, G, M/G, Cg]
-    tmp = np.empty(out.shape[1:], out.dtype)
-    span = cols.length
-    for n in range(xf.shape[0]):
-        xg = xf[n].reshape(groups, cg, -1)
-        for k, at in enumerate(cols.offsets):
-            np.matmul(wk[k], xg[:, :, at: at + span], out=out[n] if k == 0 else tmp)
-            if k:
-                out[n] += tmp
+        return _bias(np.zeros((x.shape[0], w.shape[0]) + tuple(plan.out), dt), b)
+    if use_offsets(plan, w.shape[1], w.shape[0] // groups):
+        return conv_by_offsets(x, w, b, Columns(plan, dt), groups)
+    return conv_images(x, w, b, plan, groups)
 
 
 def _transpose_out_spatial(insize, win: Window, output_shape, output_padding) -> tuple[int, ...]:
@@ -250,41 +228,21 @@ def conv_transpose_forward(g, w, b=None, *, stride=1, padding=0, auto_pad="notse
     if plan.out != tuple(g.shape[2:]):
         raise KernelError("shape-mismatch", f"conv_transpose output {list(spatial)} does not convolve back to the "
                           f"input size {list(g.shape[2:])}")
-    cols = Columns(plan, dt)
-    nb, m = g.shape[:2]
     if g.size == 0 or w.size == 0:
-        return _bias(np.zeros((nb, groups * w.shape[1]) + tuple(spatial), dt), b)
-    gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    wt = w.reshape(groups, m // groups, -1).transpose(0, 2, 1)  # [G, Cg * K, M/G]
-    buf = np.empty((groups, wt.shape[1], cols.length), dt)
-    return _bias(cols.scatter(lambda n: np.matmul(wt, gf[n], out=buf), nb, groups * w.shape[1]), b)
+        return _bias(np.zeros((g.shape[0], groups * w.shape[1]) + tuple(spatial), dt), b)
+    return _bias(transpose_images(g, w, Columns(plan, dt), groups), b)
 
 
 def conv_filter_forward(x, g, *, kernel, stride=1, padding=0, auto_pad="notset", dilation=1, groups=1):
     """dL/dw of conv: the sum over images of g (by group) times the image's columns."""
     x, g, win, dt = _operands(x, g, dict(stride=stride, padding=padding, auto_pad=auto_pad, dilation=dilation),
                               tuple(kernel))
-    cols = Columns(win.plan(x.shape[2:]), dt)
-    nb, m = g.shape[:2]
-    cg = x.shape[1] // groups
     if x.size == 0 or g.size == 0:
-        return np.zeros((m, cg) + tuple(kernel), dt)
-    gf = cols.spread(g).reshape(nb, groups, m // groups, cols.length)
-    if cols.linear and cg >= _PER_OFFSET:  # stride 1, many channels: per kernel offset, no column copies
-        xf, span = cols.flat_input(x), cols.length
-        acc = np.zeros((len(cols.offsets), groups, m // groups, cg), dt)
-        part = np.empty(acc.shape[1:], dt)
-        for n in range(nb):
-            xg = xf[n].reshape(groups, cg, -1)
-            for k, at in enumerate(cols.offsets):
-                acc[k] += np.matmul(gf[n], xg[:, :, at: at + span].transpose(0, 2, 1), out=part)
-        return np.ascontiguousarray(np.moveaxis(acc, 0, -1)).reshape((m, cg) + tuple(kernel))
-    src = cols.source(x)
-    acc = np.zeros((groups, m // groups, cg * prod(kernel)), dt)
-    part = np.empty_like(acc)
-    for n in range(nb):
-        acc += np.matmul(gf[n], cols.image(src, n).reshape(groups, -1, cols.length).transpose(0, 2, 1), out=part)
-    return acc.reshape((m, cg) + tuple(kernel))
+        return np.zeros((g.shape[1], x.shape[1] // groups) + tuple(kernel), dt)
+    plan = win.plan(x.shape[2:])
+    if use_offsets(plan, x.shape[1] // groups, g.shape[1] // groups):
+        return filter_by_offsets(x, g, Columns(plan, dt), groups)
+    return filter_images(x, g, plan, groups)
 
 
 # VJP and JVP rules ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided, sliding_window_view
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..dims import Dim
 from .registry import Attr, ShapeError
@@ -157,11 +157,12 @@ class Plan:
 
     def pad(self, x: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """x ([N, C, *spatial]) padded on every spatial side (begin; end plus extra) with `fill`."""
-        widths = [(0, 0)] * (x.ndim - len(self.spatial)) + \
-            [(b, e + x_) for b, e, x_ in zip(self.pad_begin, self.pad_end, self.extra)]
-        if not any(b or e for b, e in widths):
+        if self.padded == self.spatial:
             return x
-        return np.pad(x, widths, constant_values=fill)
+        lead = x.shape[: x.ndim - len(self.spatial)]
+        out = np.full(lead + self.padded, fill, x.dtype)  # np.pad's generic code was ~3x slower
+        out[(Ellipsis,) + tuple(slice(b, b + h) for b, h in zip(self.pad_begin, self.spatial))] = x
+        return out
 
     def crop(self, xp: np.ndarray) -> np.ndarray:
         """The input region of a padded array (the inverse of `pad`)."""
@@ -208,21 +209,17 @@ class Plan:
 
 
 class Columns:
-    """im2col and col2im on contiguous runs, one image at a time.
+    """col2im on contiguous runs (conv_transpose, gtool/ops/im2col.py).
 
     The padded input is split into its prod(stride) phases (space to depth: phase p of an axis
-    holds the padded cells q s + p, q < Q = ceil(padded / s)), each flattened per channel:
-    [N, C, size]. Kernel offset k reads cell o s + k d = (o + (k d) // s) s + (k d) % s, i.e.
-    one *contiguous* run of L = out[0] * prod(Q[1:]) cells in phase (k d) % s from (k d) // s
-    on; the cells past the last output column are garbage that `gather` drops (and that
-    `spread` sets to zero on the way back). With stride 1 there is one phase, the padded input
-    itself, and the runs' offsets are a strided view (`linear`).
-
-    `image(src, n)` copies image n's columns [C, *kernel, L] into a buffer reused for every
-    image, small enough to stay in cache for the matmul that follows (a whole-batch im2col is
-    a copy of 9x the input through memory, and then read again); `scatter` adds columns back
-    run by run (col2im: contiguous adds, also for a stride, where the strided slices of the
-    padded input were 1.4x slower).
+    holds the padded cells q s + p, q < Q = ceil(padded / s)), phase-major and flattened:
+    [N, phases, C, phase_size]. Kernel offset k reads cell o s + k d = (o + (k d) // s) s +
+    (k d) % s, i.e. one *contiguous* run of L = out[0] * prod(Q[1:]) cells in phase (k d) % s,
+    from (k d) // s on (`taps`: (phase, start) per offset); the cells past the last output
+    column are garbage, kept at zero on the way back (`spread_buffer`). With stride 1 there is
+    one phase, the padded input itself. Adding columns back run by run is contiguous, also for
+    a stride, where the strided slices of the padded input were 1.4x slower; phase-major, one
+    offset's runs for all channels are one contiguous range.
     """
 
     def __init__(self, plan: Plan, dtype) -> None:
@@ -230,46 +227,27 @@ class Columns:
         w = plan.window
         self.kernel = w.kernel
         self.steps = tuple(w.stride)
-        self.linear = all(s == 1 for s in w.stride)
         padded = plan.padded
         self.cells = tuple(-(-p // s) for p, s in zip(padded, self.steps))  # one phase's shape
         inner = [prod(self.cells[a + 1:]) for a in range(len(padded))]
-        phase_size = prod(self.cells)
-        self.offsets = []
+        self.phase_size = prod(self.cells)
+        self.taps = []
         for kk in np.ndindex(*w.kernel):
             taps = [k * d for k, d in zip(kk, w.dilation)]
             phase = int(np.ravel_multi_index(tuple(t % s for t, s in zip(taps, self.steps)), self.steps))
-            self.offsets.append(phase * phase_size + sum(t // s * i for t, s, i in zip(taps, self.steps, inner)))
+            self.taps.append((phase, sum(t // s * i for t, s, i in zip(taps, self.steps, inner))))
         self.length = plan.out[0] * inner[0]
-        self.size = max(prod(self.steps) * phase_size, max(self.offsets) + self.length)
         self.rows = (plan.out[0],) + self.cells[1:]
-        self.taps_strides = tuple(d * t for d, t in zip(w.dilation, inner))  # stride 1: offset(k) = k . taps
-        self.buf = None
 
-    def source(self, x: np.ndarray) -> np.ndarray:
-        """What `image` copies from: stride 1, the view [N, C, *kernel, L] of the runs; else the
-        flat input [N, C, size] (phase offsets are no strided view: `image` copies run by run)."""
-        xf = self.flat_input(x)
-        if not self.linear:
-            return xf
-        item = xf.itemsize
-        return as_strided(xf, x.shape[:2] + self.kernel + (self.length,),
-                          xf.strides[:2] + tuple(t * item for t in self.taps_strides) + (item,), writeable=False)
-
-    def flat_input(self, x: np.ndarray) -> np.ndarray:
-        """x [N, C, *S] zero-padded, split into phases and flattened per channel: [N, C, size];
-        kernel offset k reads the run [offsets[k], offsets[k] + length)."""
-        xf = np.zeros(x.shape[:2] + (self.size,), self.dtype)
-        for cells, region in self._phase_parts(xf):
-            cells[...] = x[region]
-        return xf
+    @property
+    def phases(self) -> int:
+        return prod(self.steps)
 
     def _phase_parts(self, xf: np.ndarray):
-        """(view of xf's cells, index of the input [N, C, *S]) pairs: input cell i of axis a sits
-        in padded cell i + pb = q s + p, phase p, place q (stride 1: one phase, q = i + pb)."""
-        lead = xf.shape[:2]
-        phase_size = prod(self.cells)
-        body = xf[..., : prod(self.steps) * phase_size].reshape(lead + self.steps + self.cells)
+        """(view of xf's cells, index of the input [N, C, *S]) pairs, xf [N, phases, C,
+        phase_size]: input cell i of axis a sits in padded cell i + pb = q s + p, phase p, place
+        q (stride 1: one phase, q = i + pb)."""
+        body = xf.reshape(xf.shape[:1] + self.steps + xf.shape[2:3] + self.cells)
         for ph in np.ndindex(*self.steps):
             src, dst = [], []
             for p, s, b, h in zip(ph, self.steps, self.plan.pad_begin, self.plan.spatial):
@@ -278,40 +256,29 @@ class Columns:
                 src.append(slice(first, first + s * (count - 1) + 1, s) if count else slice(0, 0))
                 q = (first + b - p) // s
                 dst.append(slice(q, q + count))
-            yield body[(Ellipsis,) + ph + tuple(dst)], (Ellipsis,) + tuple(src)
+            yield body[(slice(None),) + ph + (slice(None),) + tuple(dst)], (Ellipsis,) + tuple(src)
 
-    def image(self, src: np.ndarray, n: int) -> np.ndarray:
-        """Image n's columns, copied into the reused buffer: [C * prod(kernel), L]."""
-        if self.buf is None:
-            self.buf = np.empty((src.shape[1], len(self.offsets), self.length), self.dtype)
-        if self.linear:
-            np.copyto(self.buf.reshape(src.shape[1:]), src[n])
-        else:
-            for k, at in enumerate(self.offsets):
-                self.buf[:, k] = src[n, :, at: at + self.length]
-        return self.buf.reshape(-1, self.length)
+    def spread_buffer(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """A zeroed [channels, L] buffer for output-shaped values on the columns' positions,
+        and its view [channels, *out] of the real output cells (what is copied in; the garbage
+        cells stay zero)."""
+        buf = np.zeros((channels,) + self.rows, self.dtype)
+        return buf.reshape(channels, self.length), buf[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)]
 
-    def spread(self, g: np.ndarray) -> np.ndarray:
-        """An output-shaped [N, M, *out] on the columns' positions: [N, M, L]."""
-        nm = g.shape[:2]
-        out = np.zeros(nm + self.rows, g.dtype)
-        out[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)] = g
-        return out.reshape(nm + (self.length,))
+    def zero_garbage(self, runs: np.ndarray) -> None:
+        """Set the garbage cells of [..., L] (columns past the last output column) to 0: W^T g
+        puts 0 there, except where W holds an inf or NaN (0 * inf), which col2im would add to
+        cells that no output touches."""
+        rows = runs.reshape(runs.shape[:-1] + self.rows)
+        for a in range(1, len(self.rows)):
+            rows[(slice(None),) * (runs.ndim - 1 + a) + (slice(self.plan.out[a], None),)] = 0
 
-    def gather(self, full: np.ndarray) -> np.ndarray:
-        """[N, M, L] -> [N, M, *out] (contiguous): the inverse of `spread`."""
-        nm = full.shape[:2]
-        rows = full.reshape(nm + self.rows)
-        return np.ascontiguousarray(rows[(Ellipsis,) + tuple(slice(0, o) for o in self.plan.out)])
-
-    def scatter(self, cols_of, nb: int, channels: int) -> np.ndarray:
-        """col2im: for each image n, `cols_of(n)` [C, *kernel, L] is added back run by run; the
-        phases are then put back in place: returns the input region [N, C, *spatial]."""
-        xf = np.zeros((nb, channels, self.size), self.dtype)
-        for n in range(nb):
-            cols = cols_of(n).reshape(channels, -1, self.length)
-            for k, at in enumerate(self.offsets):
-                xf[n, :, at: at + self.length] += cols[:, k]
+    def unflatten(self, xf: np.ndarray) -> np.ndarray:
+        """The input region [N, C, *spatial] of flat phases [N, phases, C, phase_size] (stride 1
+        without padding: a view, no copy)."""
+        nb, channels = xf.shape[0], xf.shape[2]
+        if all(s == 1 for s in self.steps) and self.plan.padded == self.plan.spatial:  # the same cells
+            return xf.reshape((nb, channels) + self.plan.spatial)
         out = np.empty((nb, channels) + self.plan.spatial, self.dtype)
         for cells, region in self._phase_parts(xf):
             out[region] = cells
