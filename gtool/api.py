@@ -81,12 +81,16 @@ def grad(graph: Graph, wrt=None, of: str | None = None, *, remat=None, dims: dic
 def backward(graph: Graph, wrt=None, of: str | None = None) -> Graph:
     """The gradient graph as value_and_grad runs it (cached per (wrt, of)): `grad`'s graph with
     reverse mode's leftovers simplified (rewrite/backward.py); same outputs, same values."""
-    gr = gradient(graph, wrt, of)
-    g = gr.graph.cache.get("backward")
+    return _simplified(gradient(graph, wrt, of).graph)
+
+
+def _simplified(gradient_graph: Graph) -> Graph:
+    """A gradient graph (grad's or vjp's) simplified, cached on it."""
+    g = gradient_graph.cache.get("backward")
     if g is None:
         from .rewrite.backward import simplify_backward
 
-        g = gr.graph.cache["backward"] = simplify_backward(gr.graph)
+        g = gradient_graph.cache["backward"] = simplify_backward(gradient_graph)
     return g
 
 
@@ -112,9 +116,9 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
         key = ("value_and_grad", _names(wrt), of, backend, seed)
         fast = graph.cache.get(key)
         if fast is not None:
-            outs = fast[0].outputs(inputs)
-            if outs is not None:
-                return float(outs[0]), dict(zip(fast[1], map(np.asarray, outs[1:])))
+            out = fast(inputs)
+            if out is not None:
+                return out
     gr = gradient(graph, wrt, of, remat=remat, dims=dims, inputs=inputs)
     # --check-numerics names the backward step of a forward node (`__bwd_<node>_<k>`): the
     # unsimplified graph has them all, and computes the same values; a rematerialized graph
@@ -124,7 +128,7 @@ def value_and_grad(graph: Graph, inputs: dict | None = None, wrt=None, of: str |
                          check_numerics=check_numerics)
     runner = bw.cache.get(("runner", None, backend, seed)) if plain else None
     if runner is not None and runner.prog.outputs == (gr.loss, *gr.outputs.values()):
-        graph.cache[key] = (runner, tuple(gr.outputs))
+        graph.cache[key] = runner.value_and_grad(tuple(gr.outputs))
     return float(out[gr.loss]), {w: out[n] for w, n in gr.outputs.items()}
 
 
@@ -150,7 +154,8 @@ def vjp(graph: Graph, inputs: dict | None = None, cotangents: dict | None = None
     feed = dict(inputs or {})
     feed.update({gr.cotangents[y]: c for y, c in check_cotangents(graph, inputs, cotangents, dims).items()})
     shown = gr.graph.outputs[:len(gr.graph.outputs) - len(gr.outputs)]
-    out = interp.execute(gr.graph, feed, [*shown, *gr.outputs.values()], backend=backend, random=random_inputs,
+    runs = gr.graph if check_numerics else _simplified(gr.graph)  # --check-numerics names the backward steps
+    out = interp.execute(runs, feed, [*shown, *gr.outputs.values()], backend=backend, random=random_inputs,
                          seed=seed, dim_values=dims, check_numerics=check_numerics)
     return {y: out[y] for y in shown}, {w: out[n] for w, n in gr.outputs.items()}
 

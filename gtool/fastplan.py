@@ -71,6 +71,25 @@ def generate(program, fast_steps: list, casts: set[int], sizes: dict[int, int], 
     return fn
 
 
+def _squares(program, step, node, types) -> bool:
+    """`x ** 2` with x a float value and 2 a weak constant: the same bits as `x * x` (the
+    rewrite rule pow_two's identity; tests/test_backward.py checks it on the edge values),
+    without pow's edge handling, which costs more than the power on a number."""
+    x, y = node.inputs
+    tx, ty = types[x], types[y]
+    if not tx.dtype.startswith("float") or tx.weak or not ty.weak or step.ins[1] not in program.template_slots:
+        return False
+    two = program.template_value(step.ins[1])
+    return type(two) in (int, float) and two == 2
+
+
+def _new_axes(axis, rank: int) -> str:
+    """The index that inserts size-1 axes at `axis` (positions in the result, as np.expand_dims
+    takes them): `x[:, None]` is the view np.expand_dims makes, at a tenth of its cost."""
+    axes = {a % rank for a in (axis if isinstance(axis, list | tuple) else [axis])}
+    return ", ".join("None" if k in axes else ":" for k in range(rank))
+
+
 def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) -> list[str]:
     op = get_op(step.op)
     node = program.graph.nodes[step.node]
@@ -81,6 +100,13 @@ def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) ->
     fn = _direct(op, step.kernel, types, node.inputs)
     if step.op == "identity":  # a copy of a value under another name: the same object
         expr = ins[0]
+    elif step.op == "pow" and _squares(program, step, node, types):  # x ** 2: pow is correctly rounded there
+        expr = f"{ins[0]} * {ins[0]}"
+    elif step.op == "sum" and types[node.inputs[0]].rank > 0 and set(kw) == {"axis", "keepdims"}:
+        env["_add_reduce"] = np.add.reduce  # what the kernel calls on an array (every value of rank > 0 is one)
+        expr = f"_add_reduce({ins[0]}, axis={kw['axis']!r}, keepdims={kw['keepdims']!r})"
+    elif step.op == "expand_dims" and not types[node.inputs[0]].weak:  # the same view, by indexing
+        expr = f"{ins[0]}[{_new_axes(kw['axis'], types[step.node].rank)}]"
     elif big:  # write into the dying input's buffer
         env[f"u{k}"] = ufunc
         expr = f"u{k}({', '.join(ins)}, out={ins[step.donor]})"
@@ -101,3 +127,44 @@ def _step_lines(k, step, kw, program, env, types, casts, sizes, in_place_min) ->
     if step.free:
         lines.append("del " + ", ".join(f"s{s}" for s in step.free))
     return lines
+
+
+def caller(spec: tuple, base: list, fn, limits: tuple, limits_key, slow, grads: tuple[str, ...] | None = None):
+    """A runner's steady state as one generated function `call(inputs)`: the data signature
+    checks unrolled (one line per given name: class, shape, dtype, all compared by identity or
+    tuple equality), the plan's arguments passed directly, NumPy's error state hushed around it.
+
+    Returns the plan's outputs (a tuple), or with `grads` (value_and_grad's target names, the
+    plan's outputs after the loss) `(float(loss), {target: gradient})`; None when the data or
+    the limits differ from the signature (the caller then takes the checked path). An error
+    inside the plan goes to `slow(inputs)` (the careful rerun that names the node).
+
+    `spec`: (name, position in the plan's arguments or -1, shape, dtype) per given name;
+    `base`: the plan's arguments with the file values and param inits (given data replaced).
+    """
+    env: dict = {"_nd": np.ndarray, "_fn": fn, "_limits": limits_key, "_lim": limits, "_slow": slow,
+                 "_hush": hush, "_unhush": unhush, "_asarray": np.asarray}
+    lines = [f"if len(inputs) != {len(spec)} or _limits() != _lim:", "    return None"]
+    args = []
+    for k, value in enumerate(base):
+        env[f"_b{k}"] = value
+        args.append(f"_b{k}")
+    for j, (name, pos, shape, dtype) in enumerate(spec):
+        env[f"_s{j}"], env[f"_d{j}"] = shape, dtype
+        lines += [f"v{j} = inputs.get({name!r})",
+                  f"if v{j}.__class__ is not _nd or v{j}.shape != _s{j} or v{j}.dtype is not _d{j}:",
+                  "    return None"]
+        if pos >= 0:
+            args[pos] = f"v{j}"
+    lines += ["token = _hush()", "try:", f"    o = _fn({', '.join(args)})", "except Exception:  # noqa: BLE001",
+              "    o = _slow(inputs)", "finally:", "    _unhush(token)"]
+    if grads is None:
+        lines.append("return o")
+    else:
+        pairs = ", ".join(f"{g!r}: _asarray(o[{k}])" for k, g in enumerate(grads, 1))
+        lines.append(f"return float(o[0]), {{{pairs}}}")
+    source = "def call(inputs):\n" + "\n".join("    " + line for line in lines) + "\n"
+    exec(compile(source, "<gtool runner>", "exec"), env)  # noqa: S102 - names quoted by repr, values bound in env
+    call = env["call"]
+    call.source = source
+    return call

@@ -346,6 +346,9 @@ class Runner:
         self.n_given = len(spec)
         interpreted = prog.compiled is None and prog._casts is not None
         self.fn = prog.plan_function(bindings) if interpreted else None
+        self._grads: dict[tuple, object] = {}
+        if self.fn is not None and not prog._fed_weak:  # the checks and the call as one generated function
+            self.outputs = fastplan.caller(spec, base, self.fn, self.limits, budget.limits_key, self._rerun)
 
     @classmethod
     def make(cls, prog: Program, inputs: dict, values: dict, bindings: dict[str, int]) -> Runner | None:
@@ -362,6 +365,29 @@ class Runner:
             spec.append((name, position.get(name, -1), v.shape, np.dtype(t.dtype)))
         base = [values.get(n) for n in prog.fed_names]
         return cls(prog, tuple(spec), base, values, bindings)
+
+    def _rerun(self, inputs: dict) -> tuple:
+        """After an error inside the generated plan: the careful loop, which names the node."""
+        args = self.base.copy()
+        for name, pos, _, _ in self.spec:
+            if pos >= 0:
+                args[pos] = inputs[name]
+        return self.prog.run_plan(self.fn, args, lambda: {**self.values, **inputs}, self.bindings)
+
+    def value_and_grad(self, grads: tuple[str, ...]):
+        """`call(inputs) -> (float loss, {target: gradient}) or None` for a plan whose outputs
+        are the loss and then the gradients of `grads` (api.value_and_grad's steady state)."""
+        call = self._grads.get(grads)
+        if call is None:
+            if self.fn is not None and not self.prog._fed_weak:
+                call = fastplan.caller(self.spec, self.base, self.fn, self.limits, budget.limits_key, self._rerun,
+                                       grads)
+            else:
+                def call(inputs, outputs=self.outputs):
+                    outs = outputs(inputs)
+                    return None if outs is None else (float(outs[0]), dict(zip(grads, map(np.asarray, outs[1:]))))
+            self._grads[grads] = call
+        return call
 
     def __call__(self, inputs: dict) -> dict | None:
         outs = self.outputs(inputs)

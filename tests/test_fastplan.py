@@ -131,3 +131,60 @@ def test_numba_runs_graphs_of_numbers_as_the_generated_plan(load_text):
     assert (loss, float(grads["x"]), float(grads["y"])) == (15.0, 3.0, 8.0)
     v = load_text("gtool: 1\ninputs: {x: [3]}\nnodes:\n  L: sum(x * x)\noutputs: [L]\n")
     assert interp.program(v, backend="numba").compiled is not None
+
+
+def test_value_and_grad_steady_state_checks_the_signature_and_locates_errors(load_text):
+    """The generated caller (fastplan.caller): other shapes, dtypes, names or a missing input
+    take the checked path; an error inside the plan is named at its node, as on a first call."""
+    g = load_text("gtool: 1\ninputs:\n  z: [n, 3]\n  t: {shape: [n], dtype: int64}\nnodes:\n"
+                  "  L: cross_entropy(z, t)\noutputs: [L]\nloss: L\n")
+    z, t = np.zeros((2, 3)), np.array([0, 2])
+    for _ in range(3):
+        loss, grads = api.value_and_grad(g, {"z": z, "t": t}, wrt=["z"])
+    assert loss == pytest.approx(np.log(3)) and set(grads) == {"z"}
+    np.testing.assert_allclose(grads["z"], (np.full((2, 3), 1 / 3) - np.eye(3)[[0, 2]]) / 2, rtol=1e-15)
+    loss, grads = api.value_and_grad(g, {"z": np.zeros((1, 3)), "t": np.array([1])}, wrt=["z"])  # a new shape
+    np.testing.assert_allclose(grads["z"], [[1 / 3, -2 / 3, 1 / 3]], rtol=1e-15)
+    loss, _ = api.value_and_grad(g, {"z": z.astype(np.float32), "t": t}, wrt=["z"])  # a dtype: converted
+    assert loss == pytest.approx(np.log(3))
+    with pytest.raises(UsageError):  # t missing: the checked path says so
+        api.value_and_grad(g, {"z": z}, wrt=["z"])
+    with pytest.raises(GraphError) as info:
+        api.value_and_grad(g, {"z": z, "t": np.array([0, 7])}, wrt=["z"])
+    assert info.value.code == "bad-target" and "'L'" in str(info.value)
+    assert api.value_and_grad(g, {"z": z, "t": t}, wrt=["z"])[0] == pytest.approx(np.log(3))
+
+
+def test_a_square_by_pow_runs_as_a_product_with_pows_bits(load_text):
+    """`x ** 2` (a weak 2) is `x * x` in the generated plan; other powers keep pow's kernel."""
+    g = load_text("gtool: 1\ninputs: {x: [n], k: {shape: [n], dtype: int64}}\nnodes:\n  y: x ** 2\n  z: x ** 3\n"
+                  "  w: x ** 2.5\n  j: k ** 2\noutputs: [y, z, w, j]\n")
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 1e-160, 1.4e154, 1e200, -3.3, 0.1])
+    k = np.arange(-5, 6)
+    for _ in range(3):
+        out = api.run(g, {"x": x, "k": k})
+    source = next(iter(interp.program(g)._fast.values())).source
+    assert source.count(" * s") == 1 and source.count("= k") == 3  # y only; z, w and j call pow
+    with np.errstate(all="ignore"):
+        want = {"y": np.power(x, 2), "z": np.power(x, 3), "w": np.power(x, 2.5), "j": np.power(k, 2)}
+    want["w"][3] = np.inf  # (-inf) ** 2.5 = inf (IEEE pow), which the kernel fixes
+    for name, v in want.items():
+        np.testing.assert_array_equal(out[name], v)
+        assert out[name].dtype == v.dtype
+    assert out["y"].tobytes() == want["y"].tobytes()
+
+
+def test_expand_dims_runs_as_indexing_with_the_same_result(load_text):
+    g = load_text("gtool: 1\ninputs: {x: [2, 3], s: []}\nnodes:\n  a: expand_dims(x, axis=-1)\n"
+                  "  b: expand_dims(x, axis=[0, 2])\n  c: expand_dims(s, axis=0)\n  d: expand_dims(x, axis=[-1, 1])\n"
+                  "  e: expand_dims(x, axis=0) * 2\noutputs: [a, b, c, d, e]\n")
+    x, s = np.arange(6.0).reshape(2, 3), np.array(1.5)
+    for _ in range(3):
+        out = api.run(g, {"x": x, "s": s})
+    source = next(iter(interp.program(g)._fast.values())).source
+    assert "[:, :, None]" in source and "[None, :, None, :]" in source and "[None]" in source
+    want = {"a": np.expand_dims(x, -1), "b": np.expand_dims(x, [0, 2]), "c": np.expand_dims(s, 0),
+            "d": np.expand_dims(x, [-1, 1]), "e": np.expand_dims(x, 0) * 2}
+    for k, v in want.items():
+        assert out[k].shape == v.shape, k
+        np.testing.assert_array_equal(out[k], v)

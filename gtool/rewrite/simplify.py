@@ -12,6 +12,7 @@ import numpy as np
 from ..ops.registry import get_op
 from .base import Rule, X, reduced_axes
 from .pattern import Const, Match, either, op
+from .vjp_rules import VJP_RULES
 
 # simplification rules ---------------------------------------------------------------------------
 
@@ -445,4 +446,4 @@ EXPANSIONS: list[Rule] = [ExpandLogsumexp()]
 # run on every gradient graph (rewrite/backward.py): what reverse mode leaves behind
 BACKWARD: list[Rule] = [ScalarFold(), CSE(), MulOne(), AddZero(), NegNeg(), IdentityNode(), BroadcastOperand(),
                         BroadcastLater(), AddSelf(), ScalarMulMul(), PowTwo(), OuterMatmul(), TransposeTranspose(),
-                        ReshapeReshape(), DeadNodes()]
+                        ReshapeReshape(), *VJP_RULES, DeadNodes()]
