@@ -45,6 +45,10 @@ class Rule:
     # good in every formula that rounds p or the sum first, the stable ops included.
     log_domain = False
     pattern = None
+    # How far `match` reads: k = the node and k levels of its inputs (their nodes, tensors,
+    # reader counts); "graph" = anywhere (matched on every node every sweep); None = unknown
+    # (the engine then re-matches every node every sweep). See rewrite/engine.py.
+    reach: int | str | None = None
 
     @property
     def identity(self) -> str:

@@ -13,6 +13,18 @@ Matched intermediate nodes are deleted only when nothing else reads them (a valu
 out). Sweeps visit nodes in reverse topological order (consumers first, so the larger
 pattern rooted at a consumer wins over a smaller one inside it) until a sweep changes
 nothing. Everything is deterministic: same graph in, same graph (and names) out.
+
+Incremental sweeps: a sweep after the first re-matches only the nodes near what the previous
+sweep changed. Each rule states its `reach` (how many levels of inputs its match reads: 1
+for `x * 1`, 2 for `a * (b * x)`; "graph" for rules that read the whole graph, such as CSE,
+which run on every node every sweep). The workspace records every name an application or
+dead-node pass touches (new, replaced, deleted or re-wired nodes, and the inputs whose reader
+counts moved); a node none of whose inputs within the rules' reach was touched cannot match
+now if it did not match before, so the local rules skip it. A node where a rule matched but
+the application was rolled back is always re-matched (the attempt consumed fresh names), and
+a change to the dim bindings makes the next sweep a full one. With one rule of unknown reach
+every sweep is full. The result is the same graph, names and log as full sweeps give
+(tests/test_simplify_same.py), in a fraction of the time on long chains.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from ..ir import Graph, Loc, Node, Tensor, TensorType
 from .pattern import Match
 
 MAX_STEPS = 1000  # plus 20 per node: more means two rules undo each other
+INCREMENTAL = True  # False: every sweep matches every node (tests compare both)
 
 
 @dataclass
@@ -74,6 +87,8 @@ class Workspace(GraphBuilder):
         self.original_constants = {n for n, t in graph.tensors.items() if t.kind == "constant"}
         read = {i for node in graph.nodes.values() for i in node.inputs} | self.protected
         self.unread_at_start = {n for n in self.original_constants if n not in read}
+        self.dirty: set[str] = set()  # names touched since the engine last looked (incremental sweeps)
+        self.all_dirty = False  # the dim bindings moved: every node counts as touched
 
     # reading ------------------------------------------------------------------------------
     def users(self) -> dict[str, int]:
@@ -133,6 +148,7 @@ class Workspace(GraphBuilder):
             self.ctx.bindings = bindings
             return None
         owner = root.owner or root.name
+        self._touch_success(root, result, new_nodes, new_tensors, bindings)
         for n in new_nodes:
             self.nodes[n] = replace(self.nodes[n], owner=owner)
         if result in new_nodes:
@@ -160,6 +176,21 @@ class Workspace(GraphBuilder):
             applied.after = self._local_after(root.name, result, before)
         return applied
 
+    def _touch_success(self, root: Node, result: str, new_nodes: list[str], new_tensors: list[str],
+                       bindings: dict) -> None:
+        """Record what a successful application changes: the root (its inputs lose a reader),
+        the result, the new nodes and tensors and what they read."""
+        d = self.dirty
+        d.add(root.name)
+        d.add(result)
+        d.update(root.inputs)
+        d.update(new_tensors)
+        for n in new_nodes:
+            d.add(n)
+            d.update(self.nodes[n].inputs)
+        if self.ctx.bindings != bindings:
+            self.all_dirty = True
+
     def _shape_of_tree(self, name: str, inner: set[str]):
         """The structure computing `name` from outside values: op, attrs and the inputs, with
         nodes in `inner` expanded (so a rule that rebuilds what it matched is seen as a no-op)."""
@@ -172,6 +203,7 @@ class Workspace(GraphBuilder):
         for name, node in self.nodes.items():
             if old in node.inputs:
                 self.nodes[name] = replace(node, inputs=tuple(new if i == old else i for i in node.inputs))
+                self.dirty.add(name)
 
     def _reorder(self, order: list[str], position: int, new_nodes: list[str]) -> None:
         """Put the new nodes just before the root's place: they read only its ancestors."""
@@ -188,6 +220,8 @@ class Workspace(GraphBuilder):
                 if n in self.nodes and users.get(n, 0) == 0:
                     for i in self.nodes[n].inputs:
                         users[i] -= 1
+                    self.dirty.add(n)
+                    self.dirty.update(self.nodes[n].inputs)
                     del self.nodes[n], self.types[n]
                     changed = True
 
@@ -196,6 +230,8 @@ class Workspace(GraphBuilder):
         live = Graph(self.tensors, self.nodes, tuple(self.protected)).ancestors(self.protected)
         dead = [n for n in self.nodes if n not in live]
         for n in dead:
+            self.dirty.add(n)
+            self.dirty.update(self.nodes[n].inputs)
             del self.nodes[n], self.types[n]
         return dead
 
@@ -275,18 +311,33 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
         else:
             anywhere.append(rule)
     passes = [r for r in rules if getattr(r, "global_pass", False)]
+    matching = [r for r in rules if not getattr(r, "global_pass", False)]
+    reaches = [r.reach for r in matching]
+    depth = max((x for x in reaches if isinstance(x, int)), default=0)
+    incremental = INCREMENTAL and None not in reaches
+    full: dict[str, list] = {}  # op -> the rules tried on its nodes, in priority order
+    wide: dict[str, list] = {}  # op -> those of them that read the whole graph
     applied: list[Applied] = []
     limit = MAX_STEPS + 20 * len(graph.nodes)
+    retry: set[str] = set()  # nodes where an application was rolled back: always re-matched
+    near: set[str] | None = None  # the nodes the local rules look at this sweep (None: all)
     while True:
         changed = False
         for rule in rules:
             if hasattr(rule, "start_sweep"):
                 rule.start_sweep(ws)
+        ws.dirty, ws.all_dirty = set(), False
         for name in reversed(list(ws.nodes)):
             node = ws.nodes.get(name)
             if node is None:
                 continue
-            for rule in by_op.get(node.op, []) + anywhere:
+            tried = full.get(node.op)
+            if tried is None:
+                tried = full[node.op] = by_op.get(node.op, []) + anywhere
+                wide[node.op] = [r for r in tried if r.reach == "graph"]
+            if near is not None and name not in near:
+                tried = wide[node.op]
+            for rule in tried:
                 m = rule.match(ws, node)
                 if m is None:
                     continue
@@ -295,6 +346,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
                     applied.append(a)
                     changed = True
                     break
+                retry.add(name)
             if len(applied) > limit:
                 raise GraphError("internal", f"rewriting did not reach a fixed point after {limit} steps "
                                  f"(last rule: {applied[-1].rule}); please report it", path=graph.path)
@@ -304,6 +356,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
             changed = changed or bool(found)
         if not changed:
             break
+        near = None if not incremental or ws.all_dirty else _near(ws, ws.dirty, depth) | retry
     if expand:
         from .rules import EXPANSIONS
 
@@ -316,3 +369,19 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
                     if a is not None:
                         applied.append(a)
     return RewriteResult(ws.finish(), applied)
+
+
+def _near(ws: Workspace, touched: set[str], depth: int) -> set[str]:
+    """The touched names and every node that reads one through at most `depth` levels of
+    inputs: the nodes whose local matches may have changed."""
+    readers: dict[str, list[str]] = {}
+    for node in ws.nodes.values():
+        for i in node.inputs:
+            if i in touched or depth > 1:
+                readers.setdefault(i, []).append(node.name)
+    region = set(touched)
+    frontier = touched
+    for _ in range(depth):
+        frontier = {r for n in frontier for r in readers.get(n, ())} - region
+        region |= frontier
+    return region

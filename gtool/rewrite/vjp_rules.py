@@ -42,6 +42,8 @@ class ShareSigmoidSlope(Rule):
     NaN for NaN): one pass instead of an add of a bool array (a cast) and a minimum.
     """
 
+    reach = "graph"
+
     name = "share_sigmoid_slope"
     kind = "simplify"
     roots = ("sigmoid",)
@@ -66,6 +68,8 @@ class MulSelf(Rule):
     NumPy's square reads its operand once: a fifth faster than multiply on big arrays.
     """
 
+    reach = 1
+
     name = "mul_self"
     kind = "simplify"
     roots = ("mul",)
@@ -85,6 +89,8 @@ class _OnceRead(Rule):
     """Base of the sign rules: they move a negation only where one node reads it (so no pass
     is added). The readers are counted once per sweep (a graph of thousands of nodes would
     otherwise be scanned per candidate); a negation made during the sweep waits for the next."""
+
+    reach = 1
 
     _reads: dict[str, int] = {}  # before any sweep: nothing counts as read once
 
