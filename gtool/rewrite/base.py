@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Node
-from .pattern import Match, Var, either, match, op
+from .pattern import Match, Var, could_match, either, match, op
 
 X = Var("x")
 
@@ -60,6 +60,8 @@ class Rule:
         return " ".join(ln.strip() for ln in lines if ln.strip())
 
     def match(self, ws, node: Node) -> Match | None:
+        if not could_match(self.pattern, node.name, ws):
+            return None
         for m in match(self.pattern, node.name, ws):
             if self.when(ws, m):
                 return m
