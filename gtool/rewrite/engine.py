@@ -30,6 +30,7 @@ every sweep is full. The result is the same graph, names and log as full sweeps 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from ..ir import Graph, Loc, Node, Tensor, TensorType
 from .pattern import Match
 
 MAX_STEPS = 1000  # plus 20 per node: more means two rules undo each other
+_HEAD, _TAIL = "\0head", "\0tail"  # the ends of the node order's linked list
 INCREMENTAL = True  # False: every sweep matches every node (tests compare both)
 
 
@@ -89,6 +91,54 @@ class Workspace(GraphBuilder):
         self.unread_at_start = {n for n in self.original_constants if n not in read}
         self.dirty: set[str] = set()  # names touched since the engine last looked (incremental sweeps)
         self.all_dirty = False  # the dim bindings moved: every node counts as touched
+        # Bookkeeping that keeps an application's cost independent of the graph's size:
+        # `_readers` maps a name to the nodes that read it (or did: a superset, checked on use);
+        # the node order is a linked list (`_prev`/`_next`, deleted names stay as anchors)
+        # that `ordered()` writes back into `nodes` when a reader needs the order.
+        self._readers: dict[str, set[str]] = {}
+        for node in self.nodes.values():
+            self._note_reader(node)
+        names = [_HEAD, *self.nodes, _TAIL]
+        self._next = dict(zip(names, names[1:]))
+        self._prev = dict(zip(names[1:], names))
+        self._unordered = False
+
+    # order and readers -------------------------------------------------------------------
+    def _note_reader(self, node: Node) -> None:
+        for i in node.inputs:
+            self._readers.setdefault(i, set()).add(node.name)
+
+    def _count_users(self, name: str) -> int:
+        """How many times nodes read `name` now (an output or the loss counts once more)."""
+        n = 1 if name in self.protected else 0
+        for r in self._readers.get(name, ()):
+            node = self.nodes.get(r)
+            if node is not None:
+                n += node.inputs.count(name)
+        return n
+
+    def _insert_before(self, anchor: str, names: list[str]) -> None:
+        for n in names:
+            if n in self._next:  # a deleted name made again: it moves
+                p, q = self._prev.pop(n), self._next.pop(n)
+                self._next[p], self._prev[q] = q, p
+            p = self._prev[anchor]
+            self._next[p], self._prev[n], self._next[n], self._prev[anchor] = n, p, anchor, n
+        self._unordered = True
+
+    def ordered(self) -> None:
+        """Put `nodes` in graph order again (after applications inserted nodes)."""
+        if not self._unordered:
+            return
+        names, n = [], self._next[_HEAD]
+        while n != _TAIL:
+            if n in self.nodes:
+                names.append(n)
+            n = self._next[n]
+        if len(names) != len(self.nodes):  # pragma: no cover - every new node is linked in apply
+            raise GraphError("internal", "rewrite engine lost track of the node order; please report it")
+        self.nodes = {n: self.nodes[n] for n in names}
+        self._unordered = False
 
     # reading ------------------------------------------------------------------------------
     def users(self) -> dict[str, int]:
@@ -126,9 +176,7 @@ class Workspace(GraphBuilder):
     def apply(self, rule, m: Match) -> Applied | None:
         """Build the rule's replacement for `m.root`; None (and nothing changed) if it fails."""
         root = self.nodes[m.root]
-        order = list(self.nodes)
-        position = order.index(root.name)
-        old_nodes, old_tensors = set(self.nodes), set(self.tensors)
+        n_nodes, n_tensors = len(self.nodes), len(self.tensors)
         bindings = dict(self.ctx.bindings)
         before = self._local_before(m) if self.record else None
         self.loc = root.loc
@@ -136,8 +184,9 @@ class Workspace(GraphBuilder):
             result = rule.build(self, m)
         except GraphError:
             result = None
-        new_nodes = [n for n in self.nodes if n not in old_nodes]
-        new_tensors = [n for n in self.tensors if n not in old_tensors]
+        # building only adds (fresh names, at the end of the dicts): the new ones are the last
+        new_nodes = list(islice(reversed(self.nodes), len(self.nodes) - n_nodes))[::-1]
+        new_tensors = list(islice(reversed(self.tensors), len(self.tensors) - n_tensors))[::-1]
         if result is None or result == root.name or not self.same_type(result, root.name) or \
                 (result in new_nodes and self._shape_of_tree(result, set(new_nodes)) ==
                  self._shape_of_tree(root.name, set(m.interior))):  # rebuilt the same subgraph: no progress
@@ -151,10 +200,12 @@ class Workspace(GraphBuilder):
         self._touch_success(root, result, new_nodes, new_tensors, bindings)
         for n in new_nodes:
             self.nodes[n] = replace(self.nodes[n], owner=owner)
+            self._note_reader(self.nodes[n])
         if result in new_nodes:
             node = self.nodes.pop(result)
             self.nodes[root.name] = replace(node, name=root.name, loc=root.loc, owner=root.owner, doc=root.doc,
                                             shape=root.shape)
+            self._note_reader(self.nodes[root.name])
             self.types[root.name] = self.types.pop(result)
             new_nodes.remove(result)
             self._substitute(result, root.name)
@@ -165,10 +216,13 @@ class Workspace(GraphBuilder):
             self.types[root.name] = self.types.pop(result)
         elif root.name in self.protected:  # an output keeps its name: it becomes a copy of the result
             self.nodes[root.name] = Node(root.name, "identity", (result,), {}, root.shape, root.doc, root.loc, root.owner)
+            self._note_reader(self.nodes[root.name])
         else:
             del self.nodes[root.name], self.types[root.name]
             self._substitute(root.name, result)
-        self._reorder(order, position, new_nodes)
+        self._insert_before(root.name, new_nodes)  # they read only the root's ancestors
+        if self.record:
+            self.ordered()
         self._delete_dead(m.interior[1:])
         applied = Applied(rule.name, root.name, owner, root.loc.path or self.graph.path, root.loc.line, dict(m.vars))
         if self.record:
@@ -200,26 +254,24 @@ class Workspace(GraphBuilder):
         return (node.op, repr(sorted(node.attrs.items())), tuple(self._shape_of_tree(i, inner) for i in node.inputs))
 
     def _substitute(self, old: str, new: str) -> None:
-        for name, node in self.nodes.items():
-            if old in node.inputs:
+        """Every reader of `old` reads `new` instead."""
+        readers = self._readers.get(new)
+        if readers is None:
+            readers = self._readers[new] = set()
+        for name in self._readers.get(old, ()):
+            node = self.nodes.get(name)
+            if node is not None and old in node.inputs:
                 self.nodes[name] = replace(node, inputs=tuple(new if i == old else i for i in node.inputs))
+                readers.add(name)
                 self.dirty.add(name)
-
-    def _reorder(self, order: list[str], position: int, new_nodes: list[str]) -> None:
-        """Put the new nodes just before the root's place: they read only its ancestors."""
-        names = order[:position] + new_nodes + order[position:]
-        self.nodes = {n: self.nodes[n] for n in names if n in self.nodes}
 
     def _delete_dead(self, candidates: list[str]) -> None:
         """Delete matched nodes that nothing reads any more (a shared one stays)."""
-        users = self.users()
         changed = True
         while changed:
             changed = False
             for n in candidates:
-                if n in self.nodes and users.get(n, 0) == 0:
-                    for i in self.nodes[n].inputs:
-                        users[i] -= 1
+                if n in self.nodes and self._count_users(n) == 0:
                     self.dirty.add(n)
                     self.dirty.update(self.nodes[n].inputs)
                     del self.nodes[n], self.types[n]
@@ -227,6 +279,7 @@ class Workspace(GraphBuilder):
 
     def prune(self) -> list[str]:
         """Dead-node elimination: drop nodes no output (or the loss) needs; returns them."""
+        self.ordered()
         live = Graph(self.tensors, self.nodes, tuple(self.protected)).ancestors(self.protected)
         dead = [n for n in self.nodes if n not in live]
         for n in dead:
@@ -244,6 +297,7 @@ class Workspace(GraphBuilder):
         return Tensor(name, "input", TensorType(self.shape_of(name), tt.dtype), loc=self.graph.loc(name))
 
     def _local_before(self, m: Match) -> Graph:
+        self.ordered()
         inner = set(m.interior)
         nodes = {n: self.nodes[n] for n in self.nodes if n in inner}
         tensors: dict[str, Tensor] = {}
@@ -290,6 +344,7 @@ class Workspace(GraphBuilder):
     def finish(self) -> Graph:
         """The new Graph. Constants left unread by rewrites are dropped (ones unread from the
         start stay: removing those is dead-node elimination's job)."""
+        self.ordered()
         read = {i for node in self.nodes.values() for i in node.inputs} | self.protected
         tensors = {n: t for n, t in self.tensors.items() if t.kind != "constant" or n in read or n in self.unread_at_start}
         return Graph(tensors=tensors, nodes=dict(self.nodes), outputs=self.graph.outputs, loss=self.graph.loss,
@@ -323,6 +378,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
     near: set[str] | None = None  # the nodes the local rules look at this sweep (None: all)
     while True:
         changed = False
+        ws.ordered()
         for rule in rules:
             if hasattr(rule, "start_sweep"):
                 rule.start_sweep(ws)
@@ -350,6 +406,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
             if len(applied) > limit:
                 raise GraphError("internal", f"rewriting did not reach a fixed point after {limit} steps "
                                  f"(last rule: {applied[-1].rule}); please report it", path=graph.path)
+        ws.ordered()
         for rule in passes:
             found = rule.run(ws)
             applied.extend(found)
@@ -361,6 +418,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
         from .rules import EXPANSIONS
 
         for rule in EXPANSIONS:
+            ws.ordered()
             for name in list(ws.nodes):
                 node = ws.nodes.get(name)
                 if node is not None and node.op in rule.roots:
