@@ -91,6 +91,7 @@ class Workspace(GraphBuilder):
         self.unread_at_start = {n for n in self.original_constants if n not in read}
         self.dirty: set[str] = set()  # names touched since the engine last looked (incremental sweeps)
         self.all_dirty = False  # the dim bindings moved: every node counts as touched
+        self.sweep = 0  # counts the engine's sweeps (rules share per-sweep counts by it)
         # Bookkeeping that keeps an application's cost independent of the graph's size:
         # `_readers` maps a name to the nodes that read it (or did: a superset, checked on use);
         # the node order is a linked list (`_prev`/`_next`, deleted names stay as anchors)
@@ -141,14 +142,6 @@ class Workspace(GraphBuilder):
         self._unordered = False
 
     # reading ------------------------------------------------------------------------------
-    def users(self) -> dict[str, int]:
-        """name -> how many times nodes read it (outputs and the loss count as readers)."""
-        out: dict[str, int] = {n: 1 for n in self.protected}
-        for node in self.nodes.values():
-            for i in node.inputs:
-                out[i] = out.get(i, 0) + 1
-        return out
-
     def same_type(self, a: str, b: str) -> bool:
         ta, tb = self.types[a], self.types[b]
         return (ta.dtype == tb.dtype and ta.weak == tb.weak and ta.rank == tb.rank
@@ -379,6 +372,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
     while True:
         changed = False
         ws.ordered()
+        ws.sweep += 1
         for rule in rules:
             if hasattr(rule, "start_sweep"):
                 rule.start_sweep(ws)

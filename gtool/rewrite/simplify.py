@@ -46,7 +46,7 @@ class CSE(Rule):
         old, self._seen, self.first = self._seen, {}, {}
         for name, node in ws.nodes.items():
             kept = old.get(name)
-            if kept is not None and kept[0] is node and name not in dirty and not any(i in dirty for i in node.inputs):
+            if kept is not None and kept[0] is node and name not in dirty and dirty.isdisjoint(node.inputs):
                 key = kept[1]
             else:
                 key = self._key(ws, node)
@@ -58,7 +58,7 @@ class CSE(Rule):
         changed since (the engine's `dirty` names), else computed again."""
         dirty = getattr(ws, "dirty", None)
         kept = self._seen.get(node.name)
-        if dirty is not None and kept is not None and kept[0] is node and not any(i in dirty for i in node.inputs):
+        if dirty is not None and kept is not None and kept[0] is node and dirty.isdisjoint(node.inputs):
             return kept[1]
         return self._key(ws, node)
 
