@@ -63,3 +63,19 @@ def test_backward_still_computes_the_gradient():
         else:
             v = v + 0.1
     np.testing.assert_allclose(out[grad_name], d, rtol=1e-13)
+
+
+def test_deleted_name_made_again_takes_its_new_place():
+    """`__rw_2` is deleted (x * 1), then a fresh name for the logsumexp expansion of `s` reuses it:
+    the node sits with s's expansion, not where the deleted one was (the engine's linked order
+    moves the name). Expected order and fingerprint: the engine before incremental sweeps."""
+    from gtool.rewrite import rewrite
+
+    g = sc.loads("gtool: 1\ninputs:\n  x: [4]\nnodes:\n  c: log(1 + exp(x))\n  s: logsumexp(c, axis=0)\n"
+                 "  t: logsumexp(x, axis=0)\n  __rw_1: s * 1\n  __rw_2: t * 1\n  L: __rw_1 + __rw_2\n"
+                 "outputs: [L]\nloss: L\n")
+    r = rewrite(g, expand=True)
+    assert [a.rule for a in r.applied] == ["mul_one", "mul_one", "softplus", "expand_logsumexp", "expand_logsumexp"]
+    names = list(r.graph.nodes)
+    assert names[:3] == ["c", "__rw_2", "__rw_3"] and names.index("s") == 11 and names[-2:] == ["t", "L"]
+    assert sc.fingerprint(r.graph, r.applied) == "6f7dd64e5695b1126409"
