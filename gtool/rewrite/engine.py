@@ -360,7 +360,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
             anywhere.append(rule)
     passes = [r for r in rules if getattr(r, "global_pass", False)]
     matching = [r for r in rules if not getattr(r, "global_pass", False)]
-    reaches = [r.reach for r in matching]
+    reaches = [getattr(r, "reach", None) for r in matching]
     depth = max((x for x in reaches if isinstance(x, int)), default=0)
     incremental = INCREMENTAL and None not in reaches
     full: dict[str, list] = {}  # op -> the rules tried on its nodes, in priority order
@@ -384,7 +384,7 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
             tried = full.get(node.op)
             if tried is None:
                 tried = full[node.op] = by_op.get(node.op, []) + anywhere
-                wide[node.op] = [r for r in tried if r.reach == "graph"]
+                wide[node.op] = [r for r in tried if getattr(r, "reach", None) == "graph"]
             if near is not None and name not in near:
                 tried = wide[node.op]
             for rule in tried:
@@ -405,6 +405,8 @@ def run_rules(graph: Graph, rules, *, expand: bool = False, record: bool = False
             found = rule.run(ws)
             applied.extend(found)
             changed = changed or bool(found)
+            if found and not getattr(rule, "records_changes", False):  # it did not say what it touched
+                ws.all_dirty = True
         if not changed:
             break
         near = None if not incremental or ws.all_dirty else _near(ws, ws.dirty, depth) | retry

@@ -145,6 +145,7 @@ class DeadNodes(Rule):
     name = "dce"
     kind = "simplify"
     global_pass = True
+    records_changes = True  # ws.prune notes what it deletes (the engine's incremental sweeps)
     example = ("tmp: exp(x)   # read by no output", "(removed)")
 
     def run(self, ws):
