@@ -9,7 +9,10 @@ become parallel functions of their own. exp and tanh inside loops are the branch
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+from pathlib import Path
 
 from .codegen import HELPERS, Body, Group, V, convert, numel, reduce_parts
 
@@ -17,47 +20,54 @@ PAR_MIN = 1 << 17  # loops with fewer elements stay on one thread (a parallel re
 BLOCK = 256  # elements per block of a vectorizable loop with sums
 
 
-# vectorizable exp and tanh -------------------------------------------------------------------
-# exp: Cody-Waite reduction by ln 2, the degree-13 Taylor polynomial on |r| <= ln2/2 (no
-# division), 2^n from a table in two factors so subnormal results come out right; tanh: Cephes'
-# rational approximation below 0.625, 1 - 2/(e^2|x| + 1) above. No libm calls, no branches, so
-# LLVM vectorizes the loops that use them. exp is within 1 ulp of libm, tanh within 2
-# (tests/test_backend_ulps.py holds every elementwise op to 2 ULPs of NumPy). NaN is replaced by
-# 0 before the reduction: int(floor(NaN)) is undefined (INT_MIN on x86) and indexed _POW2 far out
-# of bounds, a read past the JIT's constant data that segfaulted depending on what had been
-# compiled before in the process (tests/test_backend_bounds.py).
+# vectorizable exp, tanh, sin and cos (gtool/backends/vecmath.py) ------------------------------
+# Inside loops, libm's exp, tanh, sin and cos become branch-free functions that LLVM can
+# vectorize; the scalar templates of composite ops (sigmoid, softplus: `HELPERS`) call the
+# vector exp too. The generated module imports them, with a hash of vecmath.py in a comment:
+# the module's cache key is its text, so a change there recompiles (numba's own cache would
+# not notice a change in an imported function).
 
-VECMATH_PRELUDE = """
-_POW2 = np.array([2.0 ** k for k in range(-560, 561)])
-_EC = tuple(1.0 / math.factorial(k) for k in range(14))
-_TP = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
-_TQ = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)"""
+VECMATH = {"_vexp": "vexp", "_vtanh": "vtanh", "_vsin": "vsin", "_vcos": "vcos", "_sexp": "sexp"}  # code -> vecmath
+_VEC_CALLS = {"math.exp(": "_vexp(", "math.tanh(": "_vtanh(", "math.sin(": "_vsin(", "math.cos(": "_vcos("}
+_SCALAR_CALLS = {"math.exp(": "_sexp("}  # in loops LLVM keeps scalar
+_TRIG = ("math.sin(", "math.cos(")
+TRIG_BAD = 2.0  # vecmath.TRIG_BAD (not imported: that module loads numba; a test holds them equal)
+_VECMATH_HASH = hashlib.sha256((Path(__file__).parent / "vecmath.py").read_bytes()).hexdigest()[:16]
+VECMATH_PRELUDE = f"# gtool.backends.vecmath {_VECMATH_HASH}"
 
-VECMATH = {
-    "_vexp": """def _vexp(x):
-    xc = min(max(x if x == x else 0.0, -746.0), 710.0)
-    px = math.floor(1.4426950408889634 * xc + 0.5)
-    n = int(px)
-    r = xc - px * 6.93145751953125e-1
-    r = r - px * 1.42860682030941723212e-6
-    p = _EC[13]
-    for k in range(12, -1, -1):
-        p = p * r + _EC[k]
-    h = n >> 1
-    y = p * _POW2[h + 560] * _POW2[n - h + 560]
-    return x if x != x else y
-""",
-    "_vtanh": """def _vtanh(x):
-    z = abs(x)
-    s = _vexp(2.0 * (z if z < 40.0 else 40.0))
-    big = 1.0 - 2.0 / (s + 1.0)
-    big = big if x >= 0 else -big
-    g = x * x
-    small = x + x * g * ((_TP[0] * g + _TP[1]) * g + _TP[2]) / (((g + _TQ[0]) * g + _TQ[1]) * g + _TQ[2])
-    y = small if z < 0.625 else big
-    return x if x != x else y
-""",
-}
+
+def vectorize_calls(lines: list[str], trig: bool, vector: bool = True) -> list[str]:
+    """The lines with libm calls replaced by vecmath's (sin and cos only when `trig`: their
+    callers must re-run the loop on libm for arguments beyond vecmath.TRIG_MAX; exp only by
+    `sexp` when not `vector`)."""
+    out = []
+    for line in lines:
+        for old, new in (_VEC_CALLS if vector else _SCALAR_CALLS).items():
+            if trig or old not in _TRIG:
+                line = line.replace(old, new)
+        out.append(line)
+    return out
+
+
+def helper_sources(helpers: set[str], vecmath: bool) -> list[str]:
+    """The module-level lines defining `helpers` (names used by generated code): imports of
+    vecmath's functions, then composite ops' scalar helpers (inlined into their callers, so
+    LLVM can vectorize and share their work) and array helpers."""
+    defs = []
+    for h in sorted(helpers):
+        if h in HELPERS:
+            text = HELPERS[h]
+            if vecmath:
+                text = "\n".join(vectorize_calls(text.splitlines(), trig=False))
+                helpers |= {v for v in VECMATH if v + "(" in text}
+            defs += ["", "@njit(cache=True, error_model='numpy', inline='always')", text.rstrip()]
+        elif h in ARRAY_HELPERS:
+            defs += ["", "@njit(cache=True, error_model='numpy')", ARRAY_HELPERS[h].rstrip()]
+    used = sorted(h for h in helpers if h in VECMATH)
+    if not used:
+        return defs
+    imports = ", ".join(f"{VECMATH[h]} as {h}" for h in used)
+    return [VECMATH_PRELUDE, f"from gtool.backends.vecmath import {imports}"] + defs
 
 
 # array helpers: whole-array ops as loop nests (defined once per module that calls them) -------
@@ -215,17 +225,15 @@ class CpuEmitter:
             self.single(item.m, piece)
         return piece
 
-    def _scan_helpers(self, lines: list[str]) -> None:
-        """Note the helper functions these lines call; with vector math on, exp and tanh
-        become the branch-free `_vexp` / `_vtanh`, which LLVM can vectorize (libm calls it cannot)."""
+    def _scan_helpers(self, lines: list[str], trig: bool = False, vector: bool = True) -> None:
+        """Note the helper functions these lines call; with vector math on, libm calls become
+        vecmath's branch-free functions, which LLVM can vectorize (sin and cos when `trig`)."""
         if self.vecmath:
-            lines[:] = [line.replace("math.exp(", "_vexp(").replace("math.tanh(", "_vtanh(") for line in lines]
+            lines[:] = vectorize_calls(lines, trig, vector)
         code = "\n".join(lines)
         for h in list(HELPERS) + list(VECMATH):
             if h + "(" in code:
                 self.helpers.add(h)
-        if "_vtanh" in self.helpers:
-            self.helpers.add("_vexp")
 
     def scalar_group(self, g: Group, piece: Piece) -> None:
         local = {m.name for m in g.members}
@@ -238,7 +246,7 @@ class CpuEmitter:
                 expr = body.emit(m)
             body.lines.append(f"{self.names.var(m.name)} = {expr}")
             piece.defs.append(m.name)
-        self._scan_helpers(body.lines)
+        self._scan_helpers(body.lines, vector=False)
         piece.lines += body.lines
 
     def _flat_ok(self, g: Group) -> bool:
@@ -284,8 +292,18 @@ class CpuEmitter:
             all(m.v.scalar and m.attrs["kind"] in ("sum", "mean") for m in g.reductions)
         pre, post, accs, arrays, regs = self._loop_setup(g, piece, ext, dim)
         body = Body(g, self.types, idx, reg=regs.__getitem__, scalar=ref, array=ref, dim=dim, flat=flat)
-        body_lines = self._loop_body(g, body, idx, blocked, flat)
-        self._scan_helpers(body_lines)
+        body_lines = hoist_loads(self._loop_body(g, body, idx, blocked, flat), set(arrays))
+        libm_lines = list(body_lines)
+        stores = len(arrays) + (len(g.reductions) if blocked else 0)
+        loads = sum(not self.types[u].scalar for u in piece.reads)
+        # an `if` (max/min, gather) or an in-order `acc += v` keeps the loop scalar too; past
+        # VEC_CALLS inlined calls LLVM's time grows more than the loop gains
+        calls = sum(b.count(c) for b in body_lines for c in _VEC_CALLS)
+        if vectorizable(stores, loads) and calls <= VEC_CALLS and \
+                not any(b.startswith("if ") or " += " in b for b in body_lines):
+            self._scan_helpers(body_lines, trig=not par)
+        else:  # LLVM keeps this loop scalar, where libm is faster than the vector functions
+            self._scan_helpers(body_lines, vector=False)
         size = " * ".join(ext)
         loop = []
         if flat:
@@ -293,19 +311,28 @@ class CpuEmitter:
                             if u not in local and not self.types[u].scalar} | set(arrays) - {a for a, _ in accs},
                            key=vkey)
             loop += [f"f{v[1:]} = {v}.reshape({size})" for v in views]
-        if blocked:
-            loop += self._blocked(g, idx[0], size, body_lines, par)
-        elif flat:
-            loop.append(f"for i in {'prange' if par else 'range'}({size}):")
-            loop += ["    " + b for b in body_lines]
-        else:
-            for k, e in enumerate(ext):
-                loop.append("    " * k + f"for i{k} in {'prange' if (par and k == 0) else 'range'}({e}):")
-            loop += ["    " * len(ext) + b for b in body_lines]
+        checked = trig_checked(body_lines)
+        loop += self._loop(g, ext, idx, size, checked, blocked, flat, par)
+        if checked != body_lines:  # sin/cos beyond vecmath.TRIG_MAX: the loop again, on libm
+            pre.append("nbig = 0")
+            loop.append("if nbig:")
+            loop += ["    " + line for line in pre if any(line.startswith(a + " =") for a, _ in accs)]
+            loop += ["    " + line for line in self._loop(g, ext, idx, size, libm_lines, blocked, flat, par)]
         if par:
             self._parallel(piece, pre, loop, post, accs, arrays)
         else:
             piece.lines += pre + loop + post
+
+    def _loop(self, g: Group, ext, idx, size: str, body_lines: list[str], blocked: bool, flat: bool, par: bool):
+        """The loop (nest) running `body_lines` at each index."""
+        if blocked:
+            return self._blocked(g, idx[0], size, body_lines, par)
+        if flat:
+            return [f"for i in {'prange' if par else 'range'}({size}):"] + ["    " + b for b in body_lines]
+        loop = []
+        for k, e in enumerate(ext):
+            loop.append("    " * k + f"for i{k} in {'prange' if (par and k == 0) else 'range'}({e}):")
+        return loop + ["    " * len(ext) + b for b in body_lines]
 
     def _loop_setup(self, g: Group, piece: Piece, ext: list[str], dim):
         """(pre, post, accumulators, arrays, registers): the arrays of stored members, one
@@ -445,6 +472,59 @@ class CpuEmitter:
             piece.lines.append(f"{out} = np.dot({a}, {b}){tail}")
         else:
             raise NotImplementedError(m.op)
+
+
+MEMORY_CHECKS = 8  # LLVM's -runtime-memory-check-threshold: a loop needing more stays scalar
+# the most vector-math calls inlined into one loop: a chain loop of 32 dependent vector sines
+# (its stores staged in one array so that it vectorizes) ran no faster than libm (latency-bound:
+# 6.2 vs 6.6 us) and compiled 2-4x longer (docs/backends.md, issue 15)
+VEC_CALLS = 8
+
+
+def vectorizable(stores: int, loads: int) -> bool:
+    """Whether LLVM's loop vectorizer can prove a loop's arrays apart with at most MEMORY_CHECKS
+    run-time checks (one per pair of arrays where one is written; numba arrays may alias).
+    A fused loop storing 32 values (a chain's saved activations) needs 496: it stays scalar, and
+    an inlined vector sin there is slower than libm's (a loop of 32 sines: 23.8 vs ~6.6 us)."""
+    return stores * (stores - 1) // 2 + stores * loads <= MEMORY_CHECKS
+
+
+_LOAD = re.compile(r"\b([fv]\d+)\[([i0-9, +()]+)\]")
+
+
+def hoist_loads(lines: list[str], written: set[str]) -> list[str]:
+    """The body with each input element read more than once read once, at its top. A store
+    between two reads of x[i] (a buffer, a stored value) makes LLVM load x[i] again (numba
+    arrays may alias), and what was computed from it again: the elementwise backward's
+    e^-|x| was computed twice, once in sigmoid and once in its derivative."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        rhs = line.split(" = ", 1)[-1]
+        for m in _LOAD.finditer(rhs):
+            if m.group(1) not in written and "f" + m.group(1)[1:] not in written and "v" + m.group(1)[1:] not in written:
+                counts[m.group(0)] = counts.get(m.group(0), 0) + 1
+    shared = {text: f"a{k}" for k, text in enumerate(t for t, c in counts.items() if c > 1)}
+    if not shared:
+        return lines
+    out = [f"{name} = {text}" for text, name in shared.items()]
+    for line in lines:
+        lhs, eq, rhs = line.partition(" = ")
+        if eq:
+            line = lhs + eq + _LOAD.sub(lambda m: shared.get(m.group(0), m.group(0)), rhs)
+        out.append(line)
+    return out
+
+
+def trig_checked(lines: list[str]) -> list[str]:
+    """The loop body counting, in `nbig`, the vecmath sines and cosines that came back as
+    TRIG_BAD (finite arguments beyond TRIG_MAX, which need libm's exact reduction)."""
+    out = []
+    for line in lines:
+        out.append(line)
+        if "_vsin(" in line or "_vcos(" in line:
+            reg = line.split(" = ", 1)[0]
+            out.append(f"nbig += {reg} == {TRIG_BAD!r}")
+    return out
 
 
 def init_of(pre: list[str], acc: str) -> str:
