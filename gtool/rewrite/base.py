@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Node
-from .pattern import Match, Var, either, match, op
+from .pattern import Match, Var, could_match, either, match, op
 
 X = Var("x")
 
@@ -45,6 +45,10 @@ class Rule:
     # good in every formula that rounds p or the sum first, the stable ops included.
     log_domain = False
     pattern = None
+    # How far `match` reads: k = the node and k levels of its inputs (their nodes, tensors,
+    # reader counts); "graph" = anywhere (matched on every node every sweep); None = unknown
+    # (the engine then re-matches every node every sweep). See rewrite/engine.py.
+    reach: int | str | None = None
 
     @property
     def identity(self) -> str:
@@ -56,6 +60,8 @@ class Rule:
         return " ".join(ln.strip() for ln in lines if ln.strip())
 
     def match(self, ws, node: Node) -> Match | None:
+        if not could_match(self.pattern, node.name, ws):
+            return None
         for m in match(self.pattern, node.name, ws):
             if self.when(ws, m):
                 return m

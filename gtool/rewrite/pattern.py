@@ -123,7 +123,29 @@ def constant_value(view: View, name: str) -> np.ndarray | None:
 
 def is_const(view: View, name: str, value: float) -> bool:
     v = constant_value(view, name)
-    return v is not None and v.size > 0 and v.dtype.kind in "biuf" and bool(np.all(v == value))
+    if v is None or v.size == 0 or v.dtype.kind not in "biuf":
+        return False
+    if v.size == 1:  # the usual number: the same comparison without a reduction's overhead
+        return bool(v.reshape(-1)[0] == value)
+    return bool(np.all(v == value))
+
+
+def could_match(p, name: str, view: View) -> bool:
+    """False when `pattern` cannot match `name`: ops, arities and constants checked without
+    binding variables (a cheap test before `match`, whose generators cost more)."""
+    if isinstance(p, Var):
+        return True
+    if isinstance(p, Const):
+        return is_const(view, name, p.value)
+    if isinstance(p, Either):
+        return any(could_match(o, name, view) for o in p.options)
+    node = view.nodes.get(name)
+    if node is None or node.op != p.op or len(node.inputs) != len(p.args):
+        return False
+    if all(could_match(a, i, view) for a, i in zip(p.args, node.inputs)):
+        return True
+    return p.op in COMMUTATIVE and len(p.args) == 2 and p.args[0] != p.args[1] and \
+        all(could_match(a, i, view) for a, i in zip(p.args[::-1], node.inputs))
 
 
 def match(pattern, name: str, view: View) -> Iterator[Match]:

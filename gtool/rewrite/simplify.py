@@ -7,6 +7,8 @@ One class per rule; the docstring's first line is the identity it uses.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..ops.registry import get_op
@@ -25,15 +27,40 @@ class CSE(Rule):
     that repeats another output is left (it keeps its own name).
     """
 
+    reach = "graph"
+
     name = "cse"
     kind = "simplify"
     example = ("a: exp(x)\nb: exp(x)", "b reads a")
 
     def start_sweep(self, ws):
+        """The first node of each key, in graph order. Keys carry over from the last sweep
+        of the same engine workspace for nodes that neither changed nor read a changed name
+        (the engine's `dirty`: what the last sweep touched), so a long graph is not re-keyed."""
         self._defaults: dict[str, str] = {}
-        self.first: dict = {}
+        dirty = getattr(ws, "dirty", None)
+        last = self.__dict__.get("_ws")
+        if dirty is None or getattr(ws, "all_dirty", True) or last is None or last() is not ws:
+            self._seen: dict = {}
+        self._ws = weakref.ref(ws) if dirty is not None else None
+        old, self._seen, self.first = self._seen, {}, {}
         for name, node in ws.nodes.items():
-            self.first.setdefault(self._key(ws, node), name)
+            kept = old.get(name)
+            if kept is not None and kept[0] is node and name not in dirty and dirty.isdisjoint(node.inputs):
+                key = kept[1]
+            else:
+                key = self._key(ws, node)
+            self._seen[name] = (node, key)
+            self.first.setdefault(key, name)
+
+    def _key_now(self, ws, node):
+        """The node's key: the one from the sweep's start when neither the node nor its inputs
+        changed since (the engine's `dirty` names), else computed again."""
+        dirty = getattr(ws, "dirty", None)
+        kept = self._seen.get(node.name)
+        if dirty is not None and kept is not None and kept[0] is node and dirty.isdisjoint(node.inputs):
+            return kept[1]
+        return self._key(ws, node)
 
     def _key(self, ws, node):
         ins = []
@@ -53,9 +80,9 @@ class CSE(Rule):
     def match(self, ws, node):
         if node.name in ws.protected:
             return None
-        key = self._key(ws, node)
+        key = self._key_now(ws, node)
         first = self.first.get(key)
-        if first is None or first == node.name or first not in ws.nodes or self._key(ws, ws.nodes[first]) != key:
+        if first is None or first == node.name or first not in ws.nodes or self._key_now(ws, ws.nodes[first]) != key:
             return None
         return Match(root=node.name, interior=[node.name], extra={"same": first})
 
@@ -70,6 +97,8 @@ class ConstantFold(Rule):
     would compute, keeping the node's name and type (weak scalars stay weak). Results larger
     than 4096 elements are left as nodes, so a broadcast does not bloat the file.
     """
+
+    reach = 1
 
     name = "fold"
     kind = "simplify"
@@ -116,6 +145,7 @@ class DeadNodes(Rule):
     name = "dce"
     kind = "simplify"
     global_pass = True
+    records_changes = True  # ws.prune notes what it deletes (the engine's incremental sweeps)
     example = ("tmp: exp(x)   # read by no output", "(removed)")
 
     def run(self, ws):
@@ -136,6 +166,8 @@ class DeadNodes(Rule):
 
 class _ToX(Rule):
     """Base of the algebraic identities whose right-hand side is the matched `x` itself."""
+
+    reach = 1
 
     kind = "simplify"
 
@@ -173,6 +205,8 @@ class NegNeg(_ToX):
 class TransposeTranspose(Rule):
     """transpose(transpose(x, p), q) = transpose(x, [p[i] for i in q]) (x when that is the identity)"""
 
+    reach = 1
+
     name = "transpose_transpose"
     kind = "simplify"
     roots = ("transpose",)
@@ -195,6 +229,8 @@ class TransposeTranspose(Rule):
 
 class ReshapeReshape(Rule):
     """reshape(reshape(x, s1), s2) = reshape(x, s2) (x when s2 is x's shape)"""
+
+    reach = 1
 
     name = "reshape_reshape"
     kind = "simplify"
@@ -246,6 +282,8 @@ class BroadcastOperand(Rule):
     gradient of a sum is a broadcast of a scalar, read by the next VJP's multiply).
     """
 
+    reach = 1
+
     name = "broadcast_operand"
     kind = "simplify"
     roots = ELEMENTWISE_BINARY
@@ -273,6 +311,8 @@ class BroadcastLater(Rule):
     Moves a broadcast past arithmetic with a number, so the arithmetic is done on the small
     value (folded when x is a constant) and the broadcast meets an operand that drops it.
     """
+
+    reach = 1
 
     name = "broadcast_later"
     kind = "simplify"
@@ -302,6 +342,8 @@ class PowTwo(Rule):
     on small values; NaN, ±inf, ±0, subnormals and overflow come out the same.
     """
 
+    reach = 1
+
     name = "pow_two"
     kind = "simplify"
     roots = ("pow",)
@@ -323,6 +365,8 @@ class OuterMatmul(Rule):
     a product that is -0.0 stays -0.0 (BLAS's sum starts from +0.0 and gives +0.0).
     """
 
+    reach = 1
+
     name = "outer_matmul"
     kind = "simplify"
     roots = ("matmul",)
@@ -340,6 +384,8 @@ class OuterMatmul(Rule):
 
 class AddSelf(Rule):
     """x + x = 2 * x (exact: doubling only changes the exponent)"""
+
+    reach = 1
 
     name = "add_self"
     kind = "simplify"
@@ -363,6 +409,8 @@ class ScalarMulMul(Rule):
     multiplications become one without changing a bit of any finite result; `2 * (0.5 * r)`
     then becomes `1 * r`, which `mul_one` removes.
     """
+
+    reach = 2
 
     name = "scalar_mul_mul"
     kind = "simplify"

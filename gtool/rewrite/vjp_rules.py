@@ -17,6 +17,8 @@ graph computes the same loss and gradients as reverse mode's own.
 
 from __future__ import annotations
 
+import weakref
+
 from .base import Rule
 from .pattern import Match
 
@@ -42,6 +44,8 @@ class ShareSigmoidSlope(Rule):
     NaN for NaN): one pass instead of an add of a bool array (a cast) and a minimum.
     """
 
+    reach = "graph"
+
     name = "share_sigmoid_slope"
     kind = "simplify"
     roots = ("sigmoid",)
@@ -66,6 +70,8 @@ class MulSelf(Rule):
     NumPy's square reads its operand once: a fifth faster than multiply on big arrays.
     """
 
+    reach = 1
+
     name = "mul_self"
     kind = "simplify"
     roots = ("mul",)
@@ -86,13 +92,23 @@ class _OnceRead(Rule):
     is added). The readers are counted once per sweep (a graph of thousands of nodes would
     otherwise be scanned per candidate); a negation made during the sweep waits for the next."""
 
+    reach = 1
+
     _reads: dict[str, int] = {}  # before any sweep: nothing counts as read once
+    _last = None  # (workspace, sweep, counts): the three sign rules count once per sweep
 
     def start_sweep(self, ws):
-        self._reads: dict[str, int] = {}
+        sweep = getattr(ws, "sweep", None)
+        last = _OnceRead._last
+        if sweep is not None and last is not None and last[0]() is ws and last[1] == sweep:
+            self._reads = last[2]
+            return
+        reads: dict[str, int] = {}
         for node in ws.nodes.values():
             for i in node.inputs:
-                self._reads[i] = self._reads.get(i, 0) + 1
+                reads[i] = reads.get(i, 0) + 1
+        self._reads = reads
+        _OnceRead._last = (weakref.ref(ws), sweep, reads) if sweep is not None else None
 
     def _single_use(self, ws, name: str) -> bool:
         """Read by one node, and big enough that a pass over it is worth a rewrite: each
