@@ -216,8 +216,6 @@ def test_interval_rule_contains_every_value(name, dtype):
         arrays, bounds = _inputs(rng, spec, dtype)
         if name == "div":  # the known -0.0 gap (test_known_gap_div_by_negative_zero)
             arrays[1] = np.where(arrays[1] == 0, 0.0, arrays[1]).astype(dtype)
-        if name == "mean" and max(abs(bounds[0][0]), abs(bounds[0][1])) > float(np.finfo(dtype).max) / 6:
-            continue  # the known overflow gap (test_known_gap_mean_overflow)
         found += _violations(name, arrays, bounds, attrs, dtype)
     assert found == [], f"{name}: {len(found)} violations, first: inputs in {found[0][0]}, rule says " \
                         f"{found[0][1]}, the op gave {found[0][2]!r}"
@@ -308,7 +306,12 @@ def test_known_gap_div_by_negative_zero():
     assert _violations("div", [np.array([-1.0]), np.array([-0.0])], [(-1.0, -1.0), (0.0, 1.0)], {}, np.float64) == []
 
 
-@pytest.mark.xfail(strict=True, reason="mean overflows in its sum near the dtype's largest value (gap known)")
-def test_known_gap_mean_overflow():
+def test_mean_whose_sum_can_overflow_has_an_open_end():
+    # six entries of 1.5e308: the sum overflows, so the mean is inf, outside [1e308, 1.7e308]
     big = np.full((1, 6), 1.5e308)
     assert _violations("mean", [big], [(1e308, 1.7e308)], {"axis": [1]}, np.float64) == []
+    assert _violations("mean", [-big], [(-1.7e308, -1e308)], {"axis": [1]}, np.float64) == []
+    assert _violations("mean", [(big / 1e270).astype(np.float32)], [(1e37, 3e38)], {"axis": [1]}, np.float32) == []
+    # near miss: entries whose 6-fold sum stays finite keep the closed interval
+    assert call_rule(REGISTRY["mean"].interval, [(1.0, 2e307)], {"axis": [1]}, Info("float64", ((1, 6),))) == (1.0, 2e307)
+    assert call_rule(REGISTRY["mean"].interval, [(1.0, 4e307)], {"axis": [1]}, Info("float64", ((1, 6),))) == (1.0, INF)

@@ -158,6 +158,22 @@ def total(bounds, attrs, info, n=None):
     return clean(min(los), max(his))
 
 
+# the most elements an array can hold (8 bytes each, 2**63 bytes): the count an unknown dim is
+# assumed not to exceed when asking whether a sum can overflow
+_MOST_ELEMENTS = 2.0 ** 60
+
+
+def mean(bounds, attrs, info):
+    """mean: within its inputs' bounds, except that the sum it divides may overflow first (n
+    entries near the dtype's largest value give inf, not their mean): an end whose n-fold sum
+    can pass the largest value is open."""
+    lo, hi = bounds[0]
+    n = min(info.count(0, attrs.get("axis"))[1], _MOST_ELEMENTS)
+    dt = info.dtype if info.dtype.startswith("float") else "float64"
+    big = float(np.finfo(dt).max)
+    return (-INF if lo < 0 and n * lo < -big else lo), (INF if hi > 0 and n * hi > big else hi)
+
+
 def logsumexp(bounds, attrs, info):
     lo, hi = bounds[0]
     nmin, nmax = info.count(0, attrs.get("axis"))

@@ -256,7 +256,7 @@ _AXIS_TEXT = {"partial": ("1",)}
 for name, fwd, vjp, jvp, float_out, doc, ref, interval, texts in (
     ("sum", _np_reduce(np.sum, np.add), _sum_vjp, _sum_jvp, False, "sum over axes", _sum_row, bounds.total,
      ("{g} broadcast back to {shape_a}",)),
-    ("mean", _mean, _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.same,
+    ("mean", _mean, _mean_vjp, _mean_jvp, True, "mean over axes", _mean_row, bounds.mean,
      ("{g} / n broadcast back to {shape_a}",)),
     ("max", _extreme(np.max, np.maximum, False), _extreme_vjp, _extreme_jvp, None, "max over axes; NaN if any is NaN; "
      "ties share the gradient", _extreme_row(max, -INF), bounds.same, ("{g} at the maximum (shared at ties)",)),
