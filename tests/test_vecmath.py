@@ -182,9 +182,10 @@ def test_sexp_is_libm_above_the_underflow_threshold_and_zero_below():
     assert ulp_diff(got, want).max() == 0
 
 
-def test_a_loop_with_many_vector_calls_keeps_libm(load_text):
-    """Past cpu_emit.VEC_CALLS calls a loop keeps libm (`_sexp`): LLVM's time on the inlined
-    polynomials grows faster than the loop gains. Up to it the vector functions are used."""
+def test_a_loop_closes_before_its_ninth_vector_call(load_text):
+    """Past cpu_emit.VEC_CALLS inlined calls LLVM's time on the polynomials grows faster than
+    the loop gains, and a loop with more stayed scalar on libm. Fusion now closes a loop before
+    its (VEC_CALLS + 1)-th call: two loops, both vectorized, and the values NumPy's."""
     from gtool import interp
 
     def source(k: int) -> str:
@@ -197,8 +198,10 @@ def test_a_loop_with_many_vector_calls_keeps_libm(load_text):
         return interp.program(graph, backend="numba").compiled.source
 
     few, many = source(cpu_emit.VEC_CALLS), source(cpu_emit.VEC_CALLS + 1)
-    assert "_vexp(" in few and "_sexp(" not in few
-    assert "_sexp(" in many and "_vexp(" not in many
+    assert few.count("for i0 in range(32)") == 1 and few.count("_vexp(") == cpu_emit.VEC_CALLS
+    assert many.count("for i0 in range(32)") == 2 and many.count("_vexp(") == cpu_emit.VEC_CALLS + 1
+    assert "_sexp(" not in few + many
+    assert cpu_emit.VECTOR_OPS == {"exp", "sin", "cos", "tanh", "sigmoid", "softplus"}
 
 
 def test_an_input_element_read_twice_is_read_once():
@@ -243,10 +246,10 @@ def test_prefer_wide_vectors_makes_the_loop_512_bits_wide():
     assert "zmm" in asm
 
 
-@pytest.mark.parametrize("n, wide", [(64, False), (cpu_emit.WIDE_MIN, True)])
+@pytest.mark.parametrize("n, wide", [(60, False), (12, False), (64, True), (16, True), (cpu_emit.WIDE_MIN + 4, True)])
 def test_only_long_vector_loops_are_marked_wide(load_text, n, wide):
     """A short loop left to its scalar remainder is slower 8 wide than 4 wide: the mark goes only
-    into loops over WIDE_MIN elements or more."""
+    into loops over WIDE_MIN elements or more, or over a multiple of 8 (no remainder)."""
     from gtool import interp
 
     graph = load_text(f"gtool: 1\ninputs:\n  x: [{n}]\nnodes:\n  y: tanh(x) * exp(-x)\noutputs: [y]\n")

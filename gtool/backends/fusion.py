@@ -48,8 +48,10 @@ def data_inputs(m: MNode) -> tuple[str, ...]:
 
 
 def fuse(nodes: list[MNode], types: dict[str, V], outputs, *, reductions_in_loops: bool = True,
-         chunk: int = CHUNK) -> list:
-    """Group micro-ops into loops (see the module docstring); returns items in run order."""
+         chunk: int = CHUNK, calls: frozenset[str] = frozenset(), max_calls: int = CHUNK) -> list:
+    """Group micro-ops into loops (see the module docstring); returns items in run order.
+    A loop closes after `chunk` members, or before its (max_calls + 1)-th member whose op is
+    in `calls` (the CPU's vector math: a loop with more inlined calls stays scalar there)."""
     items: list = []
     open_groups: dict[tuple, Group] = {}
     owner: dict[str, Group] = {}  # value -> open group holding it (member or reduction result)
@@ -100,7 +102,8 @@ def fuse(nodes: list[MNode], types: dict[str, V], outputs, *, reductions_in_loop
                 if owner.get(i) is g and not same_index:
                     close(g)
                     break
-            if not g.closed and len(g.members) >= chunk:
+            if not g.closed and (len(g.members) >= chunk or
+                                 (m.op in calls and sum(u.op in calls for u in g.members) >= max_calls)):
                 close(g)
         close_owners(m, open_groups.get(shape))
         g = open_groups.get(shape)

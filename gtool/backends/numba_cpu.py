@@ -38,7 +38,7 @@ from .codegen import (
     refuse_dtypes,
     to_numpy,
 )
-from .cpu_emit import BLOCK, PAR_MIN, POOLS, CpuEmitter, Names, Piece, helper_sources, vkey  # noqa: F401
+from .cpu_emit import BLOCK, PAR_MIN, POOLS, VEC_CALLS, VECTOR_OPS, CpuEmitter, Names, Piece, helper_sources, vkey  # noqa: F401
 from .kernels import CHUNK, Workspace, bind_rows, canonical, named, rename_parallel, share_parallel
 
 MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
@@ -190,9 +190,10 @@ def build(program, *, blas: bool, parallel: bool):
     low = Lowering(program, blas, matmul_ok=_matmul_ok(blas), pools=True)
     nodes = low.run()
     types = low.types
-    items = fuse(nodes, types, program.outputs, chunk=CHUNK)
-    ws = Workspace.plan(items, types, program.outputs, Group)
     em = CpuEmitter(types, dict(program.graph.dims), parallel)
+    calls = VECTOR_OPS if em.vecmath else frozenset()
+    items = fuse(nodes, types, program.outputs, chunk=CHUNK, calls=calls, max_calls=VEC_CALLS)
+    ws = Workspace.plan(items, types, program.outputs, Group)
     em.workspace = set(ws.rows)
     em.consts = inline_constants(program, types)
     steps: list = []
@@ -400,7 +401,7 @@ class Compiled(CompiledPlan):
                 for name in self.program.outputs]
         if len(self._preps) >= 32:  # many batch sizes: keep the memo small
             self._preps.clear()
-        prep = self._preps[key] = (plan, inputs, work, outs)
+        prep = self._preps[key] = (plan, inputs, work, outs, [])  # [] : workspaces with bound steps
         return prep
 
     def _run(self, values: dict, bindings: dict) -> dict:
@@ -434,9 +435,27 @@ class Compiled(CompiledPlan):
         out = self.program.interpret({**values, **given}, bindings)
         return [out[o] for o in self.program.outputs]
 
+    def _bound(self, plan, work_shapes) -> tuple:
+        """A workspace and the plan's steps with what does not change from run to run bound to
+        them: a segment's workspace arrays, row indices and dims are one tuple made once. The
+        2,000-op chain's gradient runs 126 segments; building their arguments each run cost
+        ~1.2 us a segment in Python, more than the segments' own work."""
+        work, block = _workspace(work_shapes)
+        steps = []
+        for kind, fn, reads, dvals, rets, slots, ix in plan:
+            if kind == "seg":
+                fixed = (*(work[s] for s in slots), *(() if ix is None else (ix,)), *dvals)
+                steps.append((kind, fn, reads, fixed, rets))
+            else:
+                steps.append((kind, fn, reads, dvals, rets))
+        views = [(name, work[slot][row]) for name, slot, row in self.ws_views]
+        return block, steps, views
+
     def _execute(self, first, then, bindings: dict) -> list:
-        """Run the plan; each input is `first(name)`, else `then(name)`, else the graph's value."""
-        plan, inputs, work_shapes, outs = self._prepared(bindings)
+        """Run the plan; each input is `first(name)`, else `then(name)`, else the graph's value.
+        A workspace is reused from run to run (taken from a small pool, so two threads running
+        the plan at once get one each); an output that is a view of it is copied out."""
+        plan, inputs, work_shapes, outs, pool = self._prepared(bindings)
         env: dict = {}
         ndarray = np.ndarray
         for name, default, v, want, dtype in inputs:
@@ -451,34 +470,55 @@ class Compiled(CompiledPlan):
                 env[name] = x
             else:
                 env[name] = _to_env(x, v, bindings)
-        work = [np.empty(shape, dtype) for shape, dtype in work_shapes]
-        for name, slot, row in self.ws_views:
-            env[name] = work[slot][row]
-        compiled = self.compiled_fns
-        for kind, fn, reads, dvals, rets, slots, ix in plan:
-            if kind == "seg":
-                args = [env[r] for r in reads]
-                if ix is not None:
-                    args += [work[s] for s in slots]
-                    args.append(ix)
-                args += dvals
-                if fn not in compiled:
-                    self._compile(fn, args)
-                res = fn(*args)
-                for r, x in zip(rets, res):
-                    env[r] = x
-            elif kind == "call":
-                args = [env[reads[0]], *dvals]
-                if fn not in compiled:
-                    self._compile(fn, args)
-                env[rets[0]] = fn(*args)
-            else:
-                m = fn.m
-                types = self.types
-                out = fn.run([to_numpy(env[i], types[i]) for i in m.inputs], bindings)
-                env[m.name] = _to_env(out, m.v, bindings)
-        return [env[name] if v is None and env[name].__class__ is ndarray else np.asarray(to_numpy(env[name], v))
-                if v is not None else np.asarray(env[name]) for name, v in outs]
+        bound = pool.pop() if pool else self._bound(plan, work_shapes)
+        block, steps, views = bound
+        try:
+            for name, view in views:
+                env[name] = view
+            compiled = self.compiled_fns
+            for kind, fn, reads, fixed, rets in steps:
+                if kind == "seg":
+                    args = (*map(env.__getitem__, reads), *fixed) if reads else fixed
+                    if fn not in compiled:
+                        self._compile(fn, args)
+                    res = fn(*args)
+                    if rets:
+                        for r, x in zip(rets, res):
+                            env[r] = x
+                elif kind == "call":
+                    args = [env[reads[0]], *fixed]
+                    if fn not in compiled:
+                        self._compile(fn, args)
+                    env[rets[0]] = fn(*args)
+                else:
+                    m = fn.m
+                    types = self.types
+                    out = fn.run([to_numpy(env[i], types[i]) for i in m.inputs], bindings)
+                    env[m.name] = _to_env(out, m.v, bindings)
+            result = [env[name] if v is None and env[name].__class__ is ndarray else np.asarray(to_numpy(env[name], v))
+                      if v is not None else np.asarray(env[name]) for name, v in outs]
+            if block is not None:
+                result = [x.copy() if isinstance(x, ndarray) and np.may_share_memory(x, block) else x for x in result]
+            return result
+        finally:
+            if len(pool) < 4:
+                pool.append(bound)
+
+
+def _workspace(shapes) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The workspace arrays, as views of one block of memory (64-byte aligned each), and the
+    block: whether an output is a view of the workspace is then one bounds check."""
+    sizes = [int(np.prod(shape)) * dtype.itemsize for shape, dtype in shapes]
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + -(-size // 64) * 64)
+    if not shapes:
+        return [], None
+    block = np.empty(offsets[-1] + 64, np.uint8)
+    start = -block.ctypes.data % 64
+    work = [block[start + o:start + o + size].view(dtype).reshape(shape)
+            for (shape, dtype), o, size in zip(shapes, offsets, sizes)]
+    return work, block
 
 
 def _numbers_only(program) -> bool:
