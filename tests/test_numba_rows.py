@@ -68,3 +68,50 @@ def test_loop_arrays_counts_workspace_rows_as_one_array():
     lines = ["a0 = v0[i0]", "v1[i0] = a0", "v2[i0] = a0", "buf3[i0 - s0] = a0", "acc4[i0, 0] += v5[i0]"]
     assert cpu_emit.loop_arrays(lines, set()) == (4, 2)  # stores v1, v2, buf3, acc4; loads v0, v5
     assert cpu_emit.loop_arrays(lines, {"v1", "v2", "v5"}) == (3, 1)  # v1, v2 and v5: one workspace
+
+
+SOFTMAX = ("gtool: 1\ninputs:\n  Z: [{b}, {c}]\n  Y: [{b}, {c}]\nnodes:\n"
+           "  L: -sum(Y * log_softmax(Z, axis=1)) / {b}\noutputs: [L]\nloss: L\n")
+
+
+def test_short_rows_run_their_exps_in_a_vector_loop_of_their_own(load_text):
+    """A softmax over 10 classes: the row sums keep the loop around them scalar, so the exps
+    (which would be scalar libm calls there) run in a flat loop of their own, vectorized."""
+    graph = load_text(SOFTMAX.format(b=64, c=10))
+    rng = np.random.default_rng(5)
+    Z = 1000 + 5 * rng.standard_normal((64, 10))
+    Z[3] = Z[3, 0]  # a row of ties
+    Z[4, 2] = -np.inf
+    Z[5, 1] = 1e308
+    Y = np.eye(10)[rng.integers(0, 10, 64)]
+    with np.errstate(all="ignore"):
+        lv, gv = gtool.value_and_grad(graph, {"Z": Z, "Y": Y}, wrt=["Z"], backend="numba")
+        ln, gn = gtool.value_and_grad(graph, {"Z": Z, "Y": Y}, wrt=["Z"], backend="numpy")
+    np.testing.assert_allclose(lv, ln, rtol=1e-13)  # NaN: 0 * -inf where row 4 is -inf
+    np.testing.assert_allclose(gv["Z"], gn["Z"], rtol=1e-12, atol=1e-18)
+    ok = np.isfinite(Z).all(axis=1) & (np.abs(Z).max(axis=1) < 1e300)
+    e = np.exp(Z[ok] - Z[ok].max(axis=1, keepdims=True))
+    np.testing.assert_allclose(gv["Z"][ok], (e / e.sum(axis=1, keepdims=True) - Y[ok]) / 64, rtol=1e-9, atol=1e-18)
+    src = next(c.source for c in _compiled() if "log1p" in c.source and c.source.count("_vexp(") >= 2)
+    assert "for i in range(64 * 10):" in src and "_sexp(" not in src
+
+
+def _compiled():
+    import gc
+
+    from gtool.backends import numba_cpu
+
+    return [o for o in gc.get_objects() if isinstance(o, numba_cpu.Compiled)]
+
+
+@pytest.mark.parametrize("kind", ["max", "min", "sum", "mean"])
+def test_reductions_along_short_rows_keep_nan_and_signed_zero(load_text, kind):
+    graph = load_text(f"gtool: 1\ninputs:\n  x: [6, 5]\nnodes:\n  y: {kind}(x * 1.0, axis=1)\noutputs: [y]\n")
+    x = np.array([[1.0, -2.0, 3.0, 0.5, -0.0], [np.nan, 1.0, 2.0, 3.0, 4.0], [1.0, 2.0, np.nan, -np.inf, 0.0],
+                  [-0.0, -0.0, -0.0, -0.0, -0.0], [np.inf, -np.inf, 1.0, 2.0, 3.0], [5e-324, -5e-324, 1e308, 1e308, 0.0]])
+    with np.errstate(all="ignore"):
+        got = gtool.run(graph, {"x": x}, backend="numba")["y"]
+        want = getattr(np, kind)(x, axis=1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

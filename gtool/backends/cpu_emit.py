@@ -293,6 +293,27 @@ class CpuEmitter:
                     return False
         return True
 
+    def reduction_layout(self, g: Group) -> str | None:
+        """How loop group g's reductions are written: "blocked" (sums of everything, in blocks:
+        `_blocked`), "rowwise" (sums along rows of at least ROW_LONG: a buffer per row, `_loop`),
+        "rowreg" (reductions along shorter rows: into a local per row, stored after the row;
+        the array element, which numba arrays' possible aliasing kept in memory, was loaded and
+        stored at each index), or None (`acc op= v` at each index). Only the first two vectorize."""
+        if not g.reductions:
+            return None
+        sums = all(m.attrs["kind"] in ("sum", "mean") for m in g.reductions)
+        if sums and (self._flat_ok(g) or len(g.shape) == 1) and all(m.v.scalar for m in g.reductions):
+            return "blocked"
+        last = len(g.shape) - 1
+        if last < 1 or self._flat_ok(g) or \
+                not all(not m.v.scalar and set(m.attrs["axes"]) == {last} for m in g.reductions):
+            return None
+        return "rowwise" if sums and numel(g.shape[-1:], self.defaults) >= ROW_LONG else "rowreg"
+
+    def scalar_loop(self, g: Group) -> bool:
+        """Whether loop group g's reductions keep its loop scalar (fusion.split_vector_math)."""
+        return bool(g.reductions) and self.reduction_layout(g) not in ("blocked", "rowwise")
+
     def loop_group(self, g: Group, piece: Piece) -> None:
         """A group over a shape as a loop nest: arrays and accumulators first, the body at each
         index, the results after; a big enough loop becomes a parallel function of its own."""
@@ -303,18 +324,12 @@ class CpuEmitter:
         local = {m.name for m in g.members}
         ref = self._ref(piece, local)
         idx = ["i"] if flat else [f"i{k}" for k in range(len(g.shape))]
-        blocked = bool(g.reductions) and (flat or len(g.shape) == 1) and \
-            all(m.v.scalar and m.attrs["kind"] in ("sum", "mean") for m in g.reductions)
-        last = len(g.shape) - 1
-        row_sums = bool(g.reductions) and not flat and last > 0 and \
-            all(not m.v.scalar and m.attrs["kind"] in ("sum", "mean") and set(m.attrs["axes"]) == {last}
-                for m in g.reductions)
+        layout = self.reduction_layout(g)
+        blocked, rowwise, rowreg = layout == "blocked", layout == "rowwise", layout == "rowreg"
         row = numel(g.shape[-1:], self.defaults)
-        # sums along long rows: a row's terms go to a buffer, summed after the row (`_loop`)
-        rowwise = row_sums and row >= ROW_LONG
         pre, post, accs, arrays, regs = self._loop_setup(g, piece, ext, dim)
         body = Body(g, self.types, idx, reg=regs.__getitem__, scalar=ref, array=ref, dim=dim, flat=flat)
-        body_lines = hoist_loads(self._loop_body(g, body, idx, blocked or rowwise, flat), set(arrays))
+        body_lines = hoist_loads(self._loop_body(g, body, idx, blocked or rowwise, flat, rowreg), set(arrays))
         row_pre: list[str] = []
         if not flat and len(idx) > 1:
             row_pre, body_lines = hoist_row_loads(body_lines, idx[-1], set(arrays))
@@ -342,20 +357,22 @@ class CpuEmitter:
         checked = trig_checked(body_lines)
         if rowwise and not par:
             pre += [f"buf{k} = np.empty({ext[-1]}, np.{dt})" for k, dt in self._reduction_buffers(g)]
-        loop += self._loop(g, ext, idx, size, checked, blocked, flat, par, rowwise, row_pre)
+        if rowreg:  # each row's accumulators start before its loop and are stored after it
+            row_pre = row_pre + [f"t{k} = {reduce_parts(m, self.types)[1]}" for k, m in self._reduced(g)]
+        loop += self._loop(g, ext, idx, size, checked, blocked, flat, par, rowwise, row_pre, rowreg)
         if checked != body_lines:  # sin/cos beyond vecmath.TRIG_MAX: the loop again, on libm
             pre.append("nbig = 0")
             loop.append("if nbig:")
             loop += ["    " + line for line in pre if any(line.startswith(a + " =") for a, _ in accs)]
             loop += ["    " + line for line in self._loop(g, ext, idx, size, libm_lines, blocked, flat, par, rowwise,
-                                                         row_pre)]
+                                                         row_pre, rowreg)]
         if par:
             self._parallel(piece, pre, loop, post, accs, arrays)
         else:
             piece.lines += pre + loop + post
 
     def _loop(self, g: Group, ext, idx, size: str, body_lines: list[str], blocked: bool, flat: bool, par: bool,
-              rowwise: bool = False, row_pre: tuple[str, ...] | list[str] = ()):
+              rowwise: bool = False, row_pre: tuple[str, ...] | list[str] = (), rowreg: bool = False):
         """The loop (nest) running `body_lines` at each index. `rowwise`: the group's sums run
         over the last axis only; the body writes each row's terms to a buffer, and the row's sum
         is added up after the innermost loop, in the same order as `acc += v` at each index
@@ -375,6 +392,9 @@ class CpuEmitter:
             if k == len(ext) - 2:  # what the innermost loop reads at one index of the outer ones
                 loop += ["    " * (k + 1) + line for line in row_pre]
         loop += ["    " * len(ext) + b for b in body_lines]
+        if rowreg:
+            pad = "    " * (len(ext) - 1)
+            loop += [pad + f"acc{r}[{', '.join(idx[:-1])}, 0] = t{r}" for r, _ in self._reduced(g)]
         if rowwise:
             pad = "    " * (len(ext) - 1)
             for r, dt in self._reduction_buffers(g):
@@ -383,6 +403,10 @@ class CpuEmitter:
                                                  f"for jj in range({ext[-1]}):", f"    t{r} += buf{r}[jj]",
                                                  f"{target} += t{r}")]
         return loop
+
+    def _reduced(self, g: Group) -> list[tuple[str, object]]:
+        """(number, member) of each reduction."""
+        return [(self.names.var(m.name)[1:], m) for m in g.reductions]
 
     def _reduction_buffers(self, g: Group) -> list[tuple[str, str]]:
         """(number, accumulator dtype) of each reduction's buffer."""
@@ -427,7 +451,8 @@ class CpuEmitter:
                 post.append(f"{out} = {acc}{cast}.reshape({_shape([dim(d) for d in m.v.shape])})")
         return pre, post, accs, arrays, regs
 
-    def _loop_body(self, g: Group, body: Body, idx: list[str], blocked: bool, flat: bool) -> list[str]:
+    def _loop_body(self, g: Group, body: Body, idx: list[str], blocked: bool, flat: bool,
+                   rowreg: bool = False) -> list[str]:
         """The statements at one index: each member into its register (and its array when
         stored); reductions add into their accumulator (or a block buffer), max/min keep NaN."""
         t = self.types
@@ -442,7 +467,7 @@ class CpuEmitter:
                 continue
             acc_dt, _, kind = reduce_parts(m, t)
             val = convert(body.load(m, 0), t[m.inputs[0]].dtype, acc_dt)
-            target = f"acc{k}" if m.v.scalar else \
+            target = f"acc{k}" if m.v.scalar else f"t{k}" if rowreg else \
                 f"acc{k}[{', '.join('0' if a in m.attrs['axes'] else idx[a] for a in range(len(g.shape)))}]"
             if blocked and len(idx) > 1:  # a row's terms (see `_loop`)
                 lines.append(f"buf{k}[{idx[-1]}] = {val}")

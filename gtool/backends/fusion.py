@@ -125,3 +125,50 @@ def _reads_in_place(m: MNode, value: str, types: dict[str, V]) -> bool:
     return types[value].shape == iter_shape(m, types) or types[value].scalar
 
 
+
+
+def split_vector_math(items: list, calls: frozenset[str], scalar_loop) -> list:
+    """Each loop that stays scalar because of its reductions (`scalar_loop(group)`: max/min, or
+    sums along short rows) and calls vector math (an op in `calls`) split in three: what the
+    calls read, the calls, the rest (the reductions among it). The calls then run as a loop of
+    their own that LLVM vectorizes: the softmax over 128 x 10 classes computed its 2,560 exps
+    by scalar libm calls beside row sums. Where a call reads another call's result (through
+    other members), the group splits in two instead: the members the reductions need, then the
+    rest. Values that a later part reads are stored."""
+    out = []
+    for item in items:
+        if not isinstance(item, Group) or not item.reductions or not scalar_loop(item) or \
+                not any(m.op in calls for m in item.members):
+            out.append(item)
+            continue
+        members = {m.name: m for m in item.members}
+        vector = [m for m in item.members if m.op in calls]
+        before = _ancestors(vector, members)
+        if before.isdisjoint(m.name for m in vector):
+            parts = [[m for m in item.members if m.name in before], vector,
+                     [m for m in item.members if m.name not in before and m.op not in calls]]
+        else:
+            need = _ancestors(item.reductions, members) | {m.name for m in item.reductions}
+            parts = [[m for m in item.members if m.name in need], [m for m in item.members if m.name not in need]]
+        parts = [p for p in parts if p]
+        if len(parts) == 1:
+            out.append(item)
+            continue
+        for k, part in enumerate(parts):
+            read_later = {i for later in parts[k + 1:] for m in later for i in m.inputs}
+            stored = {m.name for m in part if m.name in item.stored or m.name in read_later}
+            out.append(Group(item.shape, part, stored, closed=True))
+    return out
+
+
+def _ancestors(nodes: list[MNode], members: dict[str, MNode]) -> set[str]:
+    """The members that `nodes` read, directly or through other members (not `nodes` themselves
+    unless one reads another)."""
+    seen: set[str] = set()
+    todo = [i for m in nodes for i in m.inputs if i in members]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [i for i in members[name].inputs if i in members]
+    return seen

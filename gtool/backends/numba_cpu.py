@@ -39,6 +39,7 @@ from .codegen import (
     to_numpy,
 )
 from .cpu_emit import BLOCK, PAR_MIN, POOLS, VEC_CALLS, VECTOR_OPS, CpuEmitter, Names, Piece, helper_sources, vkey  # noqa: F401
+from .fusion import split_vector_math
 from .kernels import CHUNK, Workspace, bind_rows, canonical, named, rename_parallel, share_parallel
 
 MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
@@ -193,6 +194,7 @@ def build(program, *, blas: bool, parallel: bool):
     em = CpuEmitter(types, dict(program.graph.dims), parallel)
     calls = VECTOR_OPS if em.vecmath else frozenset()
     items = fuse(nodes, types, program.outputs, chunk=CHUNK, calls=calls, max_calls=VEC_CALLS)
+    items = split_vector_math(items, calls, em.scalar_loop)
     ws = Workspace.plan(items, types, program.outputs, Group)
     em.workspace = set(ws.rows)
     em.consts = inline_constants(program, types)
