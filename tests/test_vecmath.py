@@ -271,3 +271,57 @@ def test_block_sums_add_every_element_once(load_text, n):
     got = api.run(graph, {"x": x, "k": k}, backend="numba")
     assert got["s"] == pytest.approx(math.fsum(2.0 * x), rel=1e-13, abs=1e-13)
     assert int(got["t"]) == 3 * sum(int(v) for v in k)
+
+
+def test_sin_and_cos_of_one_value_share_one_reduction(load_text):
+    """A gradient's cos(x) beside the forward's sin(x): both in one loop, as one `_vsincos`
+    (one argument reduction), with libm's digits beyond TRIG_MAX; checked against mpmath."""
+    from gtool import interp
+
+    text = ("gtool: 1\ninputs:\n  x: [16]\nnodes:\n  a: sin(x) * 1.5\n  b: sin(a) + 0.25\n"
+            "  L: sum(sin(b))\noutputs: [L]\nloss: L\n")
+    graph = load_text(text)
+    x = np.concatenate([np.linspace(-7, 7, 12), [np.pi / 2, -0.0, 1e-300, 3.0]])
+    _, g = api.value_and_grad(graph, {"x": x}, wrt=["x"], backend="numba")
+    src = next(text for text in _generated_sources() if "_vsincos(" in text)
+    assert "_vcos(" not in src  # every cos found its sin
+    mp = mpmath.mpf
+    for v, got in zip(x.tolist(), g["x"].tolist()):
+        a = mpmath.sin(mp(v)) * mp(1.5)
+        b = mpmath.sin(a) + mp(0.25)
+        want = mpmath.cos(b) * mpmath.cos(a) * mp(1.5) * mpmath.cos(mp(v))
+        assert got == pytest.approx(float(want), rel=1e-13, abs=1e-300)
+    x_big = np.array([1e22, 2e6, -3e7, 0.5] * 4)
+    _, g_big = api.value_and_grad(graph, {"x": x_big}, wrt=["x"], backend="numba")
+    _, g_np = api.value_and_grad(graph, {"x": x_big}, wrt=["x"], backend="numpy")
+    np.testing.assert_allclose(g_big["x"], g_np["x"], rtol=1e-13)
+    assert interp.program(graph, backend="numba").compiled.fallback_runs == 0
+
+
+def _generated_sources() -> list[str]:
+    """The text of every module the numba backend has generated in this process."""
+    from pathlib import Path
+
+    from gtool.backends import numba_cpu
+
+    return [Path(m.__file__).read_text() for m in numba_cpu._MODULES.values()]
+
+
+def test_sincos_agrees_with_sin_and_cos():
+    x = np.concatenate([RNG.uniform(-1e6, 1e6, 500), RNG.uniform(-10, 10, 500), SPECIAL, [1647099.0, 1e22, -1e22]])
+
+    @numba.njit(error_model="numpy")
+    def both(x, s, c):
+        for i in range(x.size):
+            s[i], c[i] = vecmath.vsincos(x[i])
+
+    s, c = np.empty_like(x), np.empty_like(x)
+    both(x, s, c)
+    np.testing.assert_array_equal(s, run(vecmath.vsin, x))
+    np.testing.assert_array_equal(c, run(vecmath.vcos, x))
+
+
+def test_merge_sincos_pairs_lines_by_argument():
+    lines = ["r1 = _vsin(a0)", "r2 = (r1 * 2.0)", "r3 = _vcos(r2)", "r4 = _vcos(a0)", "r5 = _vsin(r2)"]
+    assert cpu_emit.merge_sincos(lines) == ["r1, r4 = _vsincos(a0)", "r2 = (r1 * 2.0)", "r5, r3 = _vsincos(r2)"]  # (sin, cos)
+    assert cpu_emit.merge_sincos(["r1 = _vsin(a0)", "r2 = _vcos(a1)"]) == ["r1 = _vsin(a0)", "r2 = _vcos(a1)"]

@@ -32,7 +32,7 @@ BLOCK = 256  # elements per block of a vectorizable loop with sums
 # not notice a change in an imported function).
 
 VECMATH = {"_vexp": "vexp", "_vtanh": "vtanh", "_vsin": "vsin", "_vcos": "vcos", "_sexp": "sexp",
-           "_wide": "prefer_wide_vectors"}  # code -> vecmath
+           "_vsincos": "vsincos", "_wide": "prefer_wide_vectors"}  # code -> vecmath
 _VEC_CALLS = {"math.exp(": "_vexp(", "math.tanh(": "_vtanh(", "math.sin(": "_vsin(", "math.cos(": "_vcos("}
 _SCALAR_CALLS = {"math.exp(": "_sexp("}  # in loops LLVM keeps scalar
 _TRIG = ("math.sin(", "math.cos(")
@@ -245,6 +245,8 @@ class CpuEmitter:
         vecmath's branch-free functions, which LLVM can vectorize (sin and cos when `trig`)."""
         if self.vecmath:
             lines[:] = vectorize_calls(lines, trig, vector)
+            if vector and trig:
+                lines[:] = merge_sincos(lines)
         code = "\n".join(lines)
         for h in list(HELPERS) + list(VECMATH):
             if h + "(" in code:
@@ -661,14 +663,33 @@ def hoist_loads(lines: list[str], written: set[str]) -> list[str]:
     return out
 
 
+_SIN = re.compile(r"^(r\d+) = _vsin\((.*)\)$")
+_COS = re.compile(r"^(r\d+) = _vcos\((.*)\)$")
+
+
+def merge_sincos(lines: list[str]) -> list[str]:
+    """The body with `rA = _vsin(e)` ... `rB = _vcos(e)` (either order) as one `rA, rB =
+    _vsincos(e)` at the first: one argument reduction for both (registers are assigned once,
+    so `e` means the same at both lines)."""
+    sines = {m.group(2): (k, m.group(1)) for k, m in ((k, _SIN.match(x)) for k, x in enumerate(lines)) if m}
+    cosines = {m.group(2): (k, m.group(1)) for k, m in ((k, _COS.match(x)) for k, x in enumerate(lines)) if m}
+    out = list(lines)
+    drop = set()
+    for arg in sines.keys() & cosines.keys():
+        (ks, rs), (kc, rc) = sines[arg], cosines[arg]
+        out[min(ks, kc)] = f"{rs}, {rc} = _vsincos({arg})"
+        drop.add(max(ks, kc))
+    return [x for k, x in enumerate(out) if k not in drop]
+
+
 def trig_checked(lines: list[str]) -> list[str]:
     """The loop body counting, in `nbig`, the vecmath sines and cosines that came back as
     TRIG_BAD (finite arguments beyond TRIG_MAX, which need libm's exact reduction)."""
     out = []
     for line in lines:
         out.append(line)
-        if "_vsin(" in line or "_vcos(" in line:
-            reg = line.split(" = ", 1)[0]
+        if "_vsin(" in line or "_vcos(" in line or "_vsincos(" in line:
+            reg = line.split(" = ", 1)[0].split(",")[0]  # a sincos pair: both or neither are TRIG_BAD
             out.append(f"nbig += {reg} == {TRIG_BAD!r}")
     return out
 

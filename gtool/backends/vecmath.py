@@ -186,3 +186,20 @@ def vcos(x):
     v = -v if (n + 1) & 2 else v
     v = v if abs(x) < TRIG_MAX else (TRIG_BAD if x - x == 0.0 else x - x)
     return x if x != x else v
+
+
+@njit(error_model="numpy", forceinline=True, cache=True)
+def vsincos(x):
+    """(sin x, cos x) from one argument reduction: what vsin and vcos each return."""
+    n, y0, y1 = _reduce(x)
+    s = _ksin(y0, y1)
+    c = _kcos(y0, y1)
+    sv = c if n & 1 else s
+    sv = -sv if n & 2 else sv
+    cv = s if n & 1 else c
+    cv = -cv if (n + 1) & 2 else cv
+    small = abs(x) < TRIG_MAX
+    bad = TRIG_BAD if x - x == 0.0 else x - x
+    sv = sv if small else bad
+    cv = cv if small else bad
+    return (x if x != x else sv), (x if x != x else cv)
