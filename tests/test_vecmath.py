@@ -307,20 +307,6 @@ def _generated_sources() -> list[str]:
     return [Path(m.__file__).read_text() for m in numba_cpu._MODULES.values()]
 
 
-def test_sincos_agrees_with_sin_and_cos():
-    x = np.concatenate([RNG.uniform(-1e6, 1e6, 500), RNG.uniform(-10, 10, 500), SPECIAL, [1647099.0, 1e22, -1e22]])
-
-    @numba.njit(error_model="numpy")
-    def both(x, s, c):
-        for i in range(x.size):
-            s[i], c[i] = vecmath.vsincos(x[i])
-
-    s, c = np.empty_like(x), np.empty_like(x)
-    both(x, s, c)
-    np.testing.assert_array_equal(s, run(vecmath.vsin, x))
-    np.testing.assert_array_equal(c, run(vecmath.vcos, x))
-
-
 def test_merge_sincos_pairs_lines_by_argument():
     lines = ["r1 = _vsin(a0)", "r2 = (r1 * 2.0)", "r3 = _vcos(r2)", "r4 = _vcos(a0)", "r5 = _vsin(r2)"]
     assert cpu_emit.merge_sincos(lines) == ["r1, r4 = _vsincos(a0)", "r2 = (r1 * 2.0)", "r5, r3 = _vsincos(r2)"]  # (sin, cos)

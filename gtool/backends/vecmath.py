@@ -165,30 +165,6 @@ def _kcos(x, y):
 
 
 @njit(error_model="numpy", forceinline=True, cache=True)
-def vsin(x):
-    """sin(x) for |x| < TRIG_MAX; NaN for NaN and +-inf, TRIG_BAD for other |x| >= TRIG_MAX."""
-    n, y0, y1 = _reduce(x)
-    s = _ksin(y0, y1)
-    c = _kcos(y0, y1)
-    v = c if n & 1 else s
-    v = -v if n & 2 else v
-    v = v if abs(x) < TRIG_MAX else (TRIG_BAD if x - x == 0.0 else x - x)
-    return x if x != x else v
-
-
-@njit(error_model="numpy", forceinline=True, cache=True)
-def vcos(x):
-    """cos(x) for |x| < TRIG_MAX; NaN for NaN and +-inf, TRIG_BAD for other |x| >= TRIG_MAX."""
-    n, y0, y1 = _reduce(x)
-    s = _ksin(y0, y1)
-    c = _kcos(y0, y1)
-    v = s if n & 1 else c
-    v = -v if (n + 1) & 2 else v
-    v = v if abs(x) < TRIG_MAX else (TRIG_BAD if x - x == 0.0 else x - x)
-    return x if x != x else v
-
-
-@njit(error_model="numpy", forceinline=True, cache=True)
 def vsincos(x):
     """(sin x, cos x) from one argument reduction: what vsin and vcos each return."""
     n, y0, y1 = _reduce(x)
@@ -203,3 +179,16 @@ def vsincos(x):
     sv = sv if small else bad
     cv = cv if small else bad
     return (x if x != x else sv), (x if x != x else cv)
+
+
+@njit(error_model="numpy", forceinline=True, cache=True)
+def vsin(x):
+    """sin(x) for |x| < TRIG_MAX; NaN for NaN and +-inf, TRIG_BAD for other |x| >= TRIG_MAX
+    (inlined: LLVM drops the cosine's selects)."""
+    return vsincos(x)[0]
+
+
+@njit(error_model="numpy", forceinline=True, cache=True)
+def vcos(x):
+    """cos(x), as vsin."""
+    return vsincos(x)[1]
