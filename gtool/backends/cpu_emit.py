@@ -513,7 +513,8 @@ class CpuEmitter:
         out.append(f"    for {lv} in range(s0, e0):")
         out += ["        " + b for b in body_lines]
         for k, dt in reds:
-            out += ["    " + line for line in block_sum(f"buf{k}", f"t{k}", "e0 - s0", dt)] + [f"    acc{k} += t{k}"]
+            lanes = SUM_LANES if numel(g.shape, self.defaults) >= LANES_MIN else 1
+            out += ["    " + line for line in block_sum(f"buf{k}", f"t{k}", "e0 - s0", dt, lanes)] + [f"    acc{k} += t{k}"]
         return out
 
     def pool_call(self, m) -> tuple[str, list[int]]:
@@ -568,17 +569,21 @@ VECTOR_OPS = frozenset(op for op, template in TEMPLATES.items() if _calls_vector
 
 ROW_LONG = 32  # sums along rows at least this long go through a buffer (`CpuEmitter._loop`)
 SUM_LANES = 8  # independent partial sums per block: one chain of adds waits ~4 cycles an element
+LANES_MIN = 1 << 12  # loops with fewer elements sum each block in order (the code is shorter)
 
 
-def block_sum(buf: str, total: str, count: str, dtype: str) -> list[str]:
-    """Lines adding up buf[:count] into `total` in SUM_LANES interleaved partial sums, joined
+def block_sum(buf: str, total: str, count: str, dtype: str, n_lanes: int = SUM_LANES) -> list[str]:
+    """Lines adding up buf[:count] into `total` in `n_lanes` interleaved partial sums, joined
     pairwise (NumPy's np.sum does the same in its blocks of 128). One in-order chain of adds is
-    bound by the add's latency: it took 2 of the 8 ms of a 1M-element fused loop with a sum."""
+    bound by the add's latency: it took 2 of the 8 ms of a 1M-element fused loop with a sum.
+    One lane is the plain in-order loop (sums of fewer than LANES_MIN: less code to compile)."""
     zero = "0.0" if dtype.startswith("float") else "0"
-    lanes = [f"{total}_{j}" for j in range(SUM_LANES)]
-    lines = [f"{' = '.join(lanes)} = {zero}", f"for jj in range(0, ({count}) - {SUM_LANES - 1}, {SUM_LANES}):"]
+    if n_lanes == 1:
+        return [f"{total} = {zero}", f"for jj in range({count}):", f"    {total} += {buf}[jj]"]
+    lanes = [f"{total}_{j}" for j in range(n_lanes)]
+    lines = [f"{' = '.join(lanes)} = {zero}", f"for jj in range(0, ({count}) - {n_lanes - 1}, {n_lanes}):"]
     lines += [f"    {lane} += {buf}[jj + {j}]" for j, lane in enumerate(lanes)]
-    lines += [f"for jj in range(({count}) // {SUM_LANES} * {SUM_LANES}, {count}):", f"    {lanes[0]} += {buf}[jj]"]
+    lines += [f"for jj in range(({count}) // {n_lanes} * {n_lanes}, {count}):", f"    {lanes[0]} += {buf}[jj]"]
     while len(lanes) > 1:
         lanes = [f"({lanes[j]} + {lanes[j + 1]})" for j in range(0, len(lanes), 2)]
     return lines + [f"{total} = {lanes[0]}"]
