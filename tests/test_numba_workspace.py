@@ -93,3 +93,23 @@ def test_workspace_arrays_are_aligned_views_of_one_block():
             if a != b:
                 assert not np.shares_memory(w, v)
     assert numba_cpu._workspace([]) == ([], None)
+
+
+def test_the_kept_workspaces_are_bounded(load_text, monkeypatch):
+    """A plan run at many batch sizes keeps workspaces up to POOL_BYTES in all, not one per size;
+    the runs past it free theirs and still give the right values."""
+    graph = load_text(CHAIN.replace("x: [16]", "x: [n]").replace("reshape(c30, shape=[4, 4])", "c30 * 2.0"))
+    monkeypatch.setattr(numba_cpu, "POOL_BYTES", 2000)  # the five sizes need 3,200
+    for n in (8, 16, 24, 32, 40):
+        x = np.linspace(-1, 1, n)
+        got = gtool.run(graph, {"x": x}, backend="numba")["c59"]
+        np.testing.assert_allclose(got, _numpy(graph, x)["c59"], rtol=1e-13)
+        c = interp.program(graph, backend="numba").compiled
+        assert c._pooled <= 2000
+        kept = sum(_bytes(entry) for prep in c._preps.values() for entry in prep[4])
+        assert kept == c._pooled
+    assert c.fallback_runs == 0
+
+
+def _bytes(entry) -> int:
+    return 0 if entry[0] is None else entry[0].nbytes

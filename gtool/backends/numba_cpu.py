@@ -43,6 +43,7 @@ from .fusion import pair_sin_cos, split_vector_math
 from .kernels import CHUNK, Workspace, bind_rows, canonical, named, rename_parallel, share_parallel
 
 MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
+POOL_BYTES = 256 << 20  # workspaces a plan keeps between runs, in all (many batch sizes: not one each)
 VEC_CALL_LINES = 5  # what one inlined vector-math call weighs against MAX_LINES (chain: cold 10.4 -> 6.3 s)
 
 
@@ -350,6 +351,7 @@ class Compiled(CompiledPlan):
         self.consts = consts
         self.compiled_fns: set = set()
         self._preps: dict[tuple, tuple] = {}
+        self._pooled = 0  # bytes of the workspaces kept in the pools (POOL_BYTES at most)
 
     @property
     def n_compiled(self) -> int:
@@ -482,7 +484,11 @@ class Compiled(CompiledPlan):
                 env[name] = x
             else:
                 env[name] = _to_env(x, v, bindings)
-        bound = pool.pop() if pool else self._bound(plan, work_shapes)
+        try:
+            bound = pool.pop()
+            self._pooled -= _nbytes(bound[0])
+        except IndexError:
+            bound = self._bound(plan, work_shapes)
         block, steps, views = bound
         try:
             for name, view in views:
@@ -513,8 +519,14 @@ class Compiled(CompiledPlan):
                 result = [x.copy() if isinstance(x, ndarray) and np.may_share_memory(x, block) else x for x in result]
             return result
         finally:
-            if len(pool) < 4:
+            size = _nbytes(block)
+            if len(pool) < 4 and self._pooled + size <= POOL_BYTES:  # else freed, as before pooling
+                self._pooled += size
                 pool.append(bound)
+
+
+def _nbytes(block) -> int:
+    return 0 if block is None else block.nbytes
 
 
 def _workspace(shapes) -> tuple[list[np.ndarray], np.ndarray | None]:
