@@ -125,8 +125,6 @@ def _reads_in_place(m: MNode, value: str, types: dict[str, V]) -> bool:
     return types[value].shape == iter_shape(m, types) or types[value].scalar
 
 
-
-
 def split_vector_math(items: list, calls: frozenset[str], scalar_loop) -> list:
     """Each loop that stays scalar because of its reductions (`scalar_loop(group)`: max/min, or
     sums along short rows) and calls vector math (an op in `calls`) split in three: what the

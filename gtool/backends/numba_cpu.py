@@ -45,14 +45,14 @@ from .kernels import CHUNK, Workspace, bind_rows, canonical, named, rename_paral
 MAX_LINES = 150  # lines per compiled function: numba's compile time grows faster than linearly in it
 POOL_BYTES = 256 << 20  # workspaces a plan keeps between runs, in all (many batch sizes: not one each)
 VEC_CALL_LINES = 5  # what one inlined vector-math call weighs against MAX_LINES (chain: cold 10.4 -> 6.3 s)
+VERSION = "2"  # bump when the generated code changes meaning (part of the cache key)
+_VECTOR_CALLS = ("_vexp(", "_vtanh(", "_vsin(", "_vcos(", "_vsincos(")
 
 
 def _weight(lines: list[str]) -> int:
-    """A function's size for MAX_LINES: its lines, and VEC_CALL_LINES for each vecmath call
-    (inlined: LLVM optimizes ~100 instructions for each)."""
-    return len(lines) + VEC_CALL_LINES * sum(line.count("_vs") + line.count("_vc") + line.count("_vexp")
-                                              + line.count("_vtanh") for line in lines)
-VERSION = "2"  # bump when the generated code changes meaning (part of the cache key)
+    """A function's size for MAX_LINES: its lines, and VEC_CALL_LINES for each inlined vecmath
+    call (LLVM optimizes ~100 instructions for each)."""
+    return len(lines) + VEC_CALL_LINES * sum(line.count(c) for line in lines for c in _VECTOR_CALLS)
 
 
 def require_numba():
