@@ -22,6 +22,22 @@ def chain_text(n: int = 2000, ops: tuple[str, ...] = ("sin({p})", "{p} * 1.01", 
     return f"gtool: 1\ninputs:\n  x: [{size}]\nnodes:\n" + "\n".join(lines) + f"\n  L: sum({prev})\noutputs: [L]\nloss: L\n"
 
 
+
+def chain_closed_form(x, n: int):
+    """(final value, d final / d x) of chain_text's default chain, by the chain rule in NumPy:
+    y <- sin(y) (d <- d cos(y)), y <- 1.01 y (d <- 1.01 d), y <- y + 0.1."""
+    import numpy as np
+
+    y, d = np.array(x, dtype=float), np.ones(len(x))
+    for i in range(n):
+        if i % 3 == 0:
+            d, y = d * np.cos(y), np.sin(y)
+        elif i % 3 == 1:
+            d, y = d * 1.01, y * 1.01
+        else:
+            y = y + 0.1
+    return y, d
+
 # a chain of big vectors, so the sign rules (negations of >= 4096 elements) fire, and sigmoids
 # whose VJP's exp(-|x|) the forward shares
 SIGNS = ("cos({p})", "-{p}", "2 * {p}", "sigmoid({p})", "{p} - tanh({p})", "{p} * {p}", "{p} ** 2",

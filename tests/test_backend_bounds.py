@@ -21,6 +21,7 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
+from simplify_cases import chain_closed_form, chain_text  # noqa: E402
 from ulps import ulp_diff  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,14 +105,6 @@ def test_compiled_graph_with_bounds_checking_needs_no_fallback(tmp_path):
 # long chains: bounded loops, shared kernels ------------------------------------------------------
 
 
-def _chain(n: int) -> str:
-    lines, prev = [], "x"
-    for i in range(n):
-        lines.append(f"  c{i}: " + ("sin({p})", "{p} * 1.01", "{p} + 0.1")[i % 3].format(p=prev))
-        prev = f"c{i}"
-    return "gtool: 1\ninputs:\n  x: [16]\nnodes:\n" + "\n".join(lines) + f"\n  L: sum({prev})\noutputs: [L]\nloss: L\n"
-
-
 def test_long_chain_compiles_as_few_shared_bounded_kernels(load_text):
     """A 600-op chain (1,200 statements forward and backward) is cut into loops of at most
     CHUNK members whose values cross in a workspace; the identical middle chunks are one
@@ -119,7 +112,7 @@ def test_long_chain_compiles_as_few_shared_bounded_kernels(load_text):
     from gtool import api, interp
     from gtool.backends.kernels import CHUNK
 
-    graph = load_text(_chain(600))
+    graph = load_text(chain_text(600))
     c = interp.program(api.grad(graph, ["x"]), backend="numba").compiled
     functions = c.source.count("\ndef k")
     assert c.n_compiled >= 1200 // CHUNK and functions <= 8, (c.n_compiled, functions)
@@ -130,14 +123,7 @@ def test_long_chain_compiles_as_few_shared_bounded_kernels(load_text):
     x = np.linspace(-2.0, 2.0, 16)
     loss, grads = api.value_and_grad(graph, {"x": x}, wrt=["x"], backend="numba")
     # the closed form, independently: forward y_{k+1} = sin(y_k) * 1.01 + 0.1, dy/dx by the chain rule
-    y, d = x.copy(), np.ones_like(x)
-    for i in range(600):
-        if i % 3 == 0:
-            d, y = d * np.cos(y), np.sin(y)
-        elif i % 3 == 1:
-            d, y = d * 1.01, y * 1.01
-        else:
-            y = y + 0.1
+    y, d = chain_closed_form(x, 600)
     assert loss == pytest.approx(np.sum(y), rel=1e-12)
     np.testing.assert_allclose(grads["x"], d, rtol=1e-10, atol=1e-300)
     assert c.fallback_runs == 0
