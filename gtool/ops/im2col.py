@@ -122,11 +122,7 @@ def filter_images(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int) -> np.n
     kernel, out, n = plan.window.kernel, plan.out, len(plan.spatial)
     cols_len, inner = c // groups * prod(kernel), prod(out[1:])
     image = image_columns(x, plan)
-    bands, rows = _bands(out, c * prod(kernel) * x.itemsize)
-    store = np.empty(c * prod(kernel) * rows * inner, x.dtype)
-    gm = g.reshape(nb, groups, m // groups, prod(out))
-    acc = np.zeros((groups, m // groups, cols_len), x.dtype)
-    part = np.empty_like(acc)
+    bands, store, gm, acc, part = _filter_work(x, g, plan, groups)
     for i in range(nb):
         src = image(i)
         for r0, r1 in bands:
@@ -135,6 +131,19 @@ def filter_images(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int) -> np.n
             cols = buf.reshape(groups, cols_len, -1).transpose(0, 2, 1)
             acc += np.matmul(gm[i, :, :, r0 * inner: r1 * inner], cols, out=part)
     return acc.reshape((m, c // groups) + kernel)
+
+
+def _filter_work(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int) -> tuple:
+    """What both filter-gradient paths share: the bands of output rows, one store for a band's
+    columns, g per image and group [N, G, M/G, P], the accumulator [G, M/G, Cg K] and a buffer
+    for each matmul's result."""
+    c, m, out = x.shape[1], g.shape[1], plan.out
+    k = prod(plan.window.kernel)
+    bands, rows = _bands(out, c * k * x.itemsize)
+    store = np.empty(c * k * rows * prod(out[1:]), x.dtype)
+    gm = g.reshape(x.shape[0], groups, m // groups, prod(out))
+    acc = np.zeros((groups, m // groups, c // groups * k), x.dtype)
+    return bands, store, gm, acc, np.empty_like(acc)
 
 
 # Channels per group from which the filter gradient builds channel-last columns: with fewer,
@@ -156,11 +165,7 @@ def _filter_channels_last(x: np.ndarray, g: np.ndarray, plan: Plan, groups: int)
     v = v.transpose((0,) + tuple(range(1, 1 + n)) + tuple(range(2 + n, 2 + 2 * n)) + (1 + n,))  # [N,*out,*k,C]
     v = v.reshape(v.shape[:-1] + (groups, cg))  # splitting the contiguous channel axis: still a view
     v = np.moveaxis(v, -2, 1)  # [N, G, *out, *kernel, Cg]
-    bands, rows = _bands(out, c * prod(kernel) * x.itemsize)
-    store = np.empty(c * prod(kernel) * rows * inner, x.dtype)
-    gm = g.reshape(nb, groups, m // groups, prod(out))
-    acc = np.zeros((groups, m // groups, cols_len), x.dtype)
-    part = np.empty_like(acc)
+    bands, store, gm, acc, part = _filter_work(x, g, plan, groups)
     for i in range(nb):
         for r0, r1 in bands:
             buf = store[: c * prod(kernel) * (r1 - r0) * inner].reshape((groups, r1 - r0) + out[1:] + kernel + (cg,))
